@@ -1,0 +1,212 @@
+"""Options of `Offload(...)`: keyword arguments > `OFFLOAD_*` environment > defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ._declare import LANES
+from ._errors import ConfigError
+
+__all__ = ["OffloadConfig", "Priority", "parse_routes"]
+
+Priority = Literal["normal", "low", "idle"]
+_PRIORITIES = ("normal", "low", "idle")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _opt(default: Any, env: str, doc: str, **extra: Any) -> Any:
+    # `kind` tells the environment parser what to make of the text.
+    kind = extra.pop("kind", type(default).__name__)
+    metadata = {"env": env, "doc": doc, "kind": kind, **extra}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class OffloadConfig:
+    """Every option, validated once. `repr` shows the values in force."""
+
+    thread_workers: int = _opt(
+        16,
+        "OFFLOAD_THREAD_WORKERS",
+        "Threads of the thread lane's own limiter (never anyio's default 40-token one, "
+        "which serves sync endpoints).",
+    )
+    process_workers: int = _opt(
+        0,
+        "OFFLOAD_PROCESS_WORKERS",
+        "Worker processes of the process lane; 0 means one per CPU core.",
+    )
+    max_pending: int = _opt(
+        1000,
+        "OFFLOAD_MAX_PENDING",
+        "Per lane: tasks accepted but not yet running. When reached, `add_task` raises "
+        "`QueueFull` (a 503 with `Retry-After`).",
+    )
+    shutdown_timeout: float = _opt(
+        25.0,
+        "OFFLOAD_SHUTDOWN_TIMEOUT",
+        "Seconds shutdown waits for running and pending tasks before cancelling them "
+        "(each abandoned task is logged by name and id).",
+    )
+    loop_block_threshold: float = _opt(
+        0.1,
+        "OFFLOAD_LOOP_BLOCK_THRESHOLD",
+        "Seconds one step of an `async def` task may hold the event loop before it is "
+        "reported; 0 turns the reports off.",
+    )
+    process_priority: Priority = _opt(
+        "low",
+        "OFFLOAD_PROCESS_PRIORITY",
+        "CPU priority of process workers: `normal`, `low` (nice 10) or `idle` "
+        "(Linux SCHED_IDLE), so the API process wins the CPU when both want it.",
+        choices=_PRIORITIES,
+    )
+    prestart_workers: bool = _opt(
+        False,
+        "OFFLOAD_PRESTART_WORKERS",
+        "Start the process workers at startup (and keep them warm) so the first CPU task "
+        "does not pay the worker's cold start.",
+    )
+    auto_promote: bool = _opt(
+        False,
+        "OFFLOAD_AUTO_PROMOTE",
+        "Move sync callables that the thread lane measures as CPU-bound to the process "
+        "lane, when they and their arguments can travel there.",
+    )
+    timeout: float | None = _opt(
+        None,
+        "OFFLOAD_TIMEOUT",
+        "Default timeout in seconds for every task; none when unset.",
+        kind="float",
+    )
+    status_capacity: int = _opt(
+        10_000,
+        "OFFLOAD_STATUS_CAPACITY",
+        "Finished tasks whose status is kept (oldest forgotten first). Pending and "
+        "running tasks are always kept.",
+    )
+    routes: Mapping[str, str] = _opt(
+        {},
+        "OFFLOAD_ROUTES",
+        "Callable name patterns (fnmatch, against `module.qualname`) mapped to lanes, "
+        "e.g. `{'myapp.images.*': 'process'}`; env form `myapp.images.*=process,...`.",
+    )
+    backend: str = _opt(
+        "local",
+        "OFFLOAD_BACKEND",
+        "`local` (the loop / thread / process lanes), or a remote backend's name "
+        "(`celery`, `rq`); `Offload(backend=...)` also takes a `Backend` instance.",
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("thread_workers", "max_pending", "status_capacity"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("process_workers", self.process_workers, minimum=0)
+        _check_number("shutdown_timeout", self.shutdown_timeout, minimum=0)
+        _check_number("loop_block_threshold", self.loop_block_threshold, minimum=0)
+        if self.timeout is not None:
+            _check_number("timeout", self.timeout, minimum=0, exclusive=True)
+        if self.process_priority not in _PRIORITIES:
+            raise ConfigError(
+                f"process_priority={self.process_priority!r} is not accepted; "
+                f"use one of {', '.join(_PRIORITIES)}"
+            )
+        for name in ("prestart_workers", "auto_promote"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be True or False")
+        if not isinstance(self.routes, Mapping):
+            raise ConfigError(f"routes={self.routes!r} must map name patterns to lanes")
+        for pattern, lane in self.routes.items():
+            if lane not in LANES:
+                raise ConfigError(
+                    f"routes[{pattern!r}]={lane!r} is not a lane; use one of {', '.join(LANES)}"
+                )
+        object.__setattr__(self, "routes", dict(self.routes))
+
+    @property
+    def effective_process_workers(self) -> int:
+        return self.process_workers or _cpus()
+
+    @classmethod
+    def resolve(
+        cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> OffloadConfig:
+        """Build the config from keyword options, then `OFFLOAD_*` variables, then defaults."""
+        environ = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(fields)}"
+            )
+        values: dict[str, Any] = {}
+        for name, f in fields.items():
+            if name in options:
+                values[name] = options[name]
+                continue
+            env = f.metadata["env"]
+            raw = environ.get(env)
+            if raw is not None and raw.strip() != "":
+                values[name] = _parse_env(env, raw.strip(), f.metadata["kind"])
+        return cls(**values)
+
+
+def parse_routes(env: str, raw: str) -> dict[str, str]:
+    routes: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        pattern, sep, lane = item.partition("=")
+        if not sep or not pattern.strip():
+            raise ConfigError(
+                f"{env}={raw!r}: {item!r} is not `pattern=lane`; "
+                "write e.g. `myapp.images.*=process,myapp.mail.*=thread`"
+            )
+        routes[pattern.strip()] = lane.strip()
+    return routes
+
+
+def _parse_env(env: str, raw: str, kind: str) -> Any:
+    if kind == "bool":
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{env}={raw!r} is not a boolean; use 1/true/yes/on or 0/false/no/off")
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{env}={raw!r} is not a whole number") from None
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{env}={raw!r} is not a number of seconds") from None
+    if kind == "dict":
+        return parse_routes(env, raw)
+    return raw
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be a whole number, {minimum} or more")
+
+
+def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and (value > minimum if exclusive else value >= minimum):
+        return
+    bound = f"above {minimum}" if exclusive else f"{minimum} or more"
+    raise ConfigError(f"{name}={value!r} must be a number of seconds, {bound}")

@@ -1,0 +1,145 @@
+"""Decorators that declare a callable's lane and defaults where it is defined."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, overload
+
+from ._errors import ConfigError
+
+__all__ = ["LANES", "Lane", "TaskDefaults", "cpu_bound", "declared", "io_bound", "task"]
+
+Lane = Literal["loop", "thread", "process", "remote"]
+LANES: tuple[str, ...] = ("loop", "thread", "process", "remote")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The declaration is stored on the function object itself and the function is returned
+# unchanged: it still pickles by its qualified name (the process lane needs that) and
+# calling it directly behaves exactly as before. No global registry.
+_ATTRIBUTE = "__fastapi_offload__"
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    """Settings attached to a callable by `task`, `cpu_bound` or `io_bound`."""
+
+    lane: Lane | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    retry_delay: float | None = None
+
+    def __post_init__(self) -> None:
+        check_settings(self.lane, self.timeout, self.retries, self.retry_delay)
+
+
+def check_settings(
+    lane: str | None, timeout: float | None, retries: int | None, retry_delay: float | None
+) -> None:
+    """Validate per-task settings; shared by decorators and `tasks.options(...)`."""
+    if lane is not None and lane not in LANES:
+        raise ConfigError(f"lane={lane!r} is not a lane; use one of {', '.join(LANES)}")
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"timeout={timeout!r} must be a number of seconds above 0, or None")
+    if retries is not None and (not isinstance(retries, int) or retries < 0):
+        raise ConfigError(f"retries={retries!r} must be a whole number, 0 or more")
+    if retry_delay is not None and not retry_delay >= 0:
+        raise ConfigError(f"retry_delay={retry_delay!r} must be a number of seconds, 0 or more")
+
+
+def declared(func: Callable[..., Any]) -> TaskDefaults | None:
+    """The settings a decorator attached to `func`, if any."""
+    found = getattr(func, _ATTRIBUTE, None)
+    return found if isinstance(found, TaskDefaults) else None
+
+
+def _attach(func: F, defaults: TaskDefaults) -> F:
+    if not callable(func):
+        raise TypeError(f"{func!r} is not callable; decorate a function")
+    try:
+        setattr(func, _ATTRIBUTE, defaults)
+    except (AttributeError, TypeError):
+        raise TypeError(
+            f"cannot attach task settings to {func!r} (a built-in or bound method?); "
+            "decorate the plain function, or pass settings with tasks.options(...)"
+        ) from None
+    return func
+
+
+@overload
+def task(func: F, /) -> F: ...
+@overload
+def task(
+    *,
+    lane: Lane | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+) -> Callable[[F], F]: ...
+def task(
+    func: F | None = None,
+    /,
+    *,
+    lane: Lane | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+) -> F | Callable[[F], F]:
+    """Declare a callable's lane, timeout and retries where it is defined.
+
+    Used bare (`@task`) or with settings (`@task(lane="process", timeout=30)`). The
+    function is returned unchanged, so calling it directly still works. Per-call
+    `tasks.options(...)` override these; these override `Offload(routes=...)`.
+    """
+    defaults = TaskDefaults(lane, timeout, retries, retry_delay)
+    if func is not None:
+        return _attach(func, defaults)
+    return lambda f: _attach(f, defaults)
+
+
+@overload
+def cpu_bound(func: F, /) -> F: ...
+@overload
+def cpu_bound(
+    *, timeout: float | None = None, retries: int | None = None, retry_delay: float | None = None
+) -> Callable[[F], F]: ...
+def cpu_bound(
+    func: F | None = None,
+    /,
+    *,
+    timeout: float | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+) -> F | Callable[[F], F]:
+    """Send this sync function to the process lane: it computes, and would hold the GIL.
+
+    The function must be importable by its qualified name (defined at module level,
+    not a lambda or closure) and its arguments and return value must pickle.
+    """
+    if func is not None:
+        return _attach(func, TaskDefaults("process"))
+    return task(lane="process", timeout=timeout, retries=retries, retry_delay=retry_delay)
+
+
+@overload
+def io_bound(func: F, /) -> F: ...
+@overload
+def io_bound(
+    *, timeout: float | None = None, retries: int | None = None, retry_delay: float | None = None
+) -> Callable[[F], F]: ...
+def io_bound(
+    func: F | None = None,
+    /,
+    *,
+    timeout: float | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+) -> F | Callable[[F], F]:
+    """Keep this sync function on the thread lane: it mostly waits (network, disk, sleep).
+
+    This also silences the thread lane's CPU-bound advice for the function.
+    """
+    if func is not None:
+        return _attach(func, TaskDefaults("thread"))
+    return task(lane="thread", timeout=timeout, retries=retries, retry_delay=retry_delay)

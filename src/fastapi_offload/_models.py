@@ -1,0 +1,74 @@
+"""Value objects shared by the runtime, the status store and the backends."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TaskCall", "TaskInfo", "TaskState"]
+
+
+class TaskState(str, enum.Enum):
+    """Where a task is in its life. `UNKNOWN` is the state of an id never seen."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """A snapshot of one task's status, as returned by `Offload.status()`.
+
+    Times are Unix timestamps (`time.time()`); `error` is the `repr` of the exception
+    of a failed task; `lane` is `loop`, `thread`, `process` or the backend's name.
+    """
+
+    id: str
+    name: str
+    state: TaskState
+    lane: str = ""
+    created_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "state": self.state.value,
+            "lane": self.lane,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "attempts": self.attempts,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class TaskCall:
+    """One call as handed to a remote `Backend`: a registered name and its arguments.
+
+    `name` is the callable's import path (`module.qualname`), which is also the name
+    it is registered under on the worker side.
+    """
+
+    id: str
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 1.0
