@@ -65,12 +65,11 @@ class OffloadConfig:
         "Seconds one step of an `async def` task may hold the event loop before it is "
         "reported; 0 turns the reports off.",
     )
-    process_priority: Priority = _opt(
+    process_priority: str = _opt(
         "low",
         "OFFLOAD_PROCESS_PRIORITY",
         "CPU priority of process workers: `normal`, `low` (nice 10) or `idle` "
         "(Linux SCHED_IDLE), so the API process wins the CPU when both want it.",
-        choices=_PRIORITIES,
     )
     prestart_workers: bool = _opt(
         False,

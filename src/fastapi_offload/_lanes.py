@@ -1,0 +1,264 @@
+"""The local lanes: loop, thread and process, each with its own limiter and bound."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_process
+import anyio.to_thread
+from anyio import BrokenWorkerProcess, CapacityLimiter
+
+from . import _process
+from ._errors import QueueFull, TaskTimeout, WorkerCrashed
+from ._models import TaskState
+from ._monitor import LoopMonitor
+from ._store import TaskRecord
+
+__all__ = ["CpuAdvisor", "Lane", "LaneStats", "LoopLane", "ProcessLane", "ThreadLane"]
+
+logger = logging.getLogger("fastapi_offload")
+
+
+@dataclass(frozen=True)
+class LaneStats:
+    """Counters of one lane. `waiting` tasks are accepted but not yet running."""
+
+    waiting: int
+    running: int
+    capacity: int
+    max_pending: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    retried: int
+
+
+class Lane:
+    name = ""
+
+    def __init__(self, capacity: int, max_pending: int) -> None:
+        self.capacity = capacity
+        self.max_pending = max_pending
+        self.limiter = CapacityLimiter(capacity)
+        # anyio's call takes a limiter too; ours is taken first so that timeouts count
+        # running time only, which leaves this one uncontended.
+        self._inner = CapacityLimiter(capacity)
+        self.waiting = 0
+        self.running = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.retried = 0
+
+    def admit(self, name: str) -> None:
+        if self.waiting >= self.max_pending:
+            raise QueueFull(
+                f"the {self.name} lane is full ({self.waiting} tasks waiting, "
+                f"max_pending={self.max_pending}); {name} was not accepted. Retry later, "
+                "or raise max_pending / the lane's workers if the machine has room."
+            )
+        self.waiting += 1
+
+    def withdraw(self) -> None:
+        self.waiting -= 1
+
+    def stats(self) -> LaneStats:
+        return LaneStats(
+            waiting=self.waiting,
+            running=self.running,
+            capacity=self.capacity,
+            max_pending=self.max_pending,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            retried=self.retried,
+        )
+
+    async def run_once(self, record: TaskRecord) -> None:
+        """One attempt: wait for a token, run, raise on failure or timeout."""
+        async with self.limiter:
+            if record.attempts == 0:
+                self.withdraw()
+            record.attempts += 1
+            record.started_at = record.started_at or time.time()
+            record.state = TaskState.RUNNING
+            self.running += 1
+            try:
+                with anyio.move_on_after(record.timeout) as scope:
+                    await self.execute(record)
+                if scope.cancelled_caught:
+                    raise TaskTimeout(
+                        f"{record.name} (id {record.id}) ran longer than its timeout of "
+                        f"{record.timeout} s{self.timeout_note}"
+                    )
+            finally:
+                self.running -= 1
+
+    timeout_note = ""
+
+    async def execute(self, record: TaskRecord) -> None:
+        raise NotImplementedError
+
+
+class LoopLane(Lane):
+    """`async def` callables, concurrently on the event loop, each step timed."""
+
+    name = "loop"
+
+    def __init__(self, max_pending: int, monitor: LoopMonitor) -> None:
+        # Coroutines need no worker; the bound on concurrency is the bound on pending.
+        super().__init__(capacity=max_pending, max_pending=max_pending)
+        self.monitor = monitor
+
+    async def execute(self, record: TaskRecord) -> None:
+        coro = record.func(*record.args, **record.kwargs)
+        if self.monitor.threshold > 0:
+            await self.monitor.timed(coro, record.name, record.id)
+        else:
+            await coro
+
+
+class CpuAdvisor:
+    """Watches CPU time against wall time of sync callables on the thread lane.
+
+    A thread running pure Python holds the GIL, so its CPU time is close to its wall
+    time; a thread waiting on I/O uses little CPU. A callable that is CPU-bound is
+    named once in a warning, and (with `auto_promote`) routed to the process lane.
+    """
+
+    MIN_WALL = 0.05
+    RATIO = 0.7
+
+    def __init__(self) -> None:
+        self.flagged: set[str] = set()
+
+    def observe(self, name: str, wall: float, cpu: float, declared: bool) -> None:
+        if declared or name in self.flagged or wall < self.MIN_WALL or cpu < self.RATIO * wall:
+            return
+        self.flagged.add(name)
+        logger.warning(
+            "%s spent %.0f%% of its %.2f s on the CPU in the thread lane: it holds the GIL "
+            "and slows every request while it runs. Decorate it with @cpu_bound (or route "
+            "it with Offload(routes={%r: 'process'})) to run it in a worker process; "
+            "Offload(auto_promote=True) does that automatically. Decorate it with "
+            "@io_bound to silence this advice.",
+            name,
+            100 * cpu / wall,
+            wall,
+            name,
+        )
+
+
+def _measured(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    on_done: Callable[[float, float], None],
+) -> None:
+    wall, cpu = time.perf_counter(), time.thread_time()
+    try:
+        func(*args, **kwargs)
+    finally:
+        on_done(time.perf_counter() - wall, time.thread_time() - cpu)
+
+
+class ThreadLane(Lane):
+    """Sync callables on a thread limiter of our own, never anyio's default one."""
+
+    name = "thread"
+    timeout_note = "; the thread cannot be killed and finishes in the background"
+
+    def __init__(self, capacity: int, max_pending: int, advisor: CpuAdvisor) -> None:
+        super().__init__(capacity, max_pending)
+        self.advisor = advisor
+
+    async def execute(self, record: TaskRecord) -> None:
+        declared = record.declared
+
+        def on_done(wall: float, cpu: float) -> None:
+            self.advisor.observe(record.name, wall, cpu, declared)
+
+        # abandon_on_cancel: a timeout or shutdown must not wait for a thread that
+        # cannot be interrupted; the thread finishes on its own.
+        await anyio.to_thread.run_sync(
+            functools.partial(_measured, record.func, record.args, record.kwargs, on_done),
+            abandon_on_cancel=True,
+            limiter=self._inner,
+        )
+
+
+class ProcessLane(Lane):
+    """Sync callables in anyio worker processes, through the `_process` trampoline."""
+
+    name = "process"
+    timeout_note = "; its worker process was killed"
+
+    def __init__(self, capacity: int, max_pending: int, priority: str) -> None:
+        super().__init__(capacity, max_pending)
+        self.priority = priority
+        self.crashed = 0
+        self.cpu_seconds = 0.0
+
+    async def prestart(self) -> None:
+        """Start every worker now (and set its priority) so the first task is warm."""
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.capacity):
+                tg.start_soon(self._ping)
+
+    async def _ping(self) -> None:
+        async with self.limiter:
+            await anyio.to_process.run_sync(_process.noop, self.priority, limiter=self._inner)
+
+    async def keep_warm(self, interval: float = 120.0) -> None:
+        # anyio kills workers idle for 5 minutes when the next call comes; a periodic
+        # call to every worker keeps pre-started workers from going cold.
+        while True:
+            await anyio.sleep(interval)
+            if self.running == 0 and self.waiting == 0:
+                await self.prestart()
+
+    async def execute(self, record: TaskRecord) -> None:
+        assert record.payload is not None
+        level = logging.getLogger().getEffectiveLevel()
+        try:
+            ok, error, tb, records, cpu = await anyio.to_process.run_sync(
+                _process.run,
+                record.payload,
+                self.priority,
+                level,
+                cancellable=True,
+                limiter=self._inner,
+            )
+        except BrokenWorkerProcess as exc:
+            self.crashed += 1
+            raise WorkerCrashed(
+                f"the worker process running {record.name} (id {record.id}) died "
+                "(killed, crashed or out of memory); the next task gets a fresh worker. "
+                "Check the system log for an OOM kill, or run the function in a thread "
+                "to see its error."
+            ) from exc
+        self.cpu_seconds += cpu
+        for data in records:
+            data["offload_task_id"] = record.id
+            log_record = logging.makeLogRecord(data)
+            logging.getLogger(log_record.name).handle(log_record)
+        if not ok:
+            raise RemoteError(error or "", tb or "")
+
+
+class RemoteError(Exception):
+    """An exception raised in a worker process, carried back as text."""
+
+    def __init__(self, error: str, traceback_text: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.traceback_text = traceback_text
+
+    def __repr__(self) -> str:
+        return self.error

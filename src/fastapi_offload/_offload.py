@@ -1,0 +1,513 @@
+"""`Offload`: the application-level runtime that owns the lanes, the store and the task group."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, ParamSpec
+
+import anyio
+from anyio.abc import TaskGroup
+from typing_extensions import Self
+
+from ._config import OffloadConfig
+from ._declare import check_settings, declared
+from ._errors import ConfigError, NotOffloadable, OffloadClosed, TaskTimeout, WorkerCrashed
+from ._lanes import CpuAdvisor, Lane, LaneStats, LoopLane, ProcessLane, RemoteError, ThreadLane
+from ._models import TaskCall, TaskInfo, TaskState
+from ._monitor import LoopMonitor
+from ._routing import callable_name, choose_lane, is_async_callable, pickle_call
+from ._store import StatusStore, TaskRecord
+from .backends.base import Backend
+
+__all__ = ["Offload", "OffloadStats", "TaskHandle"]
+
+logger = logging.getLogger("fastapi_offload")
+P = ParamSpec("P")
+
+# Where `Offload.lifespan` leaves the runtime for `OffloadTasks` to find.
+STATE_KEY = "fastapi_offload"
+
+
+@dataclass(frozen=True)
+class TaskHandle:
+    """What `add_task` returns: the task's id (for `Offload.status`), name and lane."""
+
+    id: str
+    name: str
+    lane: str
+
+
+@dataclass(frozen=True)
+class OffloadStats:
+    """A snapshot of the runtime's counters, from `Offload.stats()`."""
+
+    lanes: dict[str, LaneStats]
+    loop_blocks: int
+    longest_loop_block: float
+    process_crashes: int
+    process_cpu_seconds: float
+    cpu_bound_callables: tuple[str, ...]
+    statuses_kept: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lanes": {name: vars(lane) for name, lane in self.lanes.items()},
+            "loop_blocks": self.loop_blocks,
+            "longest_loop_block": self.longest_loop_block,
+            "process_crashes": self.process_crashes,
+            "process_cpu_seconds": self.process_cpu_seconds,
+            "cpu_bound_callables": list(self.cpu_bound_callables),
+            "statuses_kept": self.statuses_kept,
+        }
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    lane: str | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    retry_delay: float | None = None
+
+    def __post_init__(self) -> None:
+        check_settings(self.lane, self.timeout, self.retries, self.retry_delay)
+
+
+NO_OPTIONS = CallOptions()
+
+
+class Offload:
+    """The runtime behind `OffloadTasks`: lanes, limiters, status store and task group.
+
+    Options are keyword arguments (see the configuration reference); each one not given
+    is read from its `OFFLOAD_*` environment variable, then defaults. A bad value raises
+    `ConfigError` naming the option. Start it with `FastAPI(lifespan=offload.lifespan)`
+    or `async with offload:`.
+    """
+
+    # The runtime each running event loop uses when a request finds none on its app
+    # (mounted sub-apps, lifespans composed by hand, or no lifespan at all). Weak keys:
+    # a finished loop takes its entry with it, so nothing needs resetting between tests.
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Offload]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, *, backend: Backend | str | None = None, **options: Any) -> None:
+        if isinstance(backend, str):
+            options["backend"] = backend
+        self.config = OffloadConfig.resolve(options)
+        self._backend: Backend | None = None
+        if backend is not None and not isinstance(backend, str):
+            if not isinstance(backend, Backend):
+                raise ConfigError(
+                    f"backend={backend!r} is not a Backend: pass 'local', 'celery', 'rq' or an "
+                    "object with name, prepare, submit, status, start and stop"
+                )
+            self._backend = backend
+        elif self.config.backend != "local":
+            from .backends import load_backend
+
+            self._backend = load_backend(self.config.backend)
+        self.monitor = LoopMonitor(self.config.loop_block_threshold)
+        self.advisor = CpuAdvisor()
+        self.process_lane = ProcessLane(
+            self.config.effective_process_workers,
+            self.config.max_pending,
+            self.config.process_priority,
+        )
+        self.lanes: dict[str, Lane] = {
+            "loop": LoopLane(self.config.max_pending, self.monitor),
+            "thread": ThreadLane(self.config.thread_workers, self.config.max_pending, self.advisor),
+            "process": self.process_lane,
+        }
+        self.store = StatusStore(self.config.status_capacity)
+        self._task_group: TaskGroup | None = None
+        self._accepting = False
+        self._active = 0
+        self._idle: anyio.Event | None = None
+        self._detached = False
+        self._host: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()  # set when a detached (default) runtime is up
+
+    def __repr__(self) -> str:
+        backend = self._backend.name if self._backend else "local"
+        return f"Offload(backend={backend!r}, running={self.running}, config={self.config!r})"
+
+    @property
+    def backend(self) -> Backend | None:
+        """The remote backend, or `None` when every task runs locally."""
+        return self._backend
+
+    @property
+    def running(self) -> bool:
+        return self._accepting
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._task_group is not None:
+            raise RuntimeError("this Offload is already running; start it once")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        try:
+            if self._backend is not None:
+                await self._backend.start()
+            if self.config.prestart_workers:
+                await self.process_lane.prestart()
+                task_group.start_soon(self.process_lane.keep_warm)
+        except BaseException:
+            self._task_group = None
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            raise
+        self.monitor.start()
+        self._accepting = True
+        try:
+            Offload._by_loop.setdefault(asyncio.get_running_loop(), self)
+        except RuntimeError:  # not asyncio (trio): requests find it through app.state
+            pass
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task_group = self._task_group
+        if task_group is None:
+            return
+        self._accepting = False
+        try:
+            # Shielded: when the host task itself is being cancelled (a default runtime at
+            # loop shutdown), the drain must still get its chance.
+            with anyio.CancelScope(shield=True):
+                await self._drain()
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            if self._backend is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._backend.stop()
+        finally:
+            self._task_group = None
+            self.monitor.stop()
+            try:
+                if Offload._by_loop.get(asyncio.get_running_loop()) is self:
+                    del Offload._by_loop[asyncio.get_running_loop()]
+            except RuntimeError:
+                pass
+
+    async def _drain(self) -> None:
+        timeout = self.config.shutdown_timeout
+        if self._active:
+            logger.info("shutdown: waiting up to %s s for %d task(s)", timeout, self._active)
+        with anyio.move_on_after(timeout):
+            await self.join()
+        for record in self.store.active():
+            logger.warning(
+                "shutdown: abandoning task %s (id %s, %s, %s) after waiting %s s "
+                "(shutdown_timeout); raise OFFLOAD_SHUTDOWN_TIMEOUT to wait longer",
+                record.name,
+                record.id,
+                record.lane,
+                record.state.value,
+                timeout,
+            )
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """Run the runtime for the app's lifetime: `FastAPI(lifespan=offload.lifespan)`.
+
+        To keep a lifespan of your own, enter this one inside it:
+        `async with offload.lifespan(app): yield`. On shutdown it stops accepting tasks,
+        waits up to `shutdown_timeout` for the running ones, then cancels and logs the rest.
+        """
+        async with self:
+            state = getattr(app, "state", None)
+            if state is not None:
+                setattr(state, STATE_KEY, self)
+            yield
+
+    @classmethod
+    async def for_current_loop(cls) -> Offload:
+        """The runtime of this event loop, starting a default one (from `OFFLOAD_*`) if none."""
+        loop = asyncio.get_running_loop()
+        found = cls._by_loop.get(loop)
+        if found is None:
+            found = cls()
+            found._detached = True
+            cls._by_loop[loop] = found
+            # Kept referenced by the registry's runtime so it is not garbage-collected.
+            found._host = loop.create_task(found._host_detached())
+            await found._started.wait()
+            logger.warning(
+                "fastapi_offload: no Offload lifespan found, using a default runtime for "
+                "this event loop. Tasks still running when the server stops are cancelled "
+                "(and logged). Add FastAPI(lifespan=offload.lifespan) to drain them on "
+                "shutdown and to configure the runtime in code."
+            )
+        elif found._detached:
+            await found._started.wait()
+        return found
+
+    async def _host_detached(self) -> None:
+        async with self:
+            self._started.set()
+            await anyio.sleep_forever()
+
+    # -- submission (called by OffloadTasks) ---------------------------------------
+
+    def prepare(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions = NO_OPTIONS,
+    ) -> TaskRecord:
+        """Validate, route and admit one call; raise inside the request if it cannot run."""
+        if not callable(func):
+            raise NotOffloadable(
+                f"add_task() takes a callable first; got {func!r} ({type(func).__name__})"
+            )
+        if not self._accepting:
+            raise OffloadClosed(
+                "the Offload runtime is not running (not started yet, or shutting down); "
+                "start it with FastAPI(lifespan=offload.lifespan) or `async with offload:`"
+            )
+        name = callable_name(func)
+        defaults = declared(func)
+        lane_name = choose_lane(
+            func,
+            name,
+            option=options.lane,
+            routes=self.config.routes,
+            remote=self._backend is not None,
+            defaults=defaults,
+            promote=self.config.auto_promote and name in self.advisor.flagged,
+        )
+        timeout = _first(
+            options.timeout, defaults.timeout if defaults else None, self.config.timeout
+        )
+        record = TaskRecord(
+            id=uuid.uuid4().hex,
+            name=name,
+            lane=lane_name,
+            func=func,
+            args=args,
+            kwargs=kwargs,
+            timeout=timeout,
+            retries=_first(options.retries, defaults.retries if defaults else None, 0),
+            retry_delay=_first(
+                options.retry_delay, defaults.retry_delay if defaults else None, 1.0
+            ),
+            declared=defaults is not None,
+        )
+        if lane_name == "remote":
+            self._prepare_remote(record)
+        else:
+            self._prepare_local(record, promoted=options.lane is None and defaults is None)
+        self.store.add(record)
+        self._active += 1
+        return record
+
+    def _prepare_local(self, record: TaskRecord, *, promoted: bool) -> None:
+        is_async = is_async_callable(record.func)
+        if record.lane == "loop" and not is_async:
+            raise NotOffloadable(
+                f"{record.name} is a sync function: the loop lane runs `async def` callables "
+                "only (a sync call there would block the loop). Use the thread or process lane."
+            )
+        if record.lane in ("thread", "process") and is_async:
+            raise NotOffloadable(
+                f"{record.name} is an `async def` callable: it runs on the loop lane. "
+                f"Remove lane={record.lane!r}, or make it a sync function."
+            )
+        if record.lane == "process":
+            try:
+                record.payload = pickle_call(record.func, record.args, record.kwargs, record.name)
+            except NotOffloadable:
+                if not (promoted and record.name in self.advisor.flagged):
+                    raise
+                # Auto-promotion is best effort: a call that cannot travel stays a thread.
+                record.lane = "thread"
+        self.lanes[record.lane].admit(record.name)
+
+    def _prepare_remote(self, record: TaskRecord) -> None:
+        if self._backend is None:
+            raise ConfigError(
+                f"{record.name} was routed to lane 'remote' but no backend is configured: "
+                "set OFFLOAD_BACKEND=celery|rq or Offload(backend=...)"
+            )
+        self._backend.prepare(self._task_call(record))
+        record.lane = self._backend.name
+
+    def _task_call(self, record: TaskRecord) -> TaskCall:
+        return TaskCall(
+            id=record.id,
+            name=record.name,
+            args=record.args,
+            kwargs=record.kwargs,
+            timeout=record.timeout,
+            retries=record.retries,
+            retry_delay=record.retry_delay,
+        )
+
+    def is_remote(self, record: TaskRecord) -> bool:
+        return record.lane not in self.lanes
+
+    async def submit_remote(self, record: TaskRecord) -> None:
+        """Hand a prepared remote call to the backend; raises `BackendUnavailable`."""
+        assert self._backend is not None
+        try:
+            await self._backend.submit(self._task_call(record))
+        except BaseException:
+            self.discard(record)
+            raise
+        # From here the backend owns the task: keep only its id for status look-ups.
+        self.store.finish(record)
+        self._settle()
+
+    def dispatch(self, record: TaskRecord) -> None:
+        """Start a prepared local call in the runtime's task group."""
+        if self._task_group is None:
+            self.discard(record)
+            raise OffloadClosed(f"the Offload runtime stopped before {record.name} could start")
+        self._task_group.start_soon(self._run, record, name=f"offload:{record.name}")
+
+    def discard(self, record: TaskRecord) -> None:
+        """Forget a prepared call that will not run (its request failed)."""
+        if record.state is not TaskState.PENDING or not self.store.is_active(record.id):
+            return
+        if not self.is_remote(record):
+            self.lanes[record.lane].withdraw()
+        self.store.forget(record)
+        self._settle()
+
+    async def submit(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Offload a call outside a request (a script, a websocket, a startup job)."""
+        record = self.prepare(func, args, kwargs)
+        if self.is_remote(record):
+            await self.submit_remote(record)
+        else:
+            self.dispatch(record)
+        return TaskHandle(record.id, record.name, record.lane)
+
+    # -- running -------------------------------------------------------------------
+
+    async def _run(self, record: TaskRecord) -> None:
+        lane = self.lanes[record.lane]
+        try:
+            await self._attempts(record, lane)
+        except anyio.get_cancelled_exc_class():
+            if record.attempts == 0:
+                lane.withdraw()
+            record.state = TaskState.CANCELLED
+            record.error = "cancelled (shutdown)"
+            lane.cancelled += 1
+            raise
+        finally:
+            record.finished_at = time.time()
+            self.store.finish(record)
+            self._settle()
+
+    async def _attempts(self, record: TaskRecord, lane: Lane) -> None:
+        while True:
+            record.state = TaskState.PENDING
+            try:
+                await lane.run_once(record)
+            except Exception as exc:
+                if record.attempts <= record.retries:
+                    lane.retried += 1
+                    logger.warning(
+                        "task %s (id %s) failed (attempt %d of %d), retrying in %s s: %r",
+                        record.name,
+                        record.id,
+                        record.attempts,
+                        record.retries + 1,
+                        record.retry_delay,
+                        exc,
+                    )
+                    await anyio.sleep(record.retry_delay)
+                    continue
+                record.state = TaskState.FAILED
+                record.error = repr(exc)
+                lane.failed += 1
+                self._log_failure(record, exc)
+                return
+            record.state = TaskState.SUCCEEDED
+            lane.succeeded += 1
+            return
+
+    def _log_failure(self, record: TaskRecord, exc: Exception) -> None:
+        message = "task %s (id %s, %s lane) failed after %d attempt(s): %r"
+        values = (record.name, record.id, record.lane, record.attempts, exc)
+        if isinstance(exc, RemoteError):
+            logger.error(message + "\n%s", *values, exc.traceback_text)
+        elif isinstance(exc, TaskTimeout | WorkerCrashed):
+            logger.error(message, *values)
+        else:
+            logger.error(message, *values, exc_info=exc)
+
+    def _settle(self) -> None:
+        self._active -= 1
+        if self._active == 0 and self._idle is not None:
+            self._idle.set()
+            self._idle = None
+
+    # -- queries -------------------------------------------------------------------
+
+    async def join(self) -> None:
+        """Wait until no local task is pending or running (for tests and scripts)."""
+        while self._active:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            await self._idle.wait()
+
+    async def status(self, task_id: str) -> TaskInfo:
+        """The task's `TaskInfo`; state `unknown` for an id this runtime never saw.
+
+        Remote tasks are looked up in the backend (off the event loop).
+        """
+        info = self.store.get(task_id)
+        local = info is not None and info.lane in self.lanes
+        if self._backend is not None and not local:
+            remote = await self._backend.status(task_id)
+            if remote is not None:
+                return remote
+        if info is not None:
+            return info
+        return TaskInfo(id=task_id, name="", state=TaskState.UNKNOWN)
+
+    def stats(self) -> OffloadStats:
+        """Counters per lane, loop-block reports, process-worker crashes and CPU time."""
+        return OffloadStats(
+            lanes={name: lane.stats() for name, lane in self.lanes.items()},
+            loop_blocks=self.monitor.blocks,
+            longest_loop_block=self.monitor.longest,
+            process_crashes=self.process_lane.crashed,
+            process_cpu_seconds=self.process_lane.cpu_seconds,
+            cpu_bound_callables=tuple(sorted(self.advisor.flagged)),
+            statuses_kept=len(self.store),
+        )
+
+    def status_router(self, *, prefix: str = "/tasks", tags: list[str] | None = None) -> Any:
+        """An `APIRouter` with `GET {prefix}/{task_id}`: the task's status as JSON.
+
+        Mount it with `app.include_router(offload.status_router())`. An unknown id gets
+        a 404 whose body still has `state: "unknown"`.
+        """
+        from ._router import build_status_router
+
+        return build_status_router(self, prefix=prefix, tags=tags or ["tasks"])
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)

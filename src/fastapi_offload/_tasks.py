@@ -1,0 +1,158 @@
+"""`OffloadTasks`: the request-scoped collector an endpoint receives instead of BackgroundTasks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Annotated, Any, ParamSpec
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from ._offload import NO_OPTIONS, STATE_KEY, CallOptions, Offload, TaskHandle
+from ._store import TaskRecord
+
+__all__ = ["OffloadTasks", "TaskCollector", "TaskOptions"]
+
+P = ParamSpec("P")
+
+
+class TaskCollector:
+    """Collects a request's tasks; they start once the response has been sent.
+
+    Every call is validated, routed and admitted in `add_task`, inside the request,
+    so a call that cannot run fails there (and a full lane answers 503) instead of
+    being lost later. Tasks for a remote backend are submitted before the response is
+    sent; local tasks start after it, whatever `Response` the endpoint returned.
+    """
+
+    def __init__(self, runtime: Offload) -> None:
+        self._runtime = runtime
+        self._records: list[TaskRecord] = []
+        self._submitted = False
+
+    @property
+    def runtime(self) -> Offload:
+        return self._runtime
+
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Offload `func(*args, **kwargs)`; same signature as `BackgroundTasks.add_task`.
+
+        Raises `NotOffloadable` if the call cannot travel to its lane, `QueueFull` if
+        the lane is full (a 503), `OffloadClosed` during shutdown.
+        """
+        return self._add(func, args, kwargs, NO_OPTIONS)
+
+    def options(
+        self,
+        *,
+        lane: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+    ) -> TaskOptions:
+        """Per-call settings, kept apart from the task's own keyword arguments:
+        `tasks.options(lane="process", timeout=30).add_task(func, ...)`."""
+        return TaskOptions(self, CallOptions(lane, timeout, retries, retry_delay))
+
+    def _add(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> TaskHandle:
+        if self._submitted:
+            # The response is on its way: a late task would start at once instead of
+            # after it; still better than losing it.
+            return self._runtime_add_now(func, args, kwargs, options)
+        record = self._runtime.prepare(func, args, kwargs, options)
+        self._records.append(record)
+        return TaskHandle(record.id, record.name, record.lane)
+
+    def _runtime_add_now(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> TaskHandle:
+        record = self._runtime.prepare(func, args, kwargs, options)
+        self._runtime.dispatch(record)
+        return TaskHandle(record.id, record.name, record.lane)
+
+    async def _submit_remote(self) -> None:
+        runtime = self._runtime
+        for record in [r for r in self._records if runtime.is_remote(r)]:
+            self._records.remove(record)
+            await runtime.submit_remote(record)
+
+    async def _before_response(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # Pushed onto FastAPI's function-scoped exit stack, which closes after the
+        # endpoint returned and before the response is sent: a remote task is in the
+        # broker before the client hears "accepted", and a broker error becomes a 503.
+        if exc_type is None:
+            await self._submit_remote()
+        return False
+
+    def _discard(self) -> None:
+        for record in self._records:
+            self._runtime.discard(record)
+        self._records.clear()
+
+    async def _after_response(self) -> None:
+        await self._submit_remote()  # only left when the early hook was unavailable
+        runtime, records = self._runtime, self._records
+        self._records = []
+        self._submitted = True
+        for record in records:
+            runtime.dispatch(record)
+
+
+class TaskOptions:
+    """`tasks.options(...)`: add tasks with per-call lane, timeout and retries."""
+
+    def __init__(self, collector: TaskCollector, options: CallOptions) -> None:
+        self._collector = collector
+        self._options = options
+
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Like `OffloadTasks.add_task`, with this builder's settings."""
+        return self._collector._add(func, args, kwargs, self._options)
+
+
+async def runtime_for(conn: HTTPConnection) -> Offload:
+    """The `Offload` serving this request: the app's (set by its lifespan), else the loop's."""
+    found = getattr(conn.app.state, STATE_KEY, None) if "app" in conn.scope else None
+    if isinstance(found, Offload) and found.running:
+        return found
+    return await Offload.for_current_loop()
+
+
+async def _provide(conn: HTTPConnection) -> AsyncIterator[TaskCollector]:
+    collector = TaskCollector(await runtime_for(conn))
+    # FastAPI (>= 0.121) keeps this stack for `Depends(scope="function")`. We push onto it
+    # rather than declaring that scope ourselves because a request-scoped yield dependency
+    # of the user's may not depend on a function-scoped one, and OffloadTasks must work
+    # wherever BackgroundTasks did. Without the stack, remote submission happens after
+    # the response instead (see _after_response).
+    stack = conn.scope.get("fastapi_function_astack")
+    if isinstance(stack, AsyncExitStack):
+        stack.push_async_exit(collector._before_response)
+    try:
+        yield collector
+    except BaseException:
+        # The endpoint (or the response) failed: like BackgroundTasks, nothing runs.
+        collector._discard()
+        raise
+    await collector._after_response()
+
+
+OffloadTasks = Annotated[TaskCollector, Depends(_provide)]
+"""Annotate an endpoint parameter with `OffloadTasks` where you had `BackgroundTasks`."""
