@@ -128,22 +128,27 @@ class CpuAdvisor:
     """Watches CPU time against wall time of sync callables on the thread lane.
 
     A thread running pure Python holds the GIL, so its CPU time is close to its wall
-    time; a thread waiting on I/O uses little CPU. A callable that is CPU-bound is
-    named once in a warning, and (with `auto_promote`) routed to the process lane.
+    time; a thread waiting on I/O uses little CPU. Several CPU-bound threads share one
+    GIL, so each gets about 1/k of the wall time: the ratio is scaled by the number of
+    lane threads that were busy. A callable found CPU-bound is named once in a warning,
+    and (with `auto_promote`) routed to the process lane.
     """
 
-    MIN_WALL = 0.05
-    RATIO = 0.7
+    MIN_CPU = 0.05
+    RATIO = 0.5  # waiting code (I/O, sleep) stays far below; GIL-bound code far above
 
     def __init__(self) -> None:
         self.flagged: set[str] = set()
 
-    def observe(self, name: str, wall: float, cpu: float, declared: bool) -> None:
-        if declared or name in self.flagged or wall < self.MIN_WALL or cpu < self.RATIO * wall:
+    def observe(self, name: str, wall: float, cpu: float, busy: int, declared: bool) -> None:
+        if declared or name in self.flagged or cpu < self.MIN_CPU:
+            return
+        if cpu * max(busy, 1) < self.RATIO * wall:
             return
         self.flagged.add(name)
         logger.warning(
-            "%s spent %.0f%% of its %.2f s on the CPU in the thread lane: it holds the GIL "
+            "%s spent %.0f%% of its %.2f s on the CPU in the thread lane (%d busy threads): "
+            "it holds the GIL "
             "and slows every request while it runs. Decorate it with @cpu_bound (or route "
             "it with Offload(routes={%r: 'process'})) to run it in a worker process; "
             "Offload(auto_promote=True) does that automatically. Decorate it with "
@@ -151,6 +156,7 @@ class CpuAdvisor:
             name,
             100 * cpu / wall,
             wall,
+            busy,
             name,
         )
 
@@ -182,7 +188,8 @@ class ThreadLane(Lane):
         declared = record.declared
 
         def on_done(wall: float, cpu: float) -> None:
-            self.advisor.observe(record.name, wall, cpu, declared)
+            # Runs in the worker thread; `running` is only read, a stale value is harmless.
+            self.advisor.observe(record.name, wall, cpu, self.running, declared)
 
         # abandon_on_cancel: a timeout or shutdown must not wait for a thread that
         # cannot be interrupted; the thread finishes on its own.

@@ -392,8 +392,31 @@ class Offload:
         self._settle()
 
     async def submit(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
-        """Offload a call outside a request (a script, a websocket, a startup job)."""
-        record = self.prepare(func, args, kwargs)
+        """Offload a call outside a request (a script, a websocket, a startup job).
+
+        It starts at once; raises what `add_task` raises, and `BackendUnavailable`.
+        """
+        return await self._submit(func, args, kwargs, NO_OPTIONS)
+
+    def options(
+        self,
+        *,
+        lane: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+    ) -> RuntimeOptions:
+        """Per-call settings for `submit`: `await offload.options(timeout=5).submit(f, x)`."""
+        return RuntimeOptions(self, CallOptions(lane, timeout, retries, retry_delay))
+
+    async def _submit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> TaskHandle:
+        record = self.prepare(func, args, kwargs, options)
         if self.is_remote(record):
             await self.submit_remote(record)
         else:
@@ -507,6 +530,18 @@ class Offload:
         from ._router import build_status_router
 
         return build_status_router(self, prefix=prefix, tags=tags or ["tasks"])
+
+
+class RuntimeOptions:
+    """`offload.options(...)`: submit calls with per-call lane, timeout and retries."""
+
+    def __init__(self, offload: Offload, options: CallOptions) -> None:
+        self._offload = offload
+        self._options = options
+
+    async def submit(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Like `Offload.submit`, with these settings."""
+        return await self._offload._submit(func, args, kwargs, self._options)
 
 
 def _first(*values: Any) -> Any:

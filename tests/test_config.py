@@ -1,0 +1,77 @@
+import pytest
+
+from fastapi_offload import ConfigError, Offload, cpu_bound, task
+from fastapi_offload._config import OffloadConfig
+
+
+def test_defaults() -> None:
+    config = OffloadConfig.resolve({}, environ={})
+    assert config.thread_workers == 16
+    assert config.process_priority == "low"
+    assert config.backend == "local"
+    assert config.routes == {}
+
+
+def test_keywords_win_over_environment_over_defaults() -> None:
+    environ = {"OFFLOAD_THREAD_WORKERS": "3", "OFFLOAD_MAX_PENDING": "7"}
+    config = OffloadConfig.resolve({"thread_workers": 5}, environ=environ)
+    assert config.thread_workers == 5  # keyword
+    assert config.max_pending == 7  # environment
+    assert config.shutdown_timeout == 25.0  # default
+
+
+def test_environment_is_read_by_offload(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFLOAD_ROUTES", "myapp.images.*=process, myapp.mail.*=thread")
+    monkeypatch.setenv("OFFLOAD_PRESTART_WORKERS", "yes")
+    monkeypatch.setenv("OFFLOAD_TIMEOUT", "2.5")
+    offload = Offload()
+    assert offload.config.routes == {"myapp.images.*": "process", "myapp.mail.*": "thread"}
+    assert offload.config.prestart_workers is True
+    assert offload.config.timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("options", "environ", "message"),
+    [
+        ({"process_priority": "highest"}, {}, "process_priority='highest'.*normal, low, idle"),
+        ({"thread_workers": 0}, {}, "thread_workers=0 must be a whole number, 1 or more"),
+        ({"shutdown_timeout": -1}, {}, "shutdown_timeout=-1"),
+        ({"routes": {"x.*": "gpu"}}, {}, "routes\\['x.\\*'\\]='gpu' is not a lane"),
+        ({"threads": 3}, {}, "unknown option\\(s\\) threads"),
+        ({}, {"OFFLOAD_MAX_PENDING": "lots"}, "OFFLOAD_MAX_PENDING='lots' is not a whole number"),
+        ({}, {"OFFLOAD_AUTO_PROMOTE": "maybe"}, "OFFLOAD_AUTO_PROMOTE='maybe' is not a boolean"),
+        ({}, {"OFFLOAD_ROUTES": "nolane"}, "is not `pattern=lane`"),
+    ],
+)
+def test_bad_values_name_the_option(
+    options: dict[str, object], environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        OffloadConfig.resolve(options, environ=environ)
+
+
+def test_unknown_backend_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="nosuchqueue"):
+        Offload(backend="nosuchqueue")
+
+
+def test_backend_must_be_a_backend() -> None:
+    with pytest.raises(ConfigError, match="is not a Backend"):
+        Offload(backend=object())  # type: ignore[arg-type]  # the wrong type on purpose
+
+
+def test_decorators_validate_and_keep_the_function() -> None:
+    def job() -> int:
+        return 1
+
+    assert cpu_bound(job) is job
+    assert job() == 1
+    with pytest.raises(ConfigError, match="lane='gpu'"):
+        task(lane="gpu")  # type: ignore[call-overload]  # the wrong value on purpose
+    with pytest.raises(ConfigError, match="retries=-1"):
+        task(retries=-1)
+
+
+def test_repr_shows_the_values_in_force() -> None:
+    text = repr(Offload(thread_workers=4))
+    assert "thread_workers=4" in text and "backend='local'" in text

@@ -1,0 +1,115 @@
+"""The process lane: keyword arguments, logs, crashes, timeouts, priority, pre-started workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fastapi_offload import Offload, TaskState
+
+from .apps import jobs
+from .helpers import lines
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_keyword_arguments_travel_and_the_task_runs_in_another_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "out.txt"
+    async with Offload() as offload:
+        handle = await offload.submit(jobs.write_in_process, str(out), "hello", suffix="!")
+        await offload.join()
+        info = await offload.status(handle.id)
+    assert handle.lane == "process" and info.state is TaskState.SUCCEEDED
+    text, pid = lines(out)[0].split()
+    assert text == "hello!" and int(pid) != os.getpid()
+    # The worker's log record reached this process's logging, under its own logger name.
+    [record] = [r for r in caplog.records if r.name == "tests.jobs"]
+    assert record.getMessage() == "writing hello from the worker"
+    assert record.process == int(pid)
+
+
+async def test_an_exception_in_the_worker_fails_the_task_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with Offload() as offload:
+        handle = await offload.submit(jobs.fail_in_process, "bad input")
+        await offload.join()
+        info = await offload.status(handle.id)
+    assert info.state is TaskState.FAILED and info.error == "ValueError('bad input')"
+    assert "in fail_in_process\n    raise ValueError(message)" in caplog.text
+
+
+async def test_a_worker_that_dies_fails_its_task_and_the_next_task_runs(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    async with Offload(process_workers=1) as offload:
+        died = await offload.submit(jobs.die)
+        await offload.join()
+        after = await offload.submit(jobs.write_in_process, str(out), "after")
+        await offload.join()
+        died_info, after_info = await offload.status(died.id), await offload.status(after.id)
+    assert died_info.state is TaskState.FAILED
+    assert died_info.error is not None and "WorkerCrashed" in died_info.error
+    assert "died (killed, crashed or out of memory)" in died_info.error
+    assert after_info.state is TaskState.SUCCEEDED and lines(out)
+    assert offload.stats().process_crashes == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child stays a zombie until reaped; it no longer runs.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()
+
+
+async def test_a_timeout_kills_the_worker(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    async with Offload() as offload:
+        started = time.monotonic()
+        handle = await offload.options(timeout=3).submit(jobs.hang, 60, str(pid_file))
+        with anyio.fail_after(30):
+            await offload.join()
+        info = await offload.status(handle.id)
+    assert info.state is TaskState.FAILED
+    assert (
+        info.error is not None
+        and "TaskTimeout" in info.error
+        and "worker process was killed" in info.error
+    )
+    assert time.monotonic() - started < 30
+    assert not _alive(int(pid_file.read_text()))
+
+
+async def test_workers_run_at_low_priority_by_default(tmp_path: Path) -> None:
+    out = tmp_path / "nice"
+    async with Offload() as offload:
+        await offload.submit(jobs.report_nice, str(out))
+        await offload.join()
+    assert int(out.read_text()) >= os.nice(0) + 10 or int(out.read_text()) == 19
+
+
+def _children() -> list[str]:
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if "anyio.to_process" in cmdline:
+                found.append(pid)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+async def test_prestart_starts_the_workers_with_the_app() -> None:
+    before = set(_children())
+    async with Offload(prestart_workers=True, process_workers=2) as offload:
+        started = set(_children()) - before
+        assert len(started) >= 2 or len(set(_children())) >= 2
+        assert offload.stats().lanes["process"].running == 0
