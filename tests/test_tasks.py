@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -342,23 +343,69 @@ async def test_a_users_yield_dependency_can_take_offload_tasks(tmp_path: Path) -
     assert sorted(line.split()[0] for line in lines(out)) == ["audit", "endpoint"]
 
 
-async def test_no_lifespan_uses_a_default_runtime(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_no_lifespan_runs_the_tasks_inside_the_request(tmp_path: Path) -> None:
     app = FastAPI()
     out = tmp_path / "out.txt"
 
     @app.post("/")
     async def endpoint(tasks: OffloadTasks) -> str:
+        tasks.add_task(jobs.nap, 0.2)
+        tasks.add_task(jobs.async_sleep, 0.2)
         return tasks.add_task(jobs.write, str(out), "zero-setup").id
 
     async with serve(app) as client:
+        started = time.perf_counter()
         task_id = (await client.post("/")).json()
-        runtime = await Offload.for_current_loop()
-        await runtime.join()
+        # The ASGI call returned once all three had run, concurrently (not 0.4 s in a row).
+        assert lines(out)[0].startswith("zero-setup")
+        assert time.perf_counter() - started < 0.39
+        runtime = Offload.for_current_loop()
         assert (await runtime.status(task_id)).state is TaskState.SUCCEEDED
-    assert lines(out)[0].startswith("zero-setup")
-    assert "no Offload lifespan found" in caplog.text
+        with pytest.raises(OffloadClosed, match="only inside requests"):
+            await runtime.submit(jobs.nap, 0)
+
+
+def test_testclient_without_with_block_sees_finished_tasks(tmp_path: Path) -> None:
+    # FastAPI's documented testing pattern: a TestClient without `with`, which gives each
+    # request an event loop of its own. Tasks must be done when the call returns, as
+    # with BackgroundTasks.
+    from fastapi.testclient import TestClient
+
+    app = FastAPI()
+    out = tmp_path / "out.txt"
+
+    @app.post("/")
+    async def endpoint(tasks: OffloadTasks) -> None:
+        tasks.add_task(jobs.write, str(out), "sync")
+        tasks.add_task(jobs.async_write, str(out), "async")
+        tasks.add_task(jobs.write_in_process, str(out), "process")
+
+    client = TestClient(app)
+    for _ in range(2):
+        assert client.post("/").status_code == 200
+    assert (
+        sorted(line.split()[0] for line in lines(out))
+        == ["async"] * 2 + ["process"] * 2 + ["sync"] * 2
+    )
+
+
+def test_testclient_with_lifespan(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    offload = Offload()
+    app = make_app(offload)
+    out = tmp_path / "out.txt"
+
+    @app.post("/")
+    async def endpoint(tasks: OffloadTasks) -> str:
+        return tasks.add_task(jobs.write_in_process, str(out), "process").id
+
+    for _ in range(2):  # the same Offload, started and stopped twice
+        with TestClient(app) as client:
+            task_id = client.post("/").json()
+            client.portal.call(offload.join)  # type: ignore[union-attr]  # set inside `with`
+            assert client.get(f"/tasks/{task_id}").json()["state"] == "succeeded"
+    assert len(lines(out)) == 2
 
 
 async def test_stats_count_per_lane() -> None:

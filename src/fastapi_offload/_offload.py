@@ -29,6 +29,9 @@ from .backends.base import Backend
 
 __all__ = ["Offload", "OffloadStats", "TaskHandle"]
 
+_NOT_ASYNCIO = type("_NotAsyncio", (), {})()
+_default_noted = False
+
 logger = logging.getLogger("fastapi_offload")
 P = ParamSpec("P")
 
@@ -95,7 +98,7 @@ class Offload:
     # The runtime each running event loop uses when a request finds none on its app
     # (mounted sub-apps, lifespans composed by hand, or no lifespan at all). Weak keys:
     # a finished loop takes its entry with it, so nothing needs resetting between tests.
-    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Offload]] = (
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[object, Offload]] = (
         weakref.WeakKeyDictionary()
     )
 
@@ -132,9 +135,7 @@ class Offload:
         self._accepting = False
         self._active = 0
         self._idle: anyio.Event | None = None
-        self._detached = False
-        self._host: asyncio.Task[None] | None = None
-        self._started = asyncio.Event()  # set when a detached (default) runtime is up
+        self._attached = False  # the default runtime: tasks run inside their request
 
     def __repr__(self) -> str:
         backend = self._backend.name if self._backend else "local"
@@ -237,31 +238,41 @@ class Offload:
             yield
 
     @classmethod
-    async def for_current_loop(cls) -> Offload:
-        """The runtime of this event loop, starting a default one (from `OFFLOAD_*`) if none."""
-        loop = asyncio.get_running_loop()
+    def for_current_loop(cls) -> Offload:
+        """The runtime of this event loop: one started by a lifespan, else a default one.
+
+        The default runtime (configured from `OFFLOAD_*`) has no owner that outlives a
+        request, so it runs each request's tasks inside that request's ASGI call, after
+        the response, concurrently on its lanes: where `BackgroundTasks` ran them. That
+        keeps what servers and test clients expect of it (uvicorn waits for them on
+        shutdown; `TestClient` returns once they are done). With
+        `FastAPI(lifespan=offload.lifespan)` tasks are detached from the request.
+        """
+        global _default_noted
+        try:
+            loop: object = asyncio.get_running_loop()
+        except RuntimeError:  # trio: one default runtime per thread is enough
+            loop = _NOT_ASYNCIO
         found = cls._by_loop.get(loop)
         if found is None:
             found = cls()
-            found._detached = True
+            found._attached = True
+            found._accepting = True
             cls._by_loop[loop] = found
-            # Kept referenced by the registry's runtime so it is not garbage-collected.
-            found._host = loop.create_task(found._host_detached())
-            await found._started.wait()
-            logger.warning(
-                "fastapi_offload: no Offload lifespan found, using a default runtime for "
-                "this event loop. Tasks still running when the server stops are cancelled "
-                "(and logged). Add FastAPI(lifespan=offload.lifespan) to drain them on "
-                "shutdown and to configure the runtime in code."
-            )
-        elif found._detached:
-            await found._started.wait()
+            if not _default_noted:
+                _default_noted = True
+                logger.info(
+                    "no Offload lifespan found: using a default runtime that runs each "
+                    "request's tasks after its response, inside the request. Add "
+                    "FastAPI(lifespan=offload.lifespan) to detach them and configure it."
+                )
         return found
 
-    async def _host_detached(self) -> None:
-        async with self:
-            self._started.set()
-            await anyio.sleep_forever()
+    async def run_attached(self, records: list[TaskRecord]) -> None:
+        """Run a request's tasks concurrently and wait for them (the default runtime)."""
+        async with anyio.create_task_group() as task_group:
+            for record in records:
+                task_group.start_soon(self._run, record, name=f"offload:{record.name}")
 
     # -- submission (called by OffloadTasks) ---------------------------------------
 
@@ -378,6 +389,13 @@ class Offload:
     def dispatch(self, record: TaskRecord) -> None:
         """Start a prepared local call in the runtime's task group."""
         if self._task_group is None:
+            if self._attached:
+                self.discard(record)
+                raise OffloadClosed(
+                    "the default runtime runs tasks only inside requests (through "
+                    "OffloadTasks); to submit from elsewhere, start an Offload with "
+                    "FastAPI(lifespan=offload.lifespan) or `async with offload:`"
+                )
             self.discard(record)
             raise OffloadClosed(f"the Offload runtime stopped before {record.name} could start")
         self._task_group.start_soon(self._run, record, name=f"offload:{record.name}")

@@ -111,6 +111,9 @@ class TaskCollector:
         runtime, records = self._runtime, self._records
         self._records = []
         self._submitted = True
+        if runtime._attached:
+            await runtime.run_attached(records)
+            return
         for record in records:
             runtime.dispatch(record)
 
@@ -127,16 +130,16 @@ class TaskOptions:
         return self._collector._add(func, args, kwargs, self._options)
 
 
-async def runtime_for(conn: HTTPConnection) -> Offload:
+def runtime_for(conn: HTTPConnection) -> Offload:
     """The `Offload` serving this request: the app's (set by its lifespan), else the loop's."""
     found = getattr(conn.app.state, STATE_KEY, None) if "app" in conn.scope else None
     if isinstance(found, Offload) and found.running:
         return found
-    return await Offload.for_current_loop()
+    return Offload.for_current_loop()
 
 
 async def _provide(conn: HTTPConnection) -> AsyncIterator[TaskCollector]:
-    collector = TaskCollector(await runtime_for(conn))
+    collector = TaskCollector(runtime_for(conn))
     # FastAPI (>= 0.121) keeps this stack for `Depends(scope="function")`. We push onto it
     # rather than declaring that scope ourselves because a request-scoped yield dependency
     # of the user's may not depend on a function-scoped one, and OffloadTasks must work
