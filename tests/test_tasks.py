@@ -420,3 +420,17 @@ async def test_stats_count_per_lane() -> None:
     assert stats.lanes["loop"].succeeded == 1
     assert stats.to_dict()["lanes"]["thread"]["capacity"] == 16
     logging.getLogger(__name__).debug("stats: %s", stats)
+
+
+async def test_auto_promote_keeps_a_call_that_cannot_travel_on_threads() -> None:
+    offload = Offload(auto_promote=True, routes={"tests.apps.jobs.write": "process"})
+    async with offload:
+        await offload.submit(jobs.burn, 0.12)
+        await offload.join()
+        # Promotion is ours, so an unpicklable argument quietly keeps it on a thread...
+        kept = await offload.submit(jobs.burn, threading.Lock())  # type: ignore[arg-type]
+        # ...but a lane the user chose (here by a routing rule) fails loudly.
+        with pytest.raises(NotOffloadable, match="argument 'suffix'"):
+            await offload.submit(jobs.write, "/dev/null", "x", suffix=threading.Lock())  # type: ignore[arg-type]
+        await offload.join()
+    assert kept.lane == "thread"

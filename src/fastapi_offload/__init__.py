@@ -12,13 +12,13 @@ from ._errors import OffloadError as OffloadError
 from ._errors import QueueFull as QueueFull
 from ._errors import TaskTimeout as TaskTimeout
 from ._errors import WorkerCrashed as WorkerCrashed
-from ._lanes import LaneStats as LaneStats
+from ._models import LaneStats as LaneStats
+from ._models import OffloadStats as OffloadStats
 from ._models import TaskCall as TaskCall
+from ._models import TaskHandle as TaskHandle
 from ._models import TaskInfo as TaskInfo
 from ._models import TaskState as TaskState
 from ._offload import Offload as Offload
-from ._offload import OffloadStats as OffloadStats
-from ._offload import TaskHandle as TaskHandle
 from ._tasks import OffloadTasks as OffloadTasks
 from .backends.base import Backend as Backend
 from .backends.base import BaseBackend as BaseBackend

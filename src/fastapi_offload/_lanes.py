@@ -6,7 +6,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -16,27 +15,13 @@ from anyio import BrokenWorkerProcess, CapacityLimiter
 
 from . import _process
 from ._errors import QueueFull, TaskTimeout, WorkerCrashed
-from ._models import TaskState
+from ._models import LaneStats, TaskState
 from ._monitor import LoopMonitor
 from ._store import TaskRecord
 
-__all__ = ["CpuAdvisor", "Lane", "LaneStats", "LoopLane", "ProcessLane", "ThreadLane"]
+__all__ = ["CpuAdvisor", "Lane", "LoopLane", "ProcessLane", "RemoteError", "ThreadLane"]
 
 logger = logging.getLogger("fastapi_offload")
-
-
-@dataclass(frozen=True)
-class LaneStats:
-    """Counters of one lane. `waiting` tasks are accepted but not yet running."""
-
-    waiting: int
-    running: int
-    capacity: int
-    max_pending: int
-    succeeded: int
-    failed: int
-    cancelled: int
-    retried: int
 
 
 class Lane:
@@ -79,6 +64,35 @@ class Lane:
             cancelled=self.cancelled,
             retried=self.retried,
         )
+
+    async def run(self, record: TaskRecord) -> None:
+        """Run a task to its end: attempts, retries, state, counters and the failure log."""
+        while True:
+            record.state = TaskState.PENDING
+            try:
+                await self.run_once(record)
+            except Exception as exc:
+                if record.attempts <= record.retries:
+                    self.retried += 1
+                    logger.warning(
+                        "task %s (id %s) failed (attempt %d of %d), retrying in %s s: %r",
+                        record.name,
+                        record.id,
+                        record.attempts,
+                        record.retries + 1,
+                        record.retry_delay,
+                        exc,
+                    )
+                    await anyio.sleep(record.retry_delay)
+                    continue
+                record.state = TaskState.FAILED
+                record.error = repr(exc)
+                self.failed += 1
+                _log_failure(record, exc)
+                return
+            record.state = TaskState.SUCCEEDED
+            self.succeeded += 1
+            return
 
     async def run_once(self, record: TaskRecord) -> None:
         """One attempt: wait for a token, run, raise on failure or timeout."""
@@ -257,6 +271,17 @@ class ProcessLane(Lane):
             logging.getLogger(log_record.name).handle(log_record)
         if not ok:
             raise RemoteError(error or "", tb or "")
+
+
+def _log_failure(record: TaskRecord, exc: Exception) -> None:
+    message = "task %s (id %s, %s lane) failed after %d attempt(s): %r"
+    values = (record.name, record.id, record.lane, record.attempts, exc)
+    if isinstance(exc, RemoteError):
+        logger.error(message + "\n%s", *values, exc.traceback_text)
+    elif isinstance(exc, TaskTimeout | WorkerCrashed):
+        logger.error(message, *values)
+    else:
+        logger.error(message, *values, exc_info=exc)
 
 
 class RemoteError(Exception):

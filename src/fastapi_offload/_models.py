@@ -7,7 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TaskCall", "TaskInfo", "TaskState"]
+from ._declare import check_settings
+
+__all__ = [
+    "NO_OPTIONS",
+    "CallOptions",
+    "LaneStats",
+    "OffloadStats",
+    "TaskCall",
+    "TaskHandle",
+    "TaskInfo",
+    "TaskState",
+]
 
 
 class TaskState(str, enum.Enum):
@@ -72,3 +83,64 @@ class TaskCall:
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 1.0
+
+
+@dataclass(frozen=True)
+class LaneStats:
+    """Counters of one lane. `waiting` tasks are accepted but not yet running."""
+
+    waiting: int
+    running: int
+    capacity: int
+    max_pending: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    retried: int
+
+
+@dataclass(frozen=True)
+class TaskHandle:
+    """What `add_task` returns: the task's id (for `Offload.status`), name and lane."""
+
+    id: str
+    name: str
+    lane: str
+
+
+@dataclass(frozen=True)
+class OffloadStats:
+    """A snapshot of the runtime's counters, from `Offload.stats()`."""
+
+    lanes: dict[str, LaneStats]
+    loop_blocks: int
+    longest_loop_block: float
+    process_crashes: int
+    process_cpu_seconds: float
+    cpu_bound_callables: tuple[str, ...]
+    statuses_kept: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lanes": {name: vars(lane) for name, lane in self.lanes.items()},
+            "loop_blocks": self.loop_blocks,
+            "longest_loop_block": self.longest_loop_block,
+            "process_crashes": self.process_crashes,
+            "process_cpu_seconds": self.process_cpu_seconds,
+            "cpu_bound_callables": list(self.cpu_bound_callables),
+            "statuses_kept": self.statuses_kept,
+        }
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    lane: str | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    retry_delay: float | None = None
+
+    def __post_init__(self) -> None:
+        check_settings(self.lane, self.timeout, self.retries, self.retry_delay)
+
+
+NO_OPTIONS = CallOptions()

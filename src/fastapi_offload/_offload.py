@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, ParamSpec
 
@@ -18,16 +16,23 @@ from anyio.abc import TaskGroup
 from typing_extensions import Self
 
 from ._config import OffloadConfig
-from ._declare import check_settings, declared
-from ._errors import ConfigError, NotOffloadable, OffloadClosed, TaskTimeout, WorkerCrashed
-from ._lanes import CpuAdvisor, Lane, LaneStats, LoopLane, ProcessLane, RemoteError, ThreadLane
-from ._models import TaskCall, TaskInfo, TaskState
+from ._errors import ConfigError, OffloadClosed
+from ._lanes import CpuAdvisor, Lane, LoopLane, ProcessLane, ThreadLane
+from ._models import (
+    NO_OPTIONS,
+    CallOptions,
+    OffloadStats,
+    TaskCall,
+    TaskHandle,
+    TaskInfo,
+    TaskState,
+)
 from ._monitor import LoopMonitor
-from ._routing import callable_name, choose_lane, is_async_callable, pickle_call
+from ._routing import build_record
 from ._store import StatusStore, TaskRecord
 from .backends.base import Backend
 
-__all__ = ["Offload", "OffloadStats", "TaskHandle"]
+__all__ = ["Offload", "RuntimeOptions"]
 
 _NOT_ASYNCIO = type("_NotAsyncio", (), {})()
 _default_noted = False
@@ -37,53 +42,6 @@ P = ParamSpec("P")
 
 # Where `Offload.lifespan` leaves the runtime for `OffloadTasks` to find.
 STATE_KEY = "fastapi_offload"
-
-
-@dataclass(frozen=True)
-class TaskHandle:
-    """What `add_task` returns: the task's id (for `Offload.status`), name and lane."""
-
-    id: str
-    name: str
-    lane: str
-
-
-@dataclass(frozen=True)
-class OffloadStats:
-    """A snapshot of the runtime's counters, from `Offload.stats()`."""
-
-    lanes: dict[str, LaneStats]
-    loop_blocks: int
-    longest_loop_block: float
-    process_crashes: int
-    process_cpu_seconds: float
-    cpu_bound_callables: tuple[str, ...]
-    statuses_kept: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "lanes": {name: vars(lane) for name, lane in self.lanes.items()},
-            "loop_blocks": self.loop_blocks,
-            "longest_loop_block": self.longest_loop_block,
-            "process_crashes": self.process_crashes,
-            "process_cpu_seconds": self.process_cpu_seconds,
-            "cpu_bound_callables": list(self.cpu_bound_callables),
-            "statuses_kept": self.statuses_kept,
-        }
-
-
-@dataclass(frozen=True)
-class CallOptions:
-    lane: str | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    retry_delay: float | None = None
-
-    def __post_init__(self) -> None:
-        check_settings(self.lane, self.timeout, self.retries, self.retry_delay)
-
-
-NO_OPTIONS = CallOptions()
 
 
 class Offload:
@@ -98,9 +56,7 @@ class Offload:
     # The runtime each running event loop uses when a request finds none on its app
     # (mounted sub-apps, lifespans composed by hand, or no lifespan at all). Weak keys:
     # a finished loop takes its entry with it, so nothing needs resetting between tests.
-    _by_loop: ClassVar[weakref.WeakKeyDictionary[object, Offload]] = (
-        weakref.WeakKeyDictionary()
-    )
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[object, Offload]] = weakref.WeakKeyDictionary()
 
     def __init__(self, *, backend: Backend | str | None = None, **options: Any) -> None:
         if isinstance(backend, str):
@@ -284,72 +240,27 @@ class Offload:
         options: CallOptions = NO_OPTIONS,
     ) -> TaskRecord:
         """Validate, route and admit one call; raise inside the request if it cannot run."""
-        if not callable(func):
-            raise NotOffloadable(
-                f"add_task() takes a callable first; got {func!r} ({type(func).__name__})"
-            )
         if not self._accepting:
             raise OffloadClosed(
                 "the Offload runtime is not running (not started yet, or shutting down); "
                 "start it with FastAPI(lifespan=offload.lifespan) or `async with offload:`"
             )
-        name = callable_name(func)
-        defaults = declared(func)
-        lane_name = choose_lane(
+        record = build_record(
             func,
-            name,
-            option=options.lane,
-            routes=self.config.routes,
+            args,
+            kwargs,
+            options,
+            self.config,
             remote=self._backend is not None,
-            defaults=defaults,
-            promote=self.config.auto_promote and name in self.advisor.flagged,
+            cpu_bound=self.advisor.flagged,
         )
-        timeout = _first(
-            options.timeout, defaults.timeout if defaults else None, self.config.timeout
-        )
-        record = TaskRecord(
-            id=uuid.uuid4().hex,
-            name=name,
-            lane=lane_name,
-            func=func,
-            args=args,
-            kwargs=kwargs,
-            timeout=timeout,
-            retries=_first(options.retries, defaults.retries if defaults else None, 0),
-            retry_delay=_first(
-                options.retry_delay, defaults.retry_delay if defaults else None, 1.0
-            ),
-            declared=defaults is not None,
-        )
-        if lane_name == "remote":
+        if record.lane == "remote":
             self._prepare_remote(record)
         else:
-            self._prepare_local(record, promoted=options.lane is None and defaults is None)
+            self.lanes[record.lane].admit(record.name)
         self.store.add(record)
         self._active += 1
         return record
-
-    def _prepare_local(self, record: TaskRecord, *, promoted: bool) -> None:
-        is_async = is_async_callable(record.func)
-        if record.lane == "loop" and not is_async:
-            raise NotOffloadable(
-                f"{record.name} is a sync function: the loop lane runs `async def` callables "
-                "only (a sync call there would block the loop). Use the thread or process lane."
-            )
-        if record.lane in ("thread", "process") and is_async:
-            raise NotOffloadable(
-                f"{record.name} is an `async def` callable: it runs on the loop lane. "
-                f"Remove lane={record.lane!r}, or make it a sync function."
-            )
-        if record.lane == "process":
-            try:
-                record.payload = pickle_call(record.func, record.args, record.kwargs, record.name)
-            except NotOffloadable:
-                if not (promoted and record.name in self.advisor.flagged):
-                    raise
-                # Auto-promotion is best effort: a call that cannot travel stays a thread.
-                record.lane = "thread"
-        self.lanes[record.lane].admit(record.name)
 
     def _prepare_remote(self, record: TaskRecord) -> None:
         if self._backend is None:
@@ -446,7 +357,7 @@ class Offload:
     async def _run(self, record: TaskRecord) -> None:
         lane = self.lanes[record.lane]
         try:
-            await self._attempts(record, lane)
+            await lane.run(record)
         except anyio.get_cancelled_exc_class():
             if record.attempts == 0:
                 lane.withdraw()
@@ -458,44 +369,6 @@ class Offload:
             record.finished_at = time.time()
             self.store.finish(record)
             self._settle()
-
-    async def _attempts(self, record: TaskRecord, lane: Lane) -> None:
-        while True:
-            record.state = TaskState.PENDING
-            try:
-                await lane.run_once(record)
-            except Exception as exc:
-                if record.attempts <= record.retries:
-                    lane.retried += 1
-                    logger.warning(
-                        "task %s (id %s) failed (attempt %d of %d), retrying in %s s: %r",
-                        record.name,
-                        record.id,
-                        record.attempts,
-                        record.retries + 1,
-                        record.retry_delay,
-                        exc,
-                    )
-                    await anyio.sleep(record.retry_delay)
-                    continue
-                record.state = TaskState.FAILED
-                record.error = repr(exc)
-                lane.failed += 1
-                self._log_failure(record, exc)
-                return
-            record.state = TaskState.SUCCEEDED
-            lane.succeeded += 1
-            return
-
-    def _log_failure(self, record: TaskRecord, exc: Exception) -> None:
-        message = "task %s (id %s, %s lane) failed after %d attempt(s): %r"
-        values = (record.name, record.id, record.lane, record.attempts, exc)
-        if isinstance(exc, RemoteError):
-            logger.error(message + "\n%s", *values, exc.traceback_text)
-        elif isinstance(exc, TaskTimeout | WorkerCrashed):
-            logger.error(message, *values)
-        else:
-            logger.error(message, *values, exc_info=exc)
 
     def _settle(self) -> None:
         self._active -= 1
@@ -560,7 +433,3 @@ class RuntimeOptions:
     async def submit(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Like `Offload.submit`, with these settings."""
         return await self._offload._submit(func, args, kwargs, self._options)
-
-
-def _first(*values: Any) -> Any:
-    return next((value for value in values if value is not None), None)

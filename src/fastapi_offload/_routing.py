@@ -5,14 +5,18 @@ from __future__ import annotations
 import functools
 import inspect
 import pickle
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Collection, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ._declare import TaskDefaults
+from ._config import OffloadConfig
+from ._declare import TaskDefaults, declared
 from ._errors import NotOffloadable
+from ._models import CallOptions
+from ._store import TaskRecord
 
-__all__ = ["callable_name", "choose_lane", "is_async_callable", "pickle_call"]
+__all__ = ["build_record", "callable_name", "is_async_callable", "pickle_call"]
 
 
 def _unwrap(func: Any) -> Any:
@@ -101,3 +105,80 @@ def pickle_call(
                 "process can rebuild (bytes, a path, an id) instead."
             ) from exc
     raise NotOffloadable(f"cannot send {name} to the process lane: {whole}") from whole
+
+
+def build_record(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: CallOptions,
+    config: OffloadConfig,
+    *,
+    remote: bool,
+    cpu_bound: Collection[str],
+) -> TaskRecord:
+    """Route one call and check it can run in its lane; raise `NotOffloadable` if not."""
+    if not callable(func):
+        raise NotOffloadable(
+            f"add_task() takes a callable first; got {func!r} ({type(func).__name__})"
+        )
+    name = callable_name(func)
+    defaults = declared(func)
+    promote = config.auto_promote and name in cpu_bound
+    lane = choose_lane(
+        func,
+        name,
+        option=options.lane,
+        routes=config.routes,
+        remote=remote,
+        defaults=defaults,
+        promote=promote,
+    )
+    record = TaskRecord(
+        id=uuid.uuid4().hex,
+        name=name,
+        lane=lane,
+        func=func,
+        args=args,
+        kwargs=kwargs,
+        timeout=_first(options.timeout, defaults and defaults.timeout, config.timeout),
+        retries=_first(options.retries, defaults and defaults.retries, 0),
+        retry_delay=_first(options.retry_delay, defaults and defaults.retry_delay, 1.0),
+        declared=defaults is not None,
+    )
+    if lane == "remote":
+        return record
+    is_async = is_async_callable(func)
+    if lane == "loop" and not is_async:
+        raise NotOffloadable(
+            f"{name} is a sync function: the loop lane runs `async def` callables only "
+            "(a sync call there would block the loop). Use the thread or process lane."
+        )
+    if lane in ("thread", "process") and is_async:
+        raise NotOffloadable(
+            f"{name} is an `async def` callable: it runs on the loop lane. "
+            f"Remove lane={lane!r}, or make it a sync function."
+        )
+    if lane == "process":
+        try:
+            record.payload = pickle_call(func, args, kwargs, name)
+        except NotOffloadable:
+            # Promotion was our idea, not the user's: a call that cannot travel stays
+            # on the thread lane instead of failing.
+            unpromoted = choose_lane(
+                func,
+                name,
+                option=options.lane,
+                routes=config.routes,
+                remote=remote,
+                defaults=defaults,
+                promote=False,
+            )
+            if unpromoted != "thread":
+                raise
+            record.lane = "thread"
+    return record
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)

@@ -10,7 +10,8 @@ from typing import Annotated, Any, ParamSpec
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from ._offload import NO_OPTIONS, STATE_KEY, CallOptions, Offload, TaskHandle
+from ._models import NO_OPTIONS, CallOptions, TaskHandle
+from ._offload import STATE_KEY, Offload
 from ._store import TaskRecord
 
 __all__ = ["OffloadTasks", "TaskCollector", "TaskOptions"]
