@@ -283,8 +283,9 @@ async def test_cpu_bound_work_on_threads_is_named_once(caplog: pytest.LogCapture
     offload = Offload()
     async with offload:
         for _ in range(2):
-            await offload.submit(jobs.burn, 0.12)
-        await offload.submit(jobs.nap, 0.12)  # waits, uses no CPU: no advice
+            await offload.submit(jobs.burn, 0.2)
+            await offload.join()
+        await offload.submit(jobs.nap, 0.2)  # waits, uses no CPU: no advice
         await offload.join()
     advice = [r for r in caplog.records if "on the CPU in the thread lane" in r.getMessage()]
     assert len(advice) == 1
@@ -434,3 +435,14 @@ async def test_auto_promote_keeps_a_call_that_cannot_travel_on_threads() -> None
             await offload.submit(jobs.write, "/dev/null", "x", suffix=threading.Lock())  # type: ignore[arg-type]
         await offload.join()
     assert kept.lane == "thread"
+
+
+async def test_a_task_calling_sys_exit_fails_alone(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    async with Offload() as offload:
+        exited = await offload.submit(jobs.exit_interpreter)
+        await offload.submit(jobs.write, str(out), "still here")
+        await offload.join()
+        info = await offload.status(exited.id)
+    assert info.state is TaskState.FAILED and info.error == "SystemExit(3)"
+    assert lines(out)[0].startswith("still here")

@@ -71,7 +71,8 @@ class Lane:
             record.state = TaskState.PENDING
             try:
                 await self.run_once(record)
-            except Exception as exc:
+            # SystemExit too: a task calling sys.exit() fails alone, not the whole runtime.
+            except (Exception, SystemExit) as exc:
                 if record.attempts <= record.retries:
                     self.retried += 1
                     logger.warning(
@@ -273,7 +274,7 @@ class ProcessLane(Lane):
             raise RemoteError(error or "", tb or "")
 
 
-def _log_failure(record: TaskRecord, exc: Exception) -> None:
+def _log_failure(record: TaskRecord, exc: BaseException) -> None:
     message = "task %s (id %s, %s lane) failed after %d attempt(s): %r"
     values = (record.name, record.id, record.lane, record.attempts, exc)
     if isinstance(exc, RemoteError):
