@@ -283,23 +283,23 @@ async def test_cpu_bound_work_on_threads_is_named_once(caplog: pytest.LogCapture
     offload = Offload()
     async with offload:
         for _ in range(2):
-            await offload.submit(jobs.burn, 0.2)
+            await offload.submit(jobs.crunch, 160_000)
             await offload.join()
         await offload.submit(jobs.nap, 0.2)  # waits, uses no CPU: no advice
         await offload.join()
     advice = [r for r in caplog.records if "on the CPU in the thread lane" in r.getMessage()]
     assert len(advice) == 1
-    assert advice[0].getMessage().startswith("tests.apps.jobs.burn spent")
+    assert advice[0].getMessage().startswith("tests.apps.jobs.crunch spent")
     assert "@cpu_bound" in advice[0].getMessage()
-    assert offload.stats().cpu_bound_callables == ("tests.apps.jobs.burn",)
+    assert offload.stats().cpu_bound_callables == ("tests.apps.jobs.crunch",)
 
 
 async def test_auto_promote_moves_cpu_bound_callables_to_processes() -> None:
     offload = Offload(auto_promote=True)
     async with offload:
-        first = await offload.submit(jobs.burn, 0.12)
+        first = await offload.submit(jobs.crunch, 160_000)
         await offload.join()
-        second = await offload.submit(jobs.burn, 0.01)
+        second = await offload.submit(jobs.crunch, 10)
         await offload.join()
         info = await offload.status(second.id)
     assert (first.lane, second.lane) == ("thread", "process")
@@ -426,10 +426,10 @@ async def test_stats_count_per_lane() -> None:
 async def test_auto_promote_keeps_a_call_that_cannot_travel_on_threads() -> None:
     offload = Offload(auto_promote=True, routes={"tests.apps.jobs.write": "process"})
     async with offload:
-        await offload.submit(jobs.burn, 0.12)
+        await offload.submit(jobs.crunch, 160_000)
         await offload.join()
         # Promotion is ours, so an unpicklable argument quietly keeps it on a thread...
-        kept = await offload.submit(jobs.burn, threading.Lock())  # type: ignore[arg-type]
+        kept = await offload.submit(jobs.crunch, threading.Lock())  # type: ignore[arg-type]
         # ...but a lane the user chose (here by a routing rule) fails loudly.
         with pytest.raises(NotOffloadable, match="argument 'suffix'"):
             await offload.submit(jobs.write, "/dev/null", "x", suffix=threading.Lock())  # type: ignore[arg-type]
