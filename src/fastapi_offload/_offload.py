@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import inspect
 import logging
 import time
 import weakref
@@ -16,7 +18,7 @@ from anyio.abc import TaskGroup
 from typing_extensions import Self
 
 from ._config import OffloadConfig
-from ._errors import ConfigError, OffloadClosed
+from ._errors import ConfigError, NotOffloadable, OffloadClosed
 from ._lanes import CpuAdvisor, Lane, LoopLane, ProcessLane, ThreadLane
 from ._models import (
     NO_OPTIONS,
@@ -268,6 +270,15 @@ class Offload:
                 f"{record.name} was routed to lane 'remote' but no backend is configured: "
                 "set OFFLOAD_BACKEND=celery|rq or Offload(backend=...)"
             )
+        if not inspect.isfunction(record.func):
+            # Only a name and JSON arguments reach the worker: whatever a partial, a bound
+            # method or a callable object carries would be silently lost.
+            raise NotOffloadable(
+                f"cannot send {record.name} to the {self._backend.name} backend: it is a "
+                f"{type(record.func).__name__}, not a module-level function, and a worker "
+                "receives only a registered function's name and its arguments. Pass a "
+                "plain function and put what it needs in its arguments."
+            )
         self._backend.prepare(self._task_call(record))
         record.lane = self._backend.name
 
@@ -395,6 +406,13 @@ class Offload:
         if self._backend is not None and not local:
             remote = await self._backend.status(task_id)
             if remote is not None:
+                # Queues keep fewer timestamps (Celery has no start time): fill the gaps.
+                if info is not None:
+                    remote = dataclasses.replace(
+                        remote,
+                        name=remote.name or info.name,
+                        created_at=remote.created_at or info.created_at,
+                    )
                 return remote
         if info is not None:
             return info

@@ -1,0 +1,157 @@
+"""Settings shared by the remote backends and their workers, read from `OFFLOAD_*` variables.
+
+The web process and the worker read the same variables, so one environment file
+configures both sides. The variables, with their defaults:
+
+- `OFFLOAD_REDIS_URL` (`redis://127.0.0.1:6379/0`): RQ's Redis, and Celery's broker
+  unless `OFFLOAD_CELERY_BROKER_URL` is set.
+- `OFFLOAD_CELERY_BROKER_URL` (`OFFLOAD_REDIS_URL`): the Celery broker.
+- `OFFLOAD_CELERY_RESULT_BACKEND` (the broker URL when it is Redis): Celery's result
+  store; `none` disables it, and status then comes from the web process's own record.
+- `OFFLOAD_CELERY_QUEUE` (`celery`): the queue tasks are sent to and the worker consumes.
+- `OFFLOAD_RQ_QUEUE` (`default`): the RQ queue tasks are sent to.
+- `OFFLOAD_SERIALIZER` (`json`): `json`, or `pickle`, a trust decision: with pickle,
+  anyone who can write to the broker can run code on the workers.
+- `OFFLOAD_BROKER_TIMEOUT` (`3`): seconds to connect to, or hear back from, the broker
+  before a submit fails with `BackendUnavailable` (503).
+- `OFFLOAD_RESULT_TTL` (`86400`): seconds task states and results are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlsplit, urlunsplit
+
+from .._errors import BackendUnavailable, ConfigError
+from ._payload import Serializer
+
+__all__ = [
+    "RemoteSettings",
+    "backend_unavailable",
+    "check_serializer",
+    "check_timeout",
+    "safe_url",
+    "to_timestamp",
+]
+
+logger = logging.getLogger("fastapi_offload.backends")
+
+_DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+_SERIALIZERS = ("json", "pickle")
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """The `OFFLOAD_*` settings of the remote backends, parsed and validated once."""
+
+    redis_url: str = _DEFAULT_REDIS
+    celery_broker_url: str = _DEFAULT_REDIS
+    celery_result_backend: str | None = _DEFAULT_REDIS
+    celery_queue: str = "celery"
+    rq_queue: str = "default"
+    serializer: Serializer = "json"
+    broker_timeout: float = 3.0
+    result_ttl: int = 86400
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RemoteSettings:
+        """Read the variables listed in this module's docstring; raises `ConfigError`."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            raw = env.get(name, "").strip()
+            return raw or None
+
+        redis_url = get("OFFLOAD_REDIS_URL") or _DEFAULT_REDIS
+        broker = get("OFFLOAD_CELERY_BROKER_URL") or redis_url
+        results = get("OFFLOAD_CELERY_RESULT_BACKEND")
+        if results is None:
+            results = broker if broker.startswith(("redis://", "rediss://")) else None
+        elif results.lower() in ("none", "disabled", "off"):
+            results = None
+        return cls(
+            redis_url=redis_url,
+            celery_broker_url=broker,
+            celery_result_backend=results,
+            celery_queue=get("OFFLOAD_CELERY_QUEUE") or "celery",
+            rq_queue=get("OFFLOAD_RQ_QUEUE") or "default",
+            serializer=check_serializer(get("OFFLOAD_SERIALIZER") or "json", "OFFLOAD_SERIALIZER"),
+            broker_timeout=_seconds(get("OFFLOAD_BROKER_TIMEOUT"), "OFFLOAD_BROKER_TIMEOUT", 3.0),
+            result_ttl=math.ceil(
+                _seconds(get("OFFLOAD_RESULT_TTL"), "OFFLOAD_RESULT_TTL", 86400.0)
+            ),
+        )
+
+
+def check_serializer(value: object, where: str = "serializer") -> Serializer:
+    """`value` as a `Serializer`; raises `ConfigError` naming `where` otherwise."""
+    if value == "json":
+        return "json"
+    if value == "pickle":
+        return "pickle"
+    raise ConfigError(
+        f"{where}={value!r} is not accepted; use 'json' (the default) or 'pickle' "
+        "(only when the workers trust everyone who can write to the broker)"
+    )
+
+
+def check_timeout(value: object, where: str) -> float:
+    """`value` as a positive number of seconds; raises `ConfigError` naming `where`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{where}={value!r} must be a number of seconds above 0")
+    return float(value)
+
+
+def _seconds(raw: str | None, env: str, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{env}={raw!r} is not a number of seconds") from None
+    return check_timeout(value, env)
+
+
+def safe_url(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def backend_unavailable(
+    backend: str, url: str, exc: BaseException, what: str
+) -> BackendUnavailable:
+    """A `BackendUnavailable` that says which broker failed, how, and what was not done."""
+    message = (
+        f"the {backend} broker at {safe_url(url)} could not be reached ({exc}); "
+        f"{what}. Check that the broker runs and that the OFFLOAD_* URL points at it."
+    )
+    logger.error(message)
+    return BackendUnavailable(message)
+
+
+def to_timestamp(value: object) -> float | None:
+    """A Unix timestamp from a datetime or ISO 8601 text (naive means UTC), else None."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    return None

@@ -1,0 +1,53 @@
+"""Helpers for the backend tests: building calls and waiting for a state."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Collection
+from typing import Any
+
+import anyio
+
+from fastapi_offload import TaskCall, TaskInfo, TaskState
+from fastapi_offload.backends.base import Backend
+
+
+def call_of(
+    func: Callable[..., Any] | str,
+    *args: Any,
+    timeout: float | None = None,
+    retries: int = 0,
+    retry_delay: float = 1.0,
+    **kwargs: Any,
+) -> TaskCall:
+    """A `TaskCall` as the core builds it: a fresh hex id and `module.qualname`."""
+    name = func if isinstance(func, str) else f"{func.__module__}.{func.__qualname__}"
+    return TaskCall(
+        id=uuid.uuid4().hex,
+        name=name,
+        args=args,
+        kwargs=kwargs,
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+    )
+
+
+async def wait_for_state(
+    backend: Backend,
+    task_id: str,
+    states: Collection[TaskState],
+    within: float = 15.0,
+    log: Callable[[], str] | None = None,
+) -> TaskInfo:
+    """Poll `backend.status` until the task is in one of `states`, for `within` seconds."""
+    deadline = time.monotonic() + within
+    info: TaskInfo | None = None
+    while time.monotonic() < deadline:
+        info = await backend.status(task_id)
+        if info is not None and info.state in states:
+            return info
+        await anyio.sleep(0.05)
+    where = f"\nworker log:\n{log()}" if log else ""
+    raise AssertionError(f"task {task_id} not in {set(states)} within {within} s: {info}{where}")

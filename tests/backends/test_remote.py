@@ -1,0 +1,207 @@
+"""Both remote backends against a real Redis and real worker processes.
+
+Each test runs once with Celery (`celery -A tests.backends.celery_worker worker`) and
+once with RQ (`rq worker --worker-class tests.backends.rq_worker.Worker`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fastapi_offload import BackendUnavailable, NotOffloadable, TaskState
+from fastapi_offload.backends.base import Backend
+from fastapi_offload.backends.celery import CeleryBackend
+from fastapi_offload.backends.rq import RQBackend
+
+from . import jobs
+from ._support import call_of, wait_for_state
+from .conftest import WorkerProcess
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.redis,
+    # Celery's Redis result backend (celery 5.7) stores states with `setex`, which
+    # redis-py 8 deprecates; the warning comes from Celery's code, not ours.
+    pytest.mark.filterwarnings("ignore:Call to deprecated setex:DeprecationWarning"),
+]
+
+FINISHED = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+@dataclass
+class Remote:
+    backend: Backend
+    worker: WorkerProcess
+
+    @property
+    def log(self) -> Callable[[], str]:
+        return self.worker.log
+
+
+@pytest.fixture(params=["celery", "rq"])
+def remote(request: pytest.FixtureRequest) -> Remote:
+    worker: WorkerProcess = request.getfixturevalue(f"{request.param}_worker")
+    backend: Backend = request.getfixturevalue(f"{request.param}_backend")
+    return Remote(backend, worker)
+
+
+async def test_the_task_runs_in_the_worker_process(remote: Remote, tmp_path: Path) -> None:
+    out = tmp_path / "pid.txt"
+    call = call_of(jobs.whoami, str(out))
+    remote.backend.prepare(call)
+    await remote.backend.submit(call)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
+    assert info.state is TaskState.SUCCEEDED, info
+    assert info.name == "tests.backends.jobs.whoami"
+    assert info.lane == remote.backend.name
+    assert info.attempts == 1
+    assert info.finished_at is not None
+    assert int(out.read_text()) != os.getpid()
+
+
+async def test_an_async_task_runs_to_completion_in_the_worker(
+    remote: Remote, tmp_path: Path
+) -> None:
+    out = tmp_path / "pid.txt"
+    call = call_of(jobs.async_whoami, str(out))
+    await remote.backend.submit(call)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
+    assert info.state is TaskState.SUCCEEDED, info
+    assert int(out.read_text()) != os.getpid()
+
+
+async def test_status_moves_from_pending_through_running_to_succeeded(remote: Remote) -> None:
+    call = call_of(jobs.sleepy, 0.8)
+    await remote.backend.submit(call)
+    first = await remote.backend.status(call.id)
+    assert first is not None and first.state in (TaskState.PENDING, TaskState.RUNNING)
+    await wait_for_state(remote.backend, call.id, [TaskState.RUNNING], log=remote.log)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
+    assert info.state is TaskState.SUCCEEDED, info
+
+
+async def test_a_failing_task_is_failed_with_its_error(remote: Remote) -> None:
+    call = call_of(jobs.fail, "the disk is full")
+    await remote.backend.submit(call)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
+    assert info.state is TaskState.FAILED
+    assert info.error is not None
+    assert "ValueError" in info.error and "the disk is full" in info.error
+
+
+async def test_a_name_that_is_not_registered_is_refused(remote: Remote, tmp_path: Path) -> None:
+    out = tmp_path / "ran.txt"
+    call = call_of(jobs.not_registered, str(out))
+    await remote.backend.submit(call)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
+    assert info.state is TaskState.FAILED
+    assert info.error is not None and "tests.backends.jobs.not_registered" in info.error
+    assert not out.exists()
+    log = remote.worker.wait_for_log("tests.backends.jobs.not_registered")
+    assert "unregistered task" in log or "UnregisteredTask" in log
+
+
+async def test_an_arbitrary_import_path_is_never_called(remote: Remote, tmp_path: Path) -> None:
+    out = tmp_path / "pwned"
+    call = call_of("os.system", f"touch {out}")
+    await remote.backend.submit(call)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
+    assert info.state is TaskState.FAILED
+    assert not out.exists()
+
+
+async def test_an_id_that_was_never_submitted_is_not_vouched_for(remote: Remote) -> None:
+    assert await remote.backend.status(call_of(jobs.whoami, "x").id) is None
+
+
+async def test_retries_run_again_until_the_task_succeeds(remote: Remote, tmp_path: Path) -> None:
+    out = tmp_path / "attempts.txt"
+    # RQ with a delay goes through its scheduler (`rq worker --with-scheduler`).
+    call = call_of(jobs.flaky, str(out), 2, retries=2, retry_delay=1)
+    await remote.backend.submit(call)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, within=20, log=remote.log)
+    assert info.state is TaskState.SUCCEEDED, info
+    assert info.attempts == 3
+    assert len(out.read_text().splitlines()) == 3
+
+
+async def test_a_task_that_keeps_failing_stops_after_its_retries(
+    remote: Remote, tmp_path: Path
+) -> None:
+    out = tmp_path / "attempts.txt"
+    call = call_of(jobs.flaky, str(out), 5, retries=1, retry_delay=0)
+    await remote.backend.submit(call)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
+    assert info.state is TaskState.FAILED
+    assert info.attempts == 2
+    assert info.error is not None and "attempt 2 fails on purpose" in info.error
+    assert len(out.read_text().splitlines()) == 2
+
+
+async def test_a_task_past_its_timeout_is_stopped_and_failed(remote: Remote) -> None:
+    call = call_of(jobs.sleepy, 30, timeout=1)
+    started = time.monotonic()
+    await remote.backend.submit(call)
+    info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
+    assert time.monotonic() - started < 10
+    assert info.state is TaskState.FAILED
+    assert info.error is not None and "timeout" in info.error.lower()
+
+
+@pytest.mark.parametrize("kind", ["celery", "rq"])
+async def test_a_broker_that_is_down_gives_backend_unavailable_quickly(
+    kind: str, closed_port: int
+) -> None:
+    url = f"redis://127.0.0.1:{closed_port}/0"
+    backend: Backend
+    if kind == "celery":
+        backend = CeleryBackend(broker_url=url, result_backend=url, broker_timeout=1)
+    else:
+        backend = RQBackend(redis_url=url, broker_timeout=1)
+    call = call_of(jobs.whoami, "x")
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable) as caught:
+        await backend.submit(call)
+    assert time.monotonic() - started < 3
+    message = str(caught.value)
+    assert f"127.0.0.1:{closed_port}" in message and "was not submitted" in message
+    assert caught.value.status_code == 503
+    with pytest.raises(BackendUnavailable):
+        await backend.status(call.id)
+
+
+@pytest.mark.parametrize("kind", ["celery", "rq"])
+async def test_a_broker_that_never_answers_is_given_up_on_in_bounded_time(
+    kind: str, silent_port: int
+) -> None:
+    url = f"redis://127.0.0.1:{silent_port}/0"
+    backend: Backend
+    if kind == "celery":
+        backend = CeleryBackend(broker_url=url, result_backend=url, broker_timeout=0.5)
+    else:
+        backend = RQBackend(redis_url=url, broker_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable):
+        await backend.submit(call_of(jobs.whoami, "x"))
+    # Two attempts of half a second each at most, plus the retry pause: not 20 s.
+    assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("kind", ["celery", "rq"])
+def test_an_argument_that_is_not_json_is_refused_by_name(kind: str) -> None:
+    backend: Backend
+    if kind == "celery":
+        backend = CeleryBackend(broker_url="redis://127.0.0.1:1/0", result_backend=None)
+    else:
+        backend = RQBackend(redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(NotOffloadable) as caught:
+        backend.prepare(call_of(jobs.whoami, path=b"/tmp/x"))
+    message = str(caught.value)
+    assert "argument 'path'" in message and "tests.backends.jobs.whoami" in message
+    assert "bytes" in message and "JSON" in message
