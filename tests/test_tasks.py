@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import anyio
 import pytest
-from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Response, WebSocket
 
 from fastapi_offload import (
     ConfigError,
@@ -446,3 +446,24 @@ async def test_a_task_calling_sys_exit_fails_alone(tmp_path: Path) -> None:
         info = await offload.status(exited.id)
     assert info.state is TaskState.FAILED and info.error == "SystemExit(3)"
     assert lines(out)[0].startswith("still here")
+
+
+def test_websocket_endpoints_can_offload(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    offload = Offload()
+    app = make_app(offload)
+    out = tmp_path / "out.txt"
+
+    @app.websocket("/ws")
+    async def websocket(socket: WebSocket, tasks: OffloadTasks) -> None:
+        await socket.accept()
+        handle = tasks.add_task(jobs.write, str(out), await socket.receive_text())
+        await socket.send_text(handle.id)
+        await socket.close()
+
+    with TestClient(app) as client, client.websocket_connect("/ws") as socket:
+        socket.send_text("over-websocket")
+        task_id = socket.receive_text()
+    assert lines(out)[0].startswith("over-websocket")
+    assert len(task_id) == 32
