@@ -89,8 +89,9 @@ def task(
     """Declare a callable's lane, timeout and retries where it is defined.
 
     Used bare (`@task`) or with settings (`@task(lane="process", timeout=30)`). The
-    function is returned unchanged, so calling it directly still works. Per-call
-    `tasks.options(...)` override these; these override `Offload(routes=...)`.
+    function is returned unchanged, so calling it directly still works. Precedence:
+    per-call `tasks.options(...)` > `Offload(routes=...)` > a configured remote
+    backend > these settings > the kind of callable (`async def` -> loop, else thread).
     """
     defaults = TaskDefaults(lane, timeout, retries, retry_delay)
     if func is not None:

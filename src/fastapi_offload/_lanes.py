@@ -68,13 +68,13 @@ class Lane:
     async def run(self, record: TaskRecord) -> None:
         """Run a task to its end: attempts, retries, state, counters and the failure log."""
         while True:
-            record.state = TaskState.PENDING
             try:
                 await self.run_once(record)
             # SystemExit too: a task calling sys.exit() fails alone, not the whole runtime.
             except (Exception, SystemExit) as exc:
                 if record.attempts <= record.retries:
                     self.retried += 1
+                    record.state = TaskState.PENDING  # waiting for its next attempt
                     logger.warning(
                         "task %s (id %s) failed (attempt %d of %d), retrying in %s s: %r",
                         record.name,

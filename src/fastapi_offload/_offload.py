@@ -226,7 +226,7 @@ class Offload:
                 )
         return found
 
-    async def run_attached(self, records: list[TaskRecord]) -> None:
+    async def _run_attached(self, records: list[TaskRecord]) -> None:
         """Run a request's tasks concurrently and wait for them (the default runtime)."""
         async with anyio.create_task_group() as task_group:
             for record in records:
@@ -234,7 +234,7 @@ class Offload:
 
     # -- submission (called by OffloadTasks) ---------------------------------------
 
-    def prepare(
+    def _prepare(
         self,
         func: Callable[..., Any],
         args: tuple[Any, ...],
@@ -293,40 +293,40 @@ class Offload:
             retry_delay=record.retry_delay,
         )
 
-    def is_remote(self, record: TaskRecord) -> bool:
+    def _is_remote(self, record: TaskRecord) -> bool:
         return record.lane not in self.lanes
 
-    async def submit_remote(self, record: TaskRecord) -> None:
+    async def _submit_remote(self, record: TaskRecord) -> None:
         """Hand a prepared remote call to the backend; raises `BackendUnavailable`."""
         assert self._backend is not None
         try:
             await self._backend.submit(self._task_call(record))
         except BaseException:
-            self.discard(record)
+            self._discard(record)
             raise
         # From here the backend owns the task: keep only its id for status look-ups.
         self.store.finish(record)
         self._settle()
 
-    def dispatch(self, record: TaskRecord) -> None:
+    def _dispatch(self, record: TaskRecord) -> None:
         """Start a prepared local call in the runtime's task group."""
         if self._task_group is None:
             if self._attached:
-                self.discard(record)
+                self._discard(record)
                 raise OffloadClosed(
                     "the default runtime runs tasks only inside requests (through "
                     "OffloadTasks); to submit from elsewhere, start an Offload with "
                     "FastAPI(lifespan=offload.lifespan) or `async with offload:`"
                 )
-            self.discard(record)
+            self._discard(record)
             raise OffloadClosed(f"the Offload runtime stopped before {record.name} could start")
         self._task_group.start_soon(self._run, record, name=f"offload:{record.name}")
 
-    def discard(self, record: TaskRecord) -> None:
+    def _discard(self, record: TaskRecord) -> None:
         """Forget a prepared call that will not run (its request failed)."""
         if record.state is not TaskState.PENDING or not self.store.is_active(record.id):
             return
-        if not self.is_remote(record):
+        if not self._is_remote(record):
             self.lanes[record.lane].withdraw()
         self.store.forget(record)
         self._settle()
@@ -356,11 +356,11 @@ class Offload:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> TaskHandle:
-        record = self.prepare(func, args, kwargs, options)
-        if self.is_remote(record):
-            await self.submit_remote(record)
+        record = self._prepare(func, args, kwargs, options)
+        if self._is_remote(record):
+            await self._submit_remote(record)
         else:
-            self.dispatch(record)
+            self._dispatch(record)
         return TaskHandle(record.id, record.name, record.lane)
 
     # -- running -------------------------------------------------------------------
@@ -375,6 +375,15 @@ class Offload:
             record.state = TaskState.CANCELLED
             record.error = "cancelled (shutdown)"
             lane.cancelled += 1
+            if self._attached:
+                # Inside a request, the server cancelled it (past its graceful timeout);
+                # a lifespan runtime logged it already while draining.
+                logger.warning(
+                    "task %s (id %s, %s lane) was cancelled by the server",
+                    record.name,
+                    record.id,
+                    record.lane,
+                )
             raise
         finally:
             record.finished_at = time.time()

@@ -68,7 +68,7 @@ class TaskCollector:
             # The response is on its way: a late task would start at once instead of
             # after it; still better than losing it.
             return self._runtime_add_now(func, args, kwargs, options)
-        record = self._runtime.prepare(func, args, kwargs, options)
+        record = self._runtime._prepare(func, args, kwargs, options)
         self._records.append(record)
         return TaskHandle(record.id, record.name, record.lane)
 
@@ -79,15 +79,15 @@ class TaskCollector:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> TaskHandle:
-        record = self._runtime.prepare(func, args, kwargs, options)
-        self._runtime.dispatch(record)
+        record = self._runtime._prepare(func, args, kwargs, options)
+        self._runtime._dispatch(record)
         return TaskHandle(record.id, record.name, record.lane)
 
     async def _submit_remote(self) -> None:
         runtime = self._runtime
-        for record in [r for r in self._records if runtime.is_remote(r)]:
+        for record in [r for r in self._records if runtime._is_remote(r)]:
             self._records.remove(record)
-            await runtime.submit_remote(record)
+            await runtime._submit_remote(record)
 
     async def _before_response(
         self,
@@ -104,7 +104,7 @@ class TaskCollector:
 
     def _discard(self) -> None:
         for record in self._records:
-            self._runtime.discard(record)
+            self._runtime._discard(record)
         self._records.clear()
 
     async def _after_response(self) -> None:
@@ -113,10 +113,10 @@ class TaskCollector:
         self._records = []
         self._submitted = True
         if runtime._attached:
-            await runtime.run_attached(records)
+            await runtime._run_attached(records)
             return
         for record in records:
-            runtime.dispatch(record)
+            runtime._dispatch(record)
 
 
 class TaskOptions:

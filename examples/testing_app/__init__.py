@@ -1,0 +1,1 @@
+"""A small app and its test suite: `pytest examples/testing_app`."""
