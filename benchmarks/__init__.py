@@ -1,0 +1,1 @@
+"""Benchmarks of fastapi-offload against what users would pick instead (`scripts/bench`)."""

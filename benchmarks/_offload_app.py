@@ -1,0 +1,86 @@
+"""The `offload` strategy: `OffloadTasks` on the lane named by `BENCH_LANE`.
+
+`BENCH_LANE` is `loop`, `thread`, `process`, `remote`, or `auto` (no per-call option:
+the callable's declaration or kind decides). Everything else is configured the way a
+user would, through `OFFLOAD_*` variables.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import FastAPI
+
+from fastapi_offload import Offload, OffloadTasks, TaskState
+
+from ._calls import add_probe_routes, job_call
+from ._tracking import Tracker
+
+LANES = ("auto", "loop", "thread", "process", "remote")
+
+
+def build(lane: str) -> FastAPI:
+    if lane not in LANES:
+        raise ValueError(f"unknown lane {lane!r}; one of {', '.join(LANES)}")
+    offload = Offload()
+    app = FastAPI(lifespan=offload.lifespan)
+    app.include_router(offload.status_router())
+    add_probe_routes(app)
+    tracker = Tracker()
+    batch = _Batch()
+
+    @app.post("/jobs", status_code=202)
+    async def jobs(
+        tasks: OffloadTasks,
+        kind: str = "cpu",
+        count: int = 1,
+        iterations: int = 0,
+        seconds: float = 0.0,
+        size: int = 0,
+    ) -> dict[str, int]:
+        func, args = job_call(kind, iterations, seconds, size, on_loop=lane == "loop")
+        tracker.accept(count)
+        adder = tasks if lane == "auto" else tasks.options(lane=lane)
+        for _ in range(count):
+            batch.ids.append(adder.add_task(func, *args).id)
+        return {"accepted": count}
+
+    @app.post("/batch", status_code=204)
+    async def new_batch() -> None:
+        tracker.reset()
+        batch.clear()
+
+    @app.get("/done")
+    async def done() -> dict[str, Any]:
+        # Walk the batch in submission order and stop at the first unfinished task: jobs
+        # finish roughly in order, so each poll costs a few status lookups, not one per job.
+        while batch.cursor < len(batch.ids):
+            info = await offload.status(batch.ids[batch.cursor])
+            if not info.state.finished:
+                break
+            tracker.finish(ok=info.state is TaskState.SUCCEEDED, at=info.finished_at)
+            batch.cursor += 1
+        return tracker.state()
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        return offload.stats().to_dict()
+
+    return app
+
+
+class _Batch:
+    """Ids of the jobs accepted since `POST /batch` (kept for `/done` only)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.cursor = 0
+
+    def clear(self) -> None:
+        self.ids.clear()
+        self.cursor = 0
+
+
+def lane_from_env() -> str:
+    return os.environ.get("BENCH_LANE", "auto")

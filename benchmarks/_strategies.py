@@ -1,0 +1,175 @@
+"""The strategies the scenarios compare. Adding one is adding an entry to `STRATEGIES`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import redis
+
+from ._harness import new_batch, post_jobs, wait_done
+from ._servers import Server, Service, server
+from ._workers import REDIS_URL, celery_worker, offload_celery_worker, offload_rq_workers
+
+# What a user of the package would configure for a machine shared with the API: as many
+# process workers as cores, started with the app, at a lower CPU priority (the default).
+# The large queue bound lets the batch scenarios submit everything at once.
+OFFLOAD_ENV = {
+    "BENCH_STRATEGY": "offload",
+    "OFFLOAD_PROCESS_WORKERS": "2",
+    "OFFLOAD_PRESTART_WORKERS": "1",
+    "OFFLOAD_MAX_PENDING": "200000",
+}
+
+# Workers a strategy needs: started before the strategy's server, stopped after it.
+# It returns the running services and the environment the server needs to reach them.
+WorkerStarter = Callable[[], tuple[list[Service], dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    label: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    worker: WorkerStarter | None = None
+    # A module that must be importable for the strategy to run (an optional backend).
+    requires: str | None = None
+    needs_redis: bool = False
+
+    def missing(self) -> str | None:
+        """Why the strategy cannot run here, or None."""
+        if self.requires is not None:
+            try:
+                found = importlib.util.find_spec(self.requires) is not None
+            except ModuleNotFoundError:
+                found = False
+            if not found:
+                return f"{self.requires} is not importable"
+        if self.needs_redis:
+            return _redis_missing()
+        return None
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[Server]:
+        """The benchmark app for this strategy, and its workers, running until exit.
+
+        With remote workers, two no-op jobs go through the app first: when they are
+        done, the workers are connected and have imported the jobs.
+        """
+        services: list[Service] = []
+        env = dict(self.env)
+        try:
+            if self.worker is not None:
+                services, extra = self.worker()
+                env |= extra
+            with server("benchmarks.app:app", env) as srv:
+                if self.worker is not None:
+                    new_batch(srv.url)
+                    post_jobs(srv.url, 1, {"kind": "noop", "count": 2})
+                    wait_done(srv.url, 2, timeout=60.0)
+                yield srv
+        finally:
+            for service in services:
+                service.stop()
+
+
+def _redis_missing() -> str | None:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"no Redis at {REDIS_URL} ({exc})"
+    finally:
+        client.close()
+    return None
+
+
+def _celery2() -> tuple[list[Service], dict[str, str]]:
+    return celery_worker(processes=2)
+
+
+def _offload_celery2() -> tuple[list[Service], dict[str, str]]:
+    return offload_celery_worker(processes=2)
+
+
+def _offload_rq2() -> tuple[list[Service], dict[str, str]]:
+    return offload_rq_workers(processes=2)
+
+
+def _offload(lane: str, **env: str) -> dict[str, str]:
+    # Remote results expire within the hour: the suite's Redis database stays small.
+    return {**OFFLOAD_ENV, "BENCH_LANE": lane, "OFFLOAD_RESULT_TTL": "3600", **env}
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("bg-async", "BackgroundTasks, async def", {"BENCH_STRATEGY": "bg-async"}),
+        Strategy("bg-def", "BackgroundTasks, def", {"BENCH_STRATEGY": "bg-def"}),
+        Strategy("executor", "loop.run_in_executor(None)", {"BENCH_STRATEGY": "executor"}),
+        Strategy("anyio", "anyio.to_process.run_sync", {"BENCH_STRATEGY": "anyio"}),
+        Strategy(
+            "celery",
+            "Celery worker, 2 processes",
+            {"BENCH_STRATEGY": "celery"},
+            worker=_celery2,
+            needs_redis=True,
+        ),
+        Strategy("offload-loop", "OffloadTasks, loop lane", _offload("loop")),
+        Strategy("offload-thread", "OffloadTasks, thread lane", _offload("thread")),
+        Strategy("offload-process", "OffloadTasks, process lane", _offload("process")),
+        # The same with SCHED_IDLE workers instead of the default nice 10: how much of the
+        # remaining /health delay is the scheduler's doing.
+        Strategy(
+            "offload-process-idle",
+            "OffloadTasks, process lane, priority=idle",
+            _offload("process", OFFLOAD_PROCESS_PRIORITY="idle"),
+        ),
+        # One worker leaves a core to the API: the other side of the latency/throughput
+        # trade-off on a 2-core machine.
+        Strategy(
+            "offload-process-1",
+            "OffloadTasks, process lane, 1 worker",
+            _offload("process", OFFLOAD_PROCESS_WORKERS="1"),
+        ),
+        # Remote backends: the app sends to the backend's workers, 2 processes each.
+        Strategy(
+            "offload-celery",
+            "OffloadTasks, Celery backend, 2 processes",
+            _offload("remote"),
+            worker=_offload_celery2,
+            requires="fastapi_offload.backends.celery",
+            needs_redis=True,
+        ),
+        Strategy(
+            "offload-rq",
+            "OffloadTasks, RQ backend, 2 workers",
+            _offload("remote"),
+            worker=_offload_rq2,
+            requires="fastapi_offload.backends.rq",
+            needs_redis=True,
+        ),
+    )
+}
+
+
+def variant(base: str, name: str, label: str, **env: str) -> Strategy:
+    """A strategy of `STRATEGIES` with a few environment variables changed."""
+    strategy = STRATEGIES[base]
+    return dataclasses.replace(strategy, name=name, label=label, env={**strategy.env, **env})
+
+
+def pick(names: list[str]) -> list[Strategy]:
+    """The named strategies that can run here (the others are reported and skipped)."""
+    chosen = []
+    for name in names:
+        strategy = STRATEGIES[name]
+        reason = strategy.missing()
+        if reason is None:
+            chosen.append(strategy)
+        else:
+            print(f"  skipping {strategy.label}: {reason}", flush=True)
+    return chosen

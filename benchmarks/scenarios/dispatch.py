@@ -1,0 +1,86 @@
+"""Scenario 3: requests per second of an endpoint that adds one trivial task."""
+
+from __future__ import annotations
+
+from .. import _harness as h
+from .._scenario import Result, Settings, Stopwatch, Target, alternate, medians, paired_ratio
+from .._scenario import ratio_text as rt
+from .._scenario import target_ratio as tr
+from .._strategies import pick
+
+TITLE = "Dispatch overhead"
+STRATEGIES = ["bg-async", "bg-def", "offload-loop", "offload-thread", "offload-process"]
+# Each lane against the BackgroundTasks flavour a user would have written instead.
+BASELINE = {
+    "offload-loop": "bg-async",
+    "offload-thread": "bg-def",
+    "offload-process": "bg-def",
+}
+CONNECTIONS = 8
+
+
+def run(settings: Settings) -> Result:
+    clock = Stopwatch()
+    duration = settings.pick(2.0, 1.0)
+    warmup = settings.pick(0.5, 0.3)
+    strategies = pick(STRATEGIES)
+    runs: dict[str, list[dict[str, float]]] = {s.name: [] for s in strategies}
+    for r, strategy in alternate(strategies, settings.repeat):
+        step = f"[dispatch {r + 1}/{settings.repeat}] {strategy.label}"
+        settings.log(f"{step}: starting")
+        with strategy.serve() as srv:
+            settings.log(f"{step}: {CONNECTIONS} keep-alive connections for {duration:.0f} s")
+            result = h.generate_load(
+                srv.url,
+                "/jobs?kind=noop&count=1",
+                connections=CONNECTIONS,
+                warmup=warmup,
+                duration=duration,
+            )
+            srv.check_alive()
+        runs[strategy.name].append(result)
+        settings.log(f"{step}: {result['rps']:.0f} requests/s, {result['errors']:.0f} errors")
+
+    summary = {name: medians(rs) for name, rs in runs.items()}
+    rows = []
+    targets = []
+    for s in strategies:
+        m = summary[s.name]
+        base = BASELINE.get(s.name)
+        ratio = paired_ratio(runs, s.name, base, "rps") if base in summary else float("nan")
+        rows.append(
+            [
+                s.label,
+                f"{m['rps']:.0f}",
+                h.fmt_ms(m["p50"]),
+                h.fmt_ms(m["p99"]),
+                f"{m['errors']:.0f}",
+                f"{rt(ratio)} of {base}" if base in summary else "",
+            ]
+        )
+        if base in summary:
+            targets.append(
+                Target(
+                    f"{s.label}: >= 0.9x the requests/s of {base}",
+                    tr(ratio),
+                    ratio >= 0.9,
+                )
+            )
+    headers = ["strategy", "requests/s", "p50 ms", "p99 ms", "errors", "vs BackgroundTasks"]
+    return Result(
+        title=TITLE,
+        params={
+            "connections": CONNECTIONS,
+            "duration_seconds": duration,
+            "warmup_seconds": warmup,
+            "repeat": settings.repeat,
+            "endpoint": "POST /jobs?kind=noop&count=1",
+        },
+        table=h.table(headers, rows),
+        strategies={
+            s.name: {"label": s.label, "median": summary[s.name], "runs": runs[s.name]}
+            for s in strategies
+        },
+        targets=targets,
+        seconds=clock.seconds,
+    )

@@ -1,0 +1,1 @@
+"""The demo: `python -m examples.demo` (or `scripts/demo`). See `__main__.py`."""

@@ -1,0 +1,42 @@
+"""The demo runs end to end in a tiny configuration and prints a table of numbers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _row(output: str, label: str) -> list[str]:
+    for line in output.splitlines():
+        if line.startswith(f"| {label}"):
+            return [cell.strip() for cell in line.strip("|").split("|")]
+    raise AssertionError(f"no table row for {label!r} in:\n{output}")
+
+
+@pytest.mark.server
+def test_demo_prints_a_table_of_measurements() -> None:
+    argv = [sys.executable, "-m", "examples.demo", "--jobs", "2", "--seconds", "0.2"]
+    argv += ["--idle-seconds", "0.3", "--modes", "background-async,offload-process"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # Progress is printed as it goes, mode by mode.
+    assert "BackgroundTasks + async def job: starting uvicorn" in done.stdout
+    assert "OffloadTasks, process lane: submitting" in done.stdout
+
+    frozen = _row(done.stdout, "BackgroundTasks + async def job")
+    offloaded = _row(done.stdout, "OffloadTasks, process lane")
+    for row in (frozen, offloaded):
+        assert len(row) == 7
+        assert all(re.fullmatch(r"\d+(\.\d+)?", cell) for cell in row[1:]), row
+        assert float(row[6]) > 0  # the jobs' wall time
+    # Orders of magnitude only: a 0.2 s job on the loop holds /health for about that
+    # long, while the process lane leaves it answering far faster.
+    assert float(frozen[5]) > 100  # loaded max, ms
+    assert float(offloaded[4]) < 100  # loaded p99, ms
