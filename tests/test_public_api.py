@@ -65,3 +65,26 @@ def test_import_does_not_load_optional_backends() -> None:
     code = "import sys, fastapi_offload; print('celery' in sys.modules, 'rq' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_process_worker_does_not_import_fastapi() -> None:
+    # A process-lane worker imports the trampoline and the user's job module (which
+    # imports cpu_bound); neither needs FastAPI, and importing it would add ~0.2 s to
+    # every worker start.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fastapi_offload._process; from fastapi_offload import cpu_bound; "
+        "print('fastapi' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+
+
+def test_names_load_on_first_use() -> None:
+    import pytest
+
+    assert "Offload" in dir(fastapi_offload)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        fastapi_offload.nope  # type: ignore[attr-defined]  # noqa: B018 - the access is the test

@@ -1,29 +1,65 @@
-"""fastapi-offload: background work that never freezes your FastAPI event loop."""
+"""fastapi-offload: background work that never freezes your FastAPI event loop.
 
-from ._declare import TaskDefaults as TaskDefaults
-from ._declare import cpu_bound as cpu_bound
-from ._declare import io_bound as io_bound
-from ._declare import task as task
-from ._errors import BackendUnavailable as BackendUnavailable
-from ._errors import ConfigError as ConfigError
-from ._errors import NotOffloadable as NotOffloadable
-from ._errors import OffloadClosed as OffloadClosed
-from ._errors import OffloadError as OffloadError
-from ._errors import QueueFull as QueueFull
-from ._errors import TaskTimeout as TaskTimeout
-from ._errors import WorkerCrashed as WorkerCrashed
-from ._models import LaneStats as LaneStats
-from ._models import OffloadStats as OffloadStats
-from ._models import TaskCall as TaskCall
-from ._models import TaskHandle as TaskHandle
-from ._models import TaskInfo as TaskInfo
-from ._models import TaskState as TaskState
-from ._offload import Offload as Offload
-from ._tasks import OffloadTasks as OffloadTasks
-from .backends.base import Backend as Backend
-from .backends.base import BaseBackend as BaseBackend
+Names load on first use (PEP 562): a process-lane worker imports the trampoline
+without importing FastAPI, so a new worker starts in a fraction of the time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._declare import TaskDefaults as TaskDefaults
+    from ._declare import cpu_bound as cpu_bound
+    from ._declare import io_bound as io_bound
+    from ._declare import task as task
+    from ._errors import BackendUnavailable as BackendUnavailable
+    from ._errors import ConfigError as ConfigError
+    from ._errors import NotOffloadable as NotOffloadable
+    from ._errors import OffloadClosed as OffloadClosed
+    from ._errors import OffloadError as OffloadError
+    from ._errors import QueueFull as QueueFull
+    from ._errors import TaskTimeout as TaskTimeout
+    from ._errors import WorkerCrashed as WorkerCrashed
+    from ._models import LaneStats as LaneStats
+    from ._models import OffloadStats as OffloadStats
+    from ._models import TaskCall as TaskCall
+    from ._models import TaskHandle as TaskHandle
+    from ._models import TaskInfo as TaskInfo
+    from ._models import TaskState as TaskState
+    from ._offload import Offload as Offload
+    from ._tasks import OffloadTasks as OffloadTasks
+    from .backends.base import Backend as Backend
+    from .backends.base import BaseBackend as BaseBackend
 
 __version__ = "0.1.0"
+
+# Public name -> private module that defines it.
+_MODULES: dict[str, str] = {
+    "TaskDefaults": "._declare",
+    "cpu_bound": "._declare",
+    "io_bound": "._declare",
+    "task": "._declare",
+    "BackendUnavailable": "._errors",
+    "ConfigError": "._errors",
+    "NotOffloadable": "._errors",
+    "OffloadClosed": "._errors",
+    "OffloadError": "._errors",
+    "QueueFull": "._errors",
+    "TaskTimeout": "._errors",
+    "WorkerCrashed": "._errors",
+    "LaneStats": "._models",
+    "OffloadStats": "._models",
+    "TaskCall": "._models",
+    "TaskHandle": "._models",
+    "TaskInfo": "._models",
+    "TaskState": "._models",
+    "Offload": "._offload",
+    "OffloadTasks": "._tasks",
+    "Backend": ".backends.base",
+    "BaseBackend": ".backends.base",
+}
 
 __all__ = [
     "Backend",
@@ -50,3 +86,18 @@ __all__ = [
     "io_bound",
     "task",
 ]
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, so a misspelt name is still an error
+
+    def __getattr__(name: str) -> Any:
+        module = _MODULES.get(name)
+        if module is None:
+            raise AttributeError(f"module 'fastapi_offload' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
