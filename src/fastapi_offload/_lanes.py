@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ class Lane:
         # anyio's call takes a limiter too; ours is taken first so that timeouts count
         # running time only, which leaves this one uncontended.
         self._inner = CapacityLimiter(capacity)
+        self._lock = threading.Lock()
         self.waiting = 0
         self.running = 0
         self.succeeded = 0
@@ -51,7 +53,8 @@ class Lane:
         self.waiting += 1
 
     def withdraw(self) -> None:
-        self.waiting -= 1
+        with self._lock:  # admit() may run in a sync endpoint's thread
+            self.waiting -= 1
 
     def stats(self) -> LaneStats:
         return LaneStats(
@@ -98,22 +101,28 @@ class Lane:
     async def run_once(self, record: TaskRecord) -> None:
         """One attempt: wait for a token, run, raise on failure or timeout."""
         async with self.limiter:
-            if record.attempts == 0:
-                self.withdraw()
-            record.attempts += 1
-            record.started_at = record.started_at or time.time()
-            record.state = TaskState.RUNNING
-            self.running += 1
-            try:
-                with anyio.move_on_after(record.timeout) as scope:
-                    await self.execute(record)
-                if scope.cancelled_caught:
-                    raise TaskTimeout(
-                        f"{record.name} (id {record.id}) ran longer than its timeout of "
-                        f"{record.timeout} s{self.timeout_note}"
-                    )
-            finally:
-                self.running -= 1
+            await self._attempt(record)
+
+    async def _attempt(self, record: TaskRecord) -> None:
+        if record.attempts == 0:
+            self.withdraw()
+        record.attempts += 1
+        record.started_at = record.started_at or time.time()
+        record.state = TaskState.RUNNING
+        self.running += 1
+        try:
+            if record.timeout is None:  # no cancel scope to pay for
+                await self.execute(record)
+                return
+            with anyio.move_on_after(record.timeout) as scope:
+                await self.execute(record)
+            if scope.cancelled_caught:
+                raise TaskTimeout(
+                    f"{record.name} (id {record.id}) ran longer than its timeout of "
+                    f"{record.timeout} s{self.timeout_note}"
+                )
+        finally:
+            self.running -= 1
 
     timeout_note = ""
 
@@ -130,6 +139,10 @@ class LoopLane(Lane):
         # Coroutines need no worker; the bound on concurrency is the bound on pending.
         super().__init__(capacity=max_pending, max_pending=max_pending)
         self.monitor = monitor
+
+    async def run_once(self, record: TaskRecord) -> None:
+        # Coroutines need no worker to wait for: admission already bounds them.
+        await self._attempt(record)
 
     async def execute(self, record: TaskRecord) -> None:
         coro = record.func(*record.args, **record.kwargs)

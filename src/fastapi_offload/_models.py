@@ -36,7 +36,7 @@ class TaskState(str, enum.Enum):
         return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskInfo:
     """A snapshot of one task's status, as returned by `Offload.status()`.
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import pickle
-import uuid
+import threading
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from types import FunctionType
 from typing import Any
 
 from ._config import OffloadConfig
@@ -16,7 +19,14 @@ from ._errors import NotOffloadable
 from ._models import CallOptions
 from ._store import TaskRecord
 
-__all__ = ["build_record", "callable_name", "is_async_callable", "pickle_call"]
+__all__ = [
+    "IdSource",
+    "Profiles",
+    "build_record",
+    "callable_name",
+    "is_async_callable",
+    "pickle_call",
+]
 
 
 def _unwrap(func: Any) -> Any:
@@ -46,7 +56,7 @@ def is_async_callable(func: Any) -> bool:
 
 
 def choose_lane(
-    func: Callable[..., Any],
+    is_async: bool,
     name: str,
     *,
     option: str | None,
@@ -65,7 +75,7 @@ def choose_lane(
         return "remote"
     if defaults is not None and defaults.lane is not None:
         return defaults.lane
-    if is_async_callable(func):
+    if is_async:
         return "loop"
     return "process" if promote else "thread"
 
@@ -107,6 +117,60 @@ def pickle_call(
     raise NotOffloadable(f"cannot send {name} to the process lane: {whole}") from whole
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What routing needs to know about a callable, which does not change between calls."""
+
+    name: str
+    defaults: TaskDefaults | None
+    is_async: bool
+
+
+class Profiles:
+    """Profiles of plain functions, computed once: `add_task` is on every request's path.
+
+    Partials, bound methods and callable objects are new objects on most calls, so
+    they are profiled each time instead of filling the cache.
+    """
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._cache: dict[Callable[..., Any], Profile] = {}
+
+    def __call__(self, func: Callable[..., Any]) -> Profile:
+        found = self._cache.get(func) if type(func) is FunctionType else None
+        if found is None:
+            found = Profile(callable_name(func), declared(func), is_async_callable(func))
+            if type(func) is FunctionType:
+                if len(self._cache) >= self.LIMIT:
+                    self._cache.clear()
+                self._cache[func] = found
+        return found
+
+
+class IdSource:
+    """Task ids: 128 random bits as 32 hex digits, like `uuid4().hex`, unguessable.
+
+    Random bytes are read from the OS in batches (one `os.urandom` per id costs a
+    system call, ~8 us); a forked child reads a fresh batch so no id repeats.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+        self._pid = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._offset >= len(self._buffer) or self._pid != os.getpid():
+                self._buffer, self._offset, self._pid = os.urandom(16 * 256), 0, os.getpid()
+            start = self._offset
+            self._offset += 16
+        return self._buffer[start : start + 16].hex()
+
+
 def build_record(
     func: Callable[..., Any],
     args: tuple[Any, ...],
@@ -116,17 +180,19 @@ def build_record(
     *,
     remote: bool,
     cpu_bound: Collection[str],
+    profiles: Profiles,
+    new_id: Callable[[], str],
 ) -> TaskRecord:
     """Route one call and check it can run in its lane; raise `NotOffloadable` if not."""
     if not callable(func):
         raise NotOffloadable(
             f"add_task() takes a callable first; got {func!r} ({type(func).__name__})"
         )
-    name = callable_name(func)
-    defaults = declared(func)
+    profile = profiles(func)
+    name, defaults = profile.name, profile.defaults
     promote = config.auto_promote and name in cpu_bound
     lane = choose_lane(
-        func,
+        profile.is_async,
         name,
         option=options.lane,
         routes=config.routes,
@@ -135,7 +201,7 @@ def build_record(
         promote=promote,
     )
     record = TaskRecord(
-        id=uuid.uuid4().hex,
+        id=new_id(),
         name=name,
         lane=lane,
         func=func,
@@ -148,7 +214,7 @@ def build_record(
     )
     if lane == "remote":
         return record
-    is_async = is_async_callable(func)
+    is_async = profile.is_async
     if lane == "loop" and not is_async:
         raise NotOffloadable(
             f"{name} is a sync function: the loop lane runs `async def` callables only "
@@ -166,7 +232,7 @@ def build_record(
             # Promotion was our idea, not the user's: a call that cannot travel stays
             # on the thread lane instead of failing.
             unpromoted = choose_lane(
-                func,
+                profile.is_async,
                 name,
                 option=options.lane,
                 routes=config.routes,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Annotated, Any, ParamSpec
@@ -100,6 +100,8 @@ class TaskCollector:
         # broker before the client hears "accepted", and a broker error becomes a 503.
         if exc_type is None:
             await self._submit_remote()
+        else:
+            self._discard()  # the endpoint failed: like BackgroundTasks, nothing runs
         return False
 
     def _discard(self) -> None:
@@ -107,16 +109,25 @@ class TaskCollector:
             self._runtime._discard(record)
         self._records.clear()
 
-    async def _after_response(self) -> None:
+    async def _after_response(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc_type is not None:
+            self._discard()  # the endpoint or the response failed: nothing runs
+            return False
         await self._submit_remote()  # only left when the early hook was unavailable
         runtime, records = self._runtime, self._records
         self._records = []
         self._submitted = True
         if runtime._attached:
             await runtime._run_attached(records)
-            return
+            return False
         for record in records:
             runtime._dispatch(record)
+        return False
 
 
 class TaskOptions:
@@ -139,23 +150,25 @@ def runtime_for(conn: HTTPConnection) -> Offload:
     return Offload.for_current_loop()
 
 
-async def _provide(conn: HTTPConnection) -> AsyncIterator[TaskCollector]:
+async def _provide(conn: HTTPConnection) -> TaskCollector:
     collector = TaskCollector(runtime_for(conn))
-    # FastAPI (>= 0.121) keeps this stack for `Depends(scope="function")`. We push onto it
-    # rather than declaring that scope ourselves because a request-scoped yield dependency
-    # of the user's may not depend on a function-scoped one, and OffloadTasks must work
-    # wherever BackgroundTasks did. Without the stack, remote submission happens after
-    # the response instead (see _after_response).
-    stack = conn.scope.get("fastapi_function_astack")
-    if isinstance(stack, AsyncExitStack):
-        stack.push_async_exit(collector._before_response)
-    try:
-        yield collector
-    except BaseException:
-        # The endpoint (or the response) failed: like BackgroundTasks, nothing runs.
-        collector._discard()
-        raise
-    await collector._after_response()
+    # FastAPI (>= 0.121) runs every request inside two exit stacks: the function stack
+    # closes after the endpoint returned and before the response is sent, the request
+    # stack after the response. Registering on them directly, rather than being a
+    # `yield` dependency, costs less on every request and, unlike
+    # `Depends(scope="function")`, lets a user's own `yield` dependency take OffloadTasks
+    # wherever it took BackgroundTasks. tests/test_tasks.py pins this behaviour.
+    function_stack = conn.scope.get("fastapi_function_astack")
+    request_stack = conn.scope.get("fastapi_inner_astack")
+    if not isinstance(request_stack, AsyncExitStack):
+        raise RuntimeError(
+            "OffloadTasks needs FastAPI 0.121 or later (its request exit stacks are "
+            "missing); upgrade FastAPI"
+        )
+    request_stack.push_async_exit(collector._after_response)
+    if isinstance(function_stack, AsyncExitStack):
+        function_stack.push_async_exit(collector._before_response)
+    return collector
 
 
 OffloadTasks = Annotated[TaskCollector, Depends(_provide)]
