@@ -113,3 +113,26 @@ async def test_prestart_starts_the_workers_with_the_app() -> None:
         started = set(_children()) - before
         assert len(started) >= 2 or len(set(_children())) >= 2
         assert offload.stats().lanes["process"].running == 0
+
+
+def test_an_unguarded_main_module_gets_a_clear_startup_error(tmp_path: Path) -> None:
+    # anyio starts each worker by re-running the program's main module: a script that
+    # starts its event loop at module level breaks every worker.
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import anyio\n"
+        "from fastapi_offload import Offload\n\n"
+        "async def main() -> None:\n"
+        "    async with Offload(prestart_workers=True, process_workers=1):\n"
+        "        pass\n\n"
+        "anyio.run(main)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode != 0
+    assert "WorkerCrashed: could not start the process lane's workers" in done.stderr
+    assert "under `if __name__ == '__main__':`" in done.stderr

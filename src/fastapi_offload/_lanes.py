@@ -254,14 +254,28 @@ class ProcessLane(Lane):
         self.cpu_seconds = 0.0
 
     async def prestart(self) -> None:
-        """Start every worker now (and set its priority) so the first task is warm."""
+        """Start every worker now (and set its priority) so the first task is warm.
+
+        Raises `WorkerCrashed` saying why when a worker cannot start.
+        """
+        failures: list[BrokenWorkerProcess] = []
+
+        async def ping() -> None:
+            try:
+                async with self.limiter:
+                    await anyio.to_process.run_sync(
+                        _process.noop, self.priority, limiter=self._inner
+                    )
+            except BrokenWorkerProcess as exc:
+                failures.append(exc)
+
         async with anyio.create_task_group() as tg:
             for _ in range(self.capacity):
-                tg.start_soon(self._ping)
-
-    async def _ping(self) -> None:
-        async with self.limiter:
-            await anyio.to_process.run_sync(_process.noop, self.priority, limiter=self._inner)
+                tg.start_soon(ping)
+        if failures:
+            raise WorkerCrashed(
+                f"could not start the process lane's workers: {_why(failures[0])}"
+            ) from failures[0]
 
     async def keep_warm(self, interval: float = 120.0) -> None:
         # anyio kills workers idle for 5 minutes when the next call comes; a periodic
@@ -272,12 +286,13 @@ class ProcessLane(Lane):
                 await self.prestart()
 
     async def execute(self, record: TaskRecord) -> None:
-        assert record.payload is not None
         level = logging.getLogger().getEffectiveLevel()
         try:
             ok, error, tb, records, cpu = await anyio.to_process.run_sync(
                 _process.run,
-                record.payload,
+                record.func,
+                record.args,
+                record.kwargs,
                 self.priority,
                 level,
                 cancellable=True,
@@ -285,12 +300,7 @@ class ProcessLane(Lane):
             )
         except BrokenWorkerProcess as exc:
             self.crashed += 1
-            raise WorkerCrashed(
-                f"the worker process running {record.name} (id {record.id}) died "
-                "(killed, crashed or out of memory); the next task gets a fresh worker. "
-                "Check the system log for an OOM kill, or run the function in a thread "
-                "to see its error."
-            ) from exc
+            raise WorkerCrashed(f"{record.name} (id {record.id}): {_why(exc)}") from exc
         self.cpu_seconds += cpu
         for data in records:
             data["offload_task_id"] = record.id
@@ -309,6 +319,24 @@ def _log_failure(record: TaskRecord, exc: BaseException) -> None:
         logger.error(message, *values)
     else:
         logger.error(message, *values, exc_info=exc)
+
+
+def _why(exc: BrokenWorkerProcess) -> str:
+    if "initialization" in str(exc):
+        # anyio starts each worker by re-running the app's main module (as
+        # `__mp_main__`): unguarded module-level code there (a server start, a
+        # blocking call, an exception) breaks every worker.
+        return (
+            "a new worker process failed while starting. Each worker re-imports the "
+            "program's main module: put module-level code that starts things (servers, "
+            "event loops, long work) under `if __name__ == '__main__':`, and check that "
+            "the main module imports cleanly in a fresh interpreter."
+        )
+    return (
+        "the worker process running it died (killed, crashed or out of memory); the "
+        "next task gets a fresh worker. Check the system log for an OOM kill, or run "
+        "the function in a thread to see its error."
+    )
 
 
 class RemoteError(Exception):

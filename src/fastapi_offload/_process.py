@@ -4,16 +4,17 @@ anyio sends only positional arguments, discards the worker's stdout/stderr and h
 hook for per-worker set-up. The trampoline adds keyword arguments, carries log records
 back to the app, lowers the worker's CPU priority once, and measures CPU time. It never
 returns the task's result or exception object (either may not pickle): only plain data.
+It must stay cheap to import: a new worker imports it before its first task.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Outcome", "noop", "run"]
@@ -22,6 +23,7 @@ __all__ = ["Outcome", "noop", "run"]
 Outcome = tuple[bool, str | None, str | None, list[dict[str, Any]], float]
 
 _priority_set: str | None = None
+_handler: _Collect | None = None
 
 # The LogRecord attributes that are plain data and survive pickling; `msg` is sent
 # already formatted so the app does not need the arguments.
@@ -83,21 +85,35 @@ def noop(priority: str) -> int:
     return os.getpid()
 
 
-def run(payload: bytes, priority: str, log_level: int) -> Outcome:
-    _set_priority(priority)
-    func, args, kwargs = pickle.loads(payload)
-    handler = _Collect(log_level)
+def _collector(log_level: int) -> _Collect:
+    # Installed once per worker and reused: changing the root logger's level on every
+    # call would clear the cache of every logger in the process each time.
+    global _handler
     root = logging.getLogger()
-    old_level = root.level
-    root.addHandler(handler)
-    root.setLevel(log_level)
+    if _handler is None:
+        _handler = _Collect(log_level)
+        root.addHandler(_handler)
+    if _handler.level != log_level:
+        _handler.setLevel(log_level)
+    if root.level != log_level:
+        root.setLevel(log_level)
+    _handler.records = []
+    return _handler
+
+
+def run(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    priority: str,
+    log_level: int,
+) -> Outcome:
+    _set_priority(priority)
+    handler = _collector(log_level)
     cpu_start = time.process_time()
     try:
         func(*args, **kwargs)
     except BaseException as exc:
         tb = "".join(traceback.format_exception(exc)).rstrip()
         return False, repr(exc), tb, handler.records, time.process_time() - cpu_start
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
     return True, None, None, handler.records, time.process_time() - cpu_start

@@ -25,7 +25,6 @@ class TaskRecord:
     timeout: float | None
     retries: int
     retry_delay: float
-    payload: bytes | None = None  # the pickled call, for the process lane
     declared: bool = False  # settings came from a decorator (silences the CPU advice)
     state: TaskState = TaskState.PENDING
     created_at: float = field(default_factory=time.time)
