@@ -121,8 +121,14 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("offload-loop", "OffloadTasks, loop lane", _offload("loop")),
         Strategy("offload-thread", "OffloadTasks, thread lane", _offload("thread")),
         Strategy("offload-process", "OffloadTasks, process lane", _offload("process")),
-        # The same with SCHED_IDLE workers instead of the default nice 10: how much of the
-        # remaining /health delay is the scheduler's doing.
+        # The same at normal priority and with SCHED_IDLE workers instead of the default
+        # nice 10: what the default costs or saves, and how much of the remaining
+        # /health delay is the scheduler's doing.
+        Strategy(
+            "offload-process-normal",
+            "OffloadTasks, process lane, priority=normal",
+            _offload("process", OFFLOAD_PROCESS_PRIORITY="normal"),
+        ),
         Strategy(
             "offload-process-idle",
             "OffloadTasks, process lane, priority=idle",

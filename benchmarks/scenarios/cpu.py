@@ -30,6 +30,7 @@ STRATEGIES = [
     "celery",
     "offload-thread",
     "offload-process",
+    "offload-process-normal",
     "offload-process-idle",
     "offload-process-1",
     "offload-celery",  # skipped (with a note) where a backend is not installed
