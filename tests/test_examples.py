@@ -4,65 +4,16 @@ their pages say: under uvicorn, with their documented commands, and in-process."
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import ROOT, Server
-
-StartUvicorn = Callable[[str, dict[str, str]], Server]
-
-
-@contextmanager
-def uvicorn(app: str, env: dict[str, str], log_path: Path) -> Iterator[Server]:
-    """`uvicorn APP --port 0`, the way the docs run the examples.
-
-    Not conftest's `start_server`: uvicorn opens an inherited `--fd` socket as AF_UNIX,
-    so asyncio does not set TCP_NODELAY on its connections and every response waits
-    ~40 ms for a delayed ACK, which would hide what the media example measures.
-    """
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server("", process, log_path)
-    try:
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"running on (http://127\.0\.0\.1:\d+)", server.log())):
-            assert process.poll() is None, f"uvicorn exited:\n{server.log()}"
-            assert time.monotonic() < deadline, f"uvicorn not ready in 30 s:\n{server.log()}"
-            time.sleep(0.05)
-        server.url = found.group(1)
-        yield server
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def start_uvicorn(tmp_path: Path) -> Iterator[StartUvicorn]:
-    with ExitStack() as stack:
-        count = iter(range(100))
-
-        def start(app: str, env: dict[str, str]) -> Server:
-            log_path = tmp_path / f"uvicorn-{next(count)}.log"
-            return stack.enter_context(uvicorn(app, env, log_path))
-
-        yield start
+from .conftest import ROOT, Server, StartServer
 
 
 def health_latencies(server: Server, seconds: float) -> list[float]:
@@ -97,15 +48,15 @@ def make_thumbnails(server: Server, media: Path) -> list[float]:
 
 @pytest.mark.server
 def test_media_fix_one_word_moves_the_job_off_the_api_process(
-    start_uvicorn: StartUvicorn, tmp_path: Path
+    start_server: StartServer, tmp_path: Path
 ) -> None:
     before_media, after_media = tmp_path / "before", tmp_path / "after"
     before_media.mkdir()
     after_media.mkdir()
-    before = start_uvicorn("examples.media_fix.before:app", {"MEDIA_DIR": str(before_media)})
+    before = start_server("examples.media_fix.before:app", env={"MEDIA_DIR": str(before_media)})
     slow = make_thumbnails(before, before_media)
     before.stop()
-    after = start_uvicorn("examples.media_fix.after:app", {"MEDIA_DIR": str(after_media)})
+    after = start_server("examples.media_fix.after:app", env={"MEDIA_DIR": str(after_media)})
     fast = make_thumbnails(after, after_media)
     thumbnail = (after_media / "thumbnail-3-128.pgm").read_bytes()
     assert thumbnail.startswith(b"P5 128 128 255\n") and len(thumbnail) == 15 + 128 * 128
@@ -117,9 +68,9 @@ def test_media_fix_one_word_moves_the_job_off_the_api_process(
 
 @pytest.mark.server
 def test_compute_status_with_its_documented_commands(
-    start_uvicorn: StartUvicorn, tmp_path: Path
+    start_server: StartServer, tmp_path: Path
 ) -> None:
-    server = start_uvicorn("examples.compute_status.app:app", {"RESULTS_DIR": str(tmp_path)})
+    server = start_server("examples.compute_status.app:app", env={"RESULTS_DIR": str(tmp_path)})
     command = [sys.executable, "-m", "examples.compute_status.client", "20000"]
     result = subprocess.run(
         [*command, "--url", server.url], cwd=ROOT, capture_output=True, text=True, timeout=60

@@ -204,15 +204,19 @@ def build_record(
     profile = profiles(func)
     name, defaults = profile.name, profile.defaults
     promote = config.auto_promote and name in cpu_bound
-    lane = choose_lane(
-        profile.is_async,
-        name,
-        option=options.lane,
-        routes=config.routes,
-        remote=remote,
-        defaults=defaults,
-        promote=promote,
-    )
+
+    def lane_for(promote: bool) -> str:
+        return choose_lane(
+            profile.is_async,
+            name,
+            option=options.lane,
+            routes=config.routes,
+            remote=remote,
+            defaults=defaults,
+            promote=promote,
+        )
+
+    lane = lane_for(promote)
     record = TaskRecord(
         id=new_id(),
         name=name,
@@ -244,15 +248,7 @@ def build_record(
         except NotOffloadable:
             # Promotion was our idea, not the user's: a call that cannot travel stays
             # on the thread lane instead of failing.
-            unpromoted = choose_lane(
-                profile.is_async,
-                name,
-                option=options.lane,
-                routes=config.routes,
-                remote=remote,
-                defaults=defaults,
-                promote=False,
-            )
+            unpromoted = lane_for(False)
             if unpromoted != "thread":
                 raise
             record.lane = "thread"

@@ -64,23 +64,13 @@ class TaskCollector:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> TaskHandle:
+        record = self._runtime._prepare(func, args, kwargs, options)
         if self._submitted:
-            # The response is on its way: a late task would start at once instead of
-            # after it; still better than losing it.
-            return self._runtime_add_now(func, args, kwargs, options)
-        record = self._runtime._prepare(func, args, kwargs, options)
-        self._records.append(record)
-        return TaskHandle(record.id, record.name, record.lane)
-
-    def _runtime_add_now(
-        self,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: CallOptions,
-    ) -> TaskHandle:
-        record = self._runtime._prepare(func, args, kwargs, options)
-        self._runtime._dispatch(record)
+            # The response is on its way: a late task starts at once instead of after
+            # it; still better than losing it.
+            self._runtime._dispatch(record)
+        else:
+            self._records.append(record)
         return TaskHandle(record.id, record.name, record.lane)
 
     async def _submit_remote(self) -> None:
