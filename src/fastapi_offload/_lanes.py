@@ -44,13 +44,19 @@ class Lane:
         self.retried = 0
 
     def admit(self, name: str) -> None:
-        if self.waiting >= self.max_pending:
-            raise QueueFull(
-                f"the {self.name} lane is full ({self.waiting} tasks waiting, "
-                f"max_pending={self.max_pending}); {name} was not accepted. Retry later, "
-                "or raise max_pending / the lane's workers if the machine has room."
-            )
-        self.waiting += 1
+        with self._lock:  # a sync endpoint calls this from a worker thread
+            if self._load() >= self.max_pending:
+                raise QueueFull(
+                    f"the {self.name} lane is full ({self._load()} tasks {self._counted}, "
+                    f"max_pending={self.max_pending}); {name} was not accepted. Retry "
+                    "later, or raise max_pending / the lane's workers if the machine has room."
+                )
+            self.waiting += 1
+
+    _counted = "waiting"
+
+    def _load(self) -> int:
+        return self.waiting
 
     def withdraw(self) -> None:
         with self._lock:  # admit() may run in a sync endpoint's thread
@@ -139,6 +145,12 @@ class LoopLane(Lane):
         # Coroutines need no worker; the bound on concurrency is the bound on pending.
         super().__init__(capacity=max_pending, max_pending=max_pending)
         self.monitor = monitor
+
+    _counted = "waiting or running"
+
+    def _load(self) -> int:
+        # Coroutines start at once and wait for no worker: the bound is on all of them.
+        return self.waiting + self.running
 
     async def run_once(self, record: TaskRecord) -> None:
         # Coroutines need no worker to wait for: admission already bounds them.
@@ -283,7 +295,10 @@ class ProcessLane(Lane):
         while True:
             await anyio.sleep(interval)
             if self.running == 0 and self.waiting == 0:
-                await self.prestart()
+                try:
+                    await self.prestart()
+                except Exception as exc:  # a keep-warm failure must not stop the app
+                    logger.warning("could not keep the process workers warm: %s", exc)
 
     async def execute(self, record: TaskRecord) -> None:
         level = logging.getLogger().getEffectiveLevel()

@@ -38,6 +38,7 @@ from .backends.base import Backend
 __all__ = ["Offload", "RuntimeOptions"]
 
 _NOT_ASYNCIO = type("_NotAsyncio", (), {})()
+_CANCEL_GRACE = 5.0  # seconds cancelled tasks get to finish at shutdown
 _default_noted = False
 
 logger = logging.getLogger("fastapi_offload")
@@ -97,7 +98,8 @@ class Offload:
         self._attached = False  # the default runtime: tasks run inside their request
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], TaskRecord] = {}
+        self._loop_thread = 0
         self._profiles = Profiles()
         self._new_id = IdSource()
 
@@ -138,6 +140,7 @@ class Offload:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:  # trio: tasks go through the task group
             self._loop = None
+        self._loop_thread = threading.get_ident()
         self._accepting = True
         try:
             Offload._by_loop.setdefault(asyncio.get_running_loop(), self)
@@ -168,6 +171,7 @@ class Offload:
                     await self._backend.stop()
         finally:
             self._task_group = None
+            self._idle = None  # bound to this event loop; a restart makes a new one
             self.monitor.stop()
             try:
                 if Offload._by_loop.get(asyncio.get_running_loop()) is self:
@@ -340,16 +344,34 @@ class Offload:
         if self._loop is None:
             self._task_group.start_soon(self._run, record, name=name)
             return
+        if threading.get_ident() != self._loop_thread:
+            # A sync dependency's teardown adds tasks from a worker thread.
+            self._loop.call_soon_threadsafe(self._start_task, record, name)
+            return
+        self._start_task(record, name)
+
+    def _start_task(self, record: TaskRecord, name: str) -> None:
         # On asyncio a plain task costs ~2 us where TaskGroup.start_soon costs ~10 us, on
         # every task; anyio's primitives work the same inside it. Tracked here so that
         # shutdown can cancel and await what the drain left.
+        assert self._loop is not None
         task = self._loop.create_task(self._run(record), name=name)
-        self._tasks.add(task)
+        self._tasks[task] = record
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        record = self._tasks.pop(task)
+        if self.store.is_active(record.id):
+            # Cancelled before its first step: _run never ran, so settle it here.
+            lane = self.lanes[record.lane]
+            if record.attempts == 0:
+                lane.withdraw()
+            record.state = TaskState.CANCELLED
+            record.error = "cancelled (shutdown)"
+            lane.cancelled += 1
+            self.store.finish(record)
+            self._settle()
+        elif not task.cancelled() and task.exception() is not None:
             # _run handles every failure of the task itself; this is a bug of ours.
             logger.error("internal error in %s", task.get_name(), exc_info=task.exception())
 
@@ -357,7 +379,17 @@ class Offload:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Bounded: a task that catches the cancellation and keeps awaiting must not hold
+        # the server's shutdown.
+        with anyio.move_on_after(_CANCEL_GRACE):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if not task.done():
+                logger.warning(
+                    "shutdown: %s ignored its cancellation for %s s; leaving it",
+                    task.get_name(),
+                    _CANCEL_GRACE,
+                )
 
     def _discard(self, record: TaskRecord) -> None:
         """Forget a prepared call that will not run (its request failed)."""

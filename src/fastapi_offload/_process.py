@@ -51,8 +51,11 @@ class _Collect(logging.Handler):
     def __init__(self, level: int) -> None:
         super().__init__(level)
         self.records: list[dict[str, Any]] = []
+        self.active = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self.active:
+            return
         data = {key: getattr(record, key, None) for key in _RECORD_FIELDS}
         data["msg"] = record.getMessage()
         data["args"] = None
@@ -86,18 +89,17 @@ def noop(priority: str) -> int:
 
 
 def _collector(log_level: int) -> _Collect:
-    # Installed once per worker and reused: changing the root logger's level on every
-    # call would clear the cache of every logger in the process each time.
+    # Installed once per worker and reused: adding and removing it on every call costs
+    # more than the call. It collects only while a task of ours runs (anyio's workers
+    # are shared with the app's own `to_process` calls).
     global _handler
-    root = logging.getLogger()
     if _handler is None:
         _handler = _Collect(log_level)
-        root.addHandler(_handler)
+        logging.getLogger().addHandler(_handler)
     if _handler.level != log_level:
         _handler.setLevel(log_level)
-    if root.level != log_level:
-        root.setLevel(log_level)
     _handler.records = []
+    _handler.active = True
     return _handler
 
 
@@ -110,10 +112,20 @@ def run(
 ) -> Outcome:
     _set_priority(priority)
     handler = _collector(log_level)
+    root = logging.getLogger()
+    # Lowered only for the call, and only when needed: setting a logger's level clears
+    # the level cache of every logger in the process.
+    old_level = root.level
+    if old_level > log_level:
+        root.setLevel(log_level)
     cpu_start = time.process_time()
     try:
         func(*args, **kwargs)
     except BaseException as exc:
         tb = "".join(traceback.format_exception(exc)).rstrip()
         return False, repr(exc), tb, handler.records, time.process_time() - cpu_start
+    finally:
+        handler.active = False
+        if root.level != old_level:
+            root.setLevel(old_level)
     return True, None, None, handler.records, time.process_time() - cpu_start

@@ -7,6 +7,7 @@ import inspect
 import os
 import pickle
 import threading
+import weakref
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -146,18 +147,18 @@ class Profiles:
     they are profiled each time instead of filling the cache.
     """
 
-    LIMIT = 4096
-
     def __init__(self) -> None:
-        self._cache: dict[Callable[..., Any], Profile] = {}
+        # Weak keys: a closure made per request (and what it captured) is not kept alive.
+        self._cache: weakref.WeakKeyDictionary[Callable[..., Any], Profile] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __call__(self, func: Callable[..., Any]) -> Profile:
-        found = self._cache.get(func) if type(func) is FunctionType else None
+        plain = type(func) is FunctionType
+        found = self._cache.get(func) if plain else None
         if found is None:
             found = Profile(callable_name(func), declared(func), is_async_callable(func))
-            if type(func) is FunctionType:
-                if len(self._cache) >= self.LIMIT:
-                    self._cache.clear()
+            if plain:
                 self._cache[func] = found
         return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -9,6 +10,7 @@ from typing import Annotated, Any, ParamSpec
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketDisconnect
 
 from ._models import NO_OPTIONS, CallOptions, TaskHandle
 from ._offload import STATE_KEY, Offload
@@ -17,6 +19,7 @@ from ._store import TaskRecord
 __all__ = ["OffloadTasks", "TaskCollector", "TaskOptions"]
 
 P = ParamSpec("P")
+logger = logging.getLogger("fastapi_offload")
 
 
 class TaskCollector:
@@ -31,7 +34,7 @@ class TaskCollector:
     def __init__(self, runtime: Offload) -> None:
         self._runtime = runtime
         self._records: list[TaskRecord] = []
-        self._submitted = False
+        self._immediate = False
 
     @property
     def runtime(self) -> Offload:
@@ -65,9 +68,9 @@ class TaskCollector:
         options: CallOptions,
     ) -> TaskHandle:
         record = self._runtime._prepare(func, args, kwargs, options)
-        if self._submitted:
-            # The response is on its way: a late task starts at once instead of after
-            # it; still better than losing it.
+        if self._immediate and not self._runtime._is_remote(record):
+            # A websocket has no response to wait for, and after the response a task
+            # has nothing left to wait for: start it now.
             self._runtime._dispatch(record)
         else:
             self._records.append(record)
@@ -88,10 +91,10 @@ class TaskCollector:
         # Pushed onto FastAPI's function-scoped exit stack, which closes after the
         # endpoint returned and before the response is sent: a remote task is in the
         # broker before the client hears "accepted", and a broker error becomes a 503.
-        if exc_type is None:
-            await self._submit_remote()
-        else:
+        if _failed(exc_type):
             self._discard()  # the endpoint failed: like BackgroundTasks, nothing runs
+        else:
+            await self._submit_remote()
         return False
 
     def _discard(self) -> None:
@@ -105,19 +108,41 @@ class TaskCollector:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if exc_type is not None:
+        # The response has gone: nothing raised here can reach the client any more, so
+        # this hook never raises; whatever it cannot start is discarded and logged.
+        if _failed(exc_type):
             self._discard()  # the endpoint or the response failed: nothing runs
             return False
-        await self._submit_remote()  # only left when the early hook was unavailable
         runtime, records = self._runtime, self._records
         self._records = []
-        self._submitted = True
-        if runtime._attached:
-            await runtime._run_attached(records)
-            return False
-        for record in records:
-            runtime._dispatch(record)
+        self._immediate = True
+        local = [r for r in records if not runtime._is_remote(r)]
+        late_remote = [r for r in records if runtime._is_remote(r)]
+        try:
+            if not runtime._attached:
+                while local:
+                    runtime._dispatch(local.pop(0))
+            # Only when the early hook was unavailable, or a task was added after it.
+            while late_remote:
+                await runtime._submit_remote(late_remote.pop(0))
+            if runtime._attached:
+                await runtime._run_attached(local)
+                local = []
+        except Exception as error:
+            logger.error(
+                "could not start %d task(s) after the response was sent: %r",
+                len(local) + len(late_remote) + 1,
+                error,
+            )
+        finally:
+            for record in local + late_remote:
+                runtime._discard(record)
         return False
+
+
+def _failed(exc_type: type[BaseException] | None) -> bool:
+    # A websocket handler ends when its client disconnects: a normal end, not a failure.
+    return exc_type is not None and not issubclass(exc_type, WebSocketDisconnect)
 
 
 class TaskOptions:
@@ -141,7 +166,10 @@ def runtime_for(conn: HTTPConnection) -> Offload:
 
 
 async def _provide(conn: HTTPConnection) -> TaskCollector:
-    collector = TaskCollector(runtime_for(conn))
+    runtime = runtime_for(conn)
+    collector = TaskCollector(runtime)
+    # Remote tasks of a websocket are still submitted when its handler returns.
+    collector._immediate = conn.scope["type"] == "websocket" and not runtime._attached
     # FastAPI (>= 0.121) runs every request inside two exit stacks: the function stack
     # closes after the endpoint returned and before the response is sent, the request
     # stack after the response. Registering on them directly, rather than being a
