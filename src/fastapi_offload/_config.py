@@ -6,14 +6,13 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from ._declare import LANES
 from ._errors import ConfigError
 
-__all__ = ["OffloadConfig", "Priority", "parse_routes"]
+__all__ = ["OffloadConfig", "parse_routes"]
 
-Priority = Literal["normal", "low", "idle"]
 _PRIORITIES = ("normal", "low", "idle")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")

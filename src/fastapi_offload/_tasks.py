@@ -36,10 +36,6 @@ class TaskCollector:
         self._records: list[TaskRecord] = []
         self._immediate = False
 
-    @property
-    def runtime(self) -> Offload:
-        return self._runtime
-
     def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Offload `func(*args, **kwargs)`; same signature as `BackgroundTasks.add_task`.
 
