@@ -180,7 +180,8 @@ async def _provide(conn: HTTPConnection) -> TaskCollector:
             "missing); upgrade FastAPI"
         )
     request_stack.push_async_exit(collector._after_response)
-    if isinstance(function_stack, AsyncExitStack):
+    # Only remote tasks need the pre-response hook, and only a backend makes them.
+    if runtime.backend is not None and isinstance(function_stack, AsyncExitStack):
         function_stack.push_async_exit(collector._before_response)
     return collector
 
