@@ -8,11 +8,12 @@ user would, through `OFFLOAD_*` variables.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 
 from fastapi_offload import Offload, OffloadTasks, TaskState
+from fastapi_offload._declare import LaneName
 
 from ._calls import add_probe_routes, job_call
 from ._tracking import Tracker
@@ -41,7 +42,8 @@ def build(lane: str) -> FastAPI:
     ) -> dict[str, int]:
         func, args = job_call(kind, iterations, seconds, size, on_loop=lane == "loop")
         tracker.accept(count)
-        adder = tasks if lane == "auto" else tasks.options(lane=lane)
+        # `build` checked the name against LANES above.
+        adder = tasks if lane == "auto" else tasks.options(lane=cast(LaneName, lane))
         for _ in range(count):
             batch.ids.append(adder.add_task(func, *args).id)
         return {"accepted": count}

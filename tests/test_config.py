@@ -75,3 +75,21 @@ def test_decorators_validate_and_keep_the_function() -> None:
 def test_repr_shows_the_values_in_force() -> None:
     text = repr(Offload(thread_workers=4))
     assert "thread_workers=4" in text and "backend='local'" in text
+
+
+def test_offload_takes_every_option_as_an_explicit_keyword() -> None:
+    # Explicit, typed keywords (mypy flags `Offload(thred_workers=...)`), one per option.
+    import dataclasses
+    import inspect
+
+    parameters = inspect.signature(Offload).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    assert set(parameters) == {f.name for f in dataclasses.fields(OffloadConfig)}
+
+
+def test_options_given_as_none_fall_back_to_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OFFLOAD_THREAD_WORKERS", "3")
+    assert Offload(thread_workers=None).config.thread_workers == 3
+    assert Offload(thread_workers=5).config.thread_workers == 5

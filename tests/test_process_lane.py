@@ -82,7 +82,7 @@ async def test_a_timeout_kills_the_worker(tmp_path: Path) -> None:
     assert (
         info.error is not None
         and "TaskTimeout" in info.error
-        and "worker process was killed" in info.error
+        and "worker process and the processes it started were killed" in info.error
     )
     assert time.monotonic() - started < 30
     assert not _alive(int(pid_file.read_text()))

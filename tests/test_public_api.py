@@ -88,3 +88,43 @@ def test_names_load_on_first_use() -> None:
     assert "Offload" in dir(fastapi_offload)
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         fastapi_offload.nope  # type: ignore[attr-defined]  # noqa: B018 - the access is the test
+
+
+PUBLIC_MODULES = {
+    "fastapi_offload.testing": ["InlineBackend", "RecordingBackend"],
+    "fastapi_offload.backends": [
+        "BACKENDS",
+        "Serializer",
+        "TaskRegistry",
+        "UnregisteredTask",
+        "check_call",
+        "load_backend",
+        "task_name",
+    ],
+    "fastapi_offload.backends.base": ["Backend", "BaseBackend"],
+    "fastapi_offload.backends.celery": ["CeleryBackend", "SUBMITTED", "celery_worker_app"],
+    "fastapi_offload.backends.rq": ["RQBackend", "rq_worker_class"],
+}
+
+
+def test_public_names_of_every_public_module_are_pinned() -> None:
+    import importlib
+
+    for name, expected in PUBLIC_MODULES.items():
+        assert sorted(importlib.import_module(name).__all__) == expected, name
+
+
+def test_public_classes_and_functions_report_a_public_module() -> None:
+    # Tracebacks, reprs and the API docs show `fastapi_offload.Offload`, never the
+    # private module that defines it.
+    import importlib
+    import inspect
+
+    modules = {"fastapi_offload": fastapi_offload.__all__, **PUBLIC_MODULES}
+    for module_name, names in modules.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            value = getattr(module, name)
+            if inspect.isclass(value) or inspect.isfunction(value):
+                assert "._" not in f"{value.__module__}.", (module_name, name, value.__module__)
+                assert value.__module__ in modules, (module_name, name, value.__module__)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._declare import LANES
+from ._checks import check_bool, check_int, check_lane, check_seconds
 from ._errors import ConfigError
 
 __all__ = ["OffloadConfig", "parse_routes"]
@@ -55,8 +55,9 @@ class OffloadConfig:
     shutdown_timeout: float = _opt(
         25.0,
         "OFFLOAD_SHUTDOWN_TIMEOUT",
-        "Seconds shutdown waits for running and pending tasks before cancelling them "
-        "(each abandoned task is logged by name and id).",
+        "The whole budget, in seconds, of the runtime's shutdown: tasks get it less a "
+        "cancel grace of min(1 s, 10%) to finish, then the rest are cancelled and given "
+        "the grace (each is logged by name and id).",
     )
     loop_block_threshold: float = _opt(
         0.1,
@@ -112,27 +113,23 @@ class OffloadConfig:
 
     def __post_init__(self) -> None:
         for name in ("thread_workers", "max_pending", "status_capacity"):
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("process_workers", self.process_workers, minimum=0)
-        _check_number("shutdown_timeout", self.shutdown_timeout, minimum=0)
-        _check_number("loop_block_threshold", self.loop_block_threshold, minimum=0)
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("process_workers", self.process_workers, minimum=0)
+        check_seconds("shutdown_timeout", self.shutdown_timeout, minimum=0)
+        check_seconds("loop_block_threshold", self.loop_block_threshold, minimum=0)
         if self.timeout is not None:
-            _check_number("timeout", self.timeout, minimum=0, exclusive=True)
+            check_seconds("timeout", self.timeout, minimum=0, exclusive=True)
         if self.process_priority not in _PRIORITIES:
             raise ConfigError(
                 f"process_priority={self.process_priority!r} is not accepted; "
                 f"use one of {', '.join(_PRIORITIES)}"
             )
         for name in ("prestart_workers", "auto_promote"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be True or False")
+            check_bool(name, getattr(self, name))
         if not isinstance(self.routes, Mapping):
             raise ConfigError(f"routes={self.routes!r} must map name patterns to lanes")
         for pattern, lane in self.routes.items():
-            if lane not in LANES:
-                raise ConfigError(
-                    f"routes[{pattern!r}]={lane!r} is not a lane; use one of {', '.join(LANES)}"
-                )
+            check_lane(f"routes[{pattern!r}]", lane)
         object.__setattr__(self, "routes", dict(self.routes))
 
     @property
@@ -198,16 +195,3 @@ def _parse_env(env: str, raw: str, kind: str) -> Any:
     if kind == "dict":
         return parse_routes(env, raw)
     return raw
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}={value!r} must be a whole number, {minimum} or more")
-
-
-def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if ok and (value > minimum if exclusive else value >= minimum):
-        return
-    bound = f"above {minimum}" if exclusive else f"{minimum} or more"
-    raise ConfigError(f"{name}={value!r} must be a number of seconds, {bound}")

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
-from ._errors import ConfigError
+from ._checks import LANES, check_int, check_lane, check_seconds
+from ._public import public
 
-__all__ = ["LANES", "Lane", "TaskDefaults", "cpu_bound", "declared", "io_bound", "task"]
+__all__ = ["LANES", "LaneName", "TaskDefaults", "cpu_bound", "declared", "io_bound", "task"]
 
-Lane = Literal["loop", "thread", "process", "remote"]
-LANES: tuple[str, ...] = ("loop", "thread", "process", "remote")
+LaneName = Literal["loop", "thread", "process", "remote"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,11 +21,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ATTRIBUTE = "__fastapi_offload__"
 
 
+@public
 @dataclass(frozen=True)
 class TaskDefaults:
     """Settings attached to a callable by `task`, `cpu_bound` or `io_bound`."""
 
-    lane: Lane | None = None
+    lane: LaneName | None = None
     timeout: float | None = None
     retries: int | None = None
     retry_delay: float | None = None
@@ -38,14 +39,14 @@ def check_settings(
     lane: str | None, timeout: float | None, retries: int | None, retry_delay: float | None
 ) -> None:
     """Validate per-task settings; shared by decorators and `tasks.options(...)`."""
-    if lane is not None and lane not in LANES:
-        raise ConfigError(f"lane={lane!r} is not a lane; use one of {', '.join(LANES)}")
-    if timeout is not None and not timeout > 0:
-        raise ConfigError(f"timeout={timeout!r} must be a number of seconds above 0, or None")
-    if retries is not None and (not isinstance(retries, int) or retries < 0):
-        raise ConfigError(f"retries={retries!r} must be a whole number, 0 or more")
-    if retry_delay is not None and not retry_delay >= 0:
-        raise ConfigError(f"retry_delay={retry_delay!r} must be a number of seconds, 0 or more")
+    if lane is not None:
+        check_lane("lane", lane)
+    if timeout is not None:
+        check_seconds("timeout", timeout, minimum=0, exclusive=True)
+    if retries is not None:
+        check_int("retries", retries, minimum=0)
+    if retry_delay is not None:
+        check_seconds("retry_delay", retry_delay, minimum=0)
 
 
 def declared(func: Callable[..., Any]) -> TaskDefaults | None:
@@ -72,7 +73,7 @@ def task(func: F, /) -> F: ...
 @overload
 def task(
     *,
-    lane: Lane | None = None,
+    lane: LaneName | None = None,
     timeout: float | None = None,
     retries: int | None = None,
     retry_delay: float | None = None,
@@ -81,7 +82,7 @@ def task(
     func: F | None = None,
     /,
     *,
-    lane: Lane | None = None,
+    lane: LaneName | None = None,
     timeout: float | None = None,
     retries: int | None = None,
     retry_delay: float | None = None,
@@ -144,3 +145,8 @@ def io_bound(
     if func is not None:
         return _attach(func, TaskDefaults("thread"))
     return task(lane="thread", timeout=timeout, retries=retries, retry_delay=retry_delay)
+
+
+for _decorator in (task, cpu_bound, io_bound):
+    public(_decorator)
+del _decorator

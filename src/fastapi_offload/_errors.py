@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from starlette.exceptions import HTTPException
+
+from ._public import public
 
 __all__ = [
     "BackendUnavailable",
@@ -16,6 +21,12 @@ __all__ = [
 ]
 
 
+class Named(Protocol):
+    id: str
+    name: str
+
+
+@public
 class OffloadError(Exception):
     """Base class of every error raised by fastapi-offload."""
 
@@ -35,6 +46,7 @@ class _ServiceUnavailable(OffloadError, HTTPException):
         return str(self.detail)
 
 
+@public
 class QueueFull(_ServiceUnavailable):
     """A lane's bound on pending work is reached; the task was not accepted.
 
@@ -44,14 +56,41 @@ class QueueFull(_ServiceUnavailable):
     """
 
 
+@public
 class OffloadClosed(_ServiceUnavailable):
     """The `Offload` runtime is shutting down (or stopped) and accepts no new tasks."""
 
 
+@public
 class BackendUnavailable(_ServiceUnavailable):
-    """The remote backend (broker) could not be reached; the task was not submitted."""
+    """The remote backend (broker) could not be reached; the task was not submitted.
+
+    When it failed part-way through a request's remote tasks, `accepted` holds the ids
+    of those the broker took before it failed (they will run: do not send them again)
+    and `not_sent` those it did not; the message names both.
+    """
+
+    accepted: tuple[str, ...] = ()
+    not_sent: tuple[str, ...] = ()
+
+    @classmethod
+    def partial(
+        cls, error: BackendUnavailable, accepted: Sequence[Named], not_sent: Sequence[Named]
+    ) -> BackendUnavailable:
+        def names(records: Sequence[Named]) -> str:
+            return ", ".join(f"{r.name} (id {r.id})" for r in records)
+
+        exc = cls(
+            f"{error}. Of this request's {len(accepted) + len(not_sent)} remote tasks, "
+            f"{len(accepted)} were accepted before the failure and will run: {names(accepted)}; "
+            f"not sent: {names(not_sent)}. Retry only the tasks not sent."
+        )
+        exc.accepted = tuple(r.id for r in accepted)
+        exc.not_sent = tuple(r.id for r in not_sent)
+        return exc
 
 
+@public
 class NotOffloadable(OffloadError, TypeError):
     """A callable or an argument cannot travel to the lane it was routed to.
 
@@ -60,13 +99,28 @@ class NotOffloadable(OffloadError, TypeError):
     """
 
 
+@public
 class WorkerCrashed(OffloadError):
     """The worker process running the task died (killed, segfault, out of memory)."""
 
 
+@public
 class TaskTimeout(OffloadError, TimeoutError):
     """The task ran longer than its timeout and was stopped."""
 
 
+@public
 class ConfigError(OffloadError, ValueError):
     """An option given to `Offload(...)` or an `OFFLOAD_*` variable has a bad value."""
+
+
+class RemoteError(Exception):
+    """An exception raised in a worker process, carried back as text (not public)."""
+
+    def __init__(self, error: str, traceback_text: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.traceback_text = traceback_text
+
+    def __repr__(self) -> str:
+        return self.error

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._declare import check_settings
+from ._public import public
 
 __all__ = [
     "NO_OPTIONS",
@@ -21,6 +22,7 @@ __all__ = [
 ]
 
 
+@public
 class TaskState(str, enum.Enum):
     """Where a task is in its life. `UNKNOWN` is the state of an id never seen."""
 
@@ -33,9 +35,12 @@ class TaskState(str, enum.Enum):
 
     @property
     def finished(self) -> bool:
-        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+        return (
+            self is TaskState.SUCCEEDED or self is TaskState.FAILED or self is TaskState.CANCELLED
+        )
 
 
+@public
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
     """A snapshot of one task's status, as returned by `Offload.status()`.
@@ -68,6 +73,7 @@ class TaskInfo:
         }
 
 
+@public
 @dataclass(frozen=True)
 class TaskCall:
     """One call as handed to a remote `Backend`: a registered name and its arguments.
@@ -85,6 +91,7 @@ class TaskCall:
     retry_delay: float = 1.0
 
 
+@public
 @dataclass(frozen=True)
 class LaneStats:
     """Counters of one lane. `waiting` tasks are accepted but not yet running."""
@@ -99,6 +106,7 @@ class LaneStats:
     retried: int
 
 
+@public
 @dataclass(frozen=True)
 class TaskHandle:
     """What `add_task` returns: the task's id (for `Offload.status`), name and lane."""
@@ -108,6 +116,7 @@ class TaskHandle:
     lane: str
 
 
+@public
 @dataclass(frozen=True)
 class OffloadStats:
     """A snapshot of the runtime's counters, from `Offload.stats()`."""

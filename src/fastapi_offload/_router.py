@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from ._lookup import runtime_for
 from ._models import TaskState
-
-if TYPE_CHECKING:
-    from ._offload import Offload
+from ._runtime import Runtime
 
 __all__ = ["TaskStatus", "build_status_router"]
 
@@ -30,7 +27,7 @@ class TaskStatus(BaseModel):
     error: str | None = None
 
 
-def build_status_router(offload: Offload, *, prefix: str, tags: list[str]) -> APIRouter:
+def build_status_router(runtime: Runtime, *, prefix: str, tags: list[str]) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=list(tags))
 
     @router.get(
@@ -39,8 +36,9 @@ def build_status_router(offload: Offload, *, prefix: str, tags: list[str]) -> AP
         responses={404: {"model": TaskStatus, "description": "No task with this id is known"}},
         summary="Status of an offloaded task",
     )
-    async def task_status(task_id: str) -> JSONResponse:
-        info = await offload.status(task_id)
+    async def task_status(task_id: str, request: Request) -> JSONResponse:
+        # An Offload that was never started (no lifespan): the app's default runtime.
+        info = await runtime_for(request, runtime).status(task_id)
         status_code = 404 if info.state is TaskState.UNKNOWN else 200
         return JSONResponse(info.to_dict(), status_code=status_code)
 

@@ -18,7 +18,7 @@ from ._config import OffloadConfig
 from ._declare import TaskDefaults, declared
 from ._errors import NotOffloadable
 from ._models import CallOptions
-from ._store import TaskRecord
+from ._record import TaskRecord
 
 __all__ = [
     "IdSource",

@@ -1,87 +1,86 @@
-"""Task records and a bounded status store."""
+"""Where task statuses are kept: the `Store` protocol and the bounded in-memory store.
+
+The ledger (`_ledger.py`) is the only writer: it calls `put` on every transition of a
+task and `evict` for a task that was never accepted. A durable or shared store (SQLite,
+Redis) is one more implementation of this protocol.
+"""
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
-from ._models import TaskInfo, TaskState
+from ._models import TaskInfo
+from ._record import TaskRecord
 
-__all__ = ["StatusStore", "TaskRecord"]
-
-
-@dataclass(eq=False, slots=True)
-class TaskRecord:
-    """The runtime's mutable record of one task, from `add_task` to its end."""
-
-    id: str
-    name: str
-    lane: str
-    func: Any
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    timeout: float | None
-    retries: int
-    retry_delay: float
-    declared: bool = False  # settings came from a decorator (silences the CPU advice)
-    state: TaskState = TaskState.PENDING
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    attempts: int = 0
-    error: str | None = None
-
-    def info(self) -> TaskInfo:
-        return TaskInfo(
-            id=self.id,
-            name=self.name,
-            state=self.state,
-            lane=self.lane,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            attempts=self.attempts,
-            error=self.error,
-        )
+__all__ = ["MemoryStore", "Store"]
 
 
-class StatusStore:
-    """Active tasks are always kept; finished ones up to `capacity`, oldest forgotten first.
+class Store(Protocol):
+    def put(self, record: TaskRecord) -> None:
+        """Keep what `record` says now. Called on the event loop (or a sync endpoint's
+        thread, at admission) for every transition: it must not block."""
+        ...
 
-    Finished records keep only their `TaskInfo` (no function, arguments or result), so
-    memory stays bounded however many tasks run.
+    def evict(self, task_id: str) -> None:
+        """Forget a task that was never accepted (its request failed)."""
+        ...
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        """The task's last known status, or `None` for an id the store does not hold."""
+        ...
+
+    async def active(self) -> list[TaskInfo]:
+        """Every task held that is neither finished nor handed to a remote backend."""
+        ...
+
+    def __len__(self) -> int:
+        """How many statuses are held (for `stats()`)."""
+        ...
+
+
+class MemoryStore:
+    """Live tasks are always kept; finished ones up to `capacity`, oldest forgotten first.
+
+    A live task is held by reference (its status is read off the record, so a transition
+    costs a dict write); a finished one keeps only its `TaskInfo`, not its function or
+    arguments, so memory stays bounded however many tasks run.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._active: dict[str, TaskRecord] = {}
-        self._finished: OrderedDict[str, TaskInfo] = OrderedDict()
+        self._live: dict[str, TaskRecord] = {}
+        self._done: OrderedDict[str, TaskInfo] = OrderedDict()
 
-    def add(self, record: TaskRecord) -> None:
-        self._active[record.id] = record
+    def __repr__(self) -> str:
+        return f"MemoryStore(capacity={self.capacity}, live={len(self._live)})"
 
-    def finish(self, record: TaskRecord) -> None:
-        self._active.pop(record.id, None)
-        self._finished[record.id] = record.info()
-        while len(self._finished) > self.capacity:
-            self._finished.popitem(last=False)
+    def put(self, record: TaskRecord) -> None:
+        if record.live:
+            self._live[record.id] = record
+            return
+        self._live.pop(record.id, None)
+        self._done[record.id] = record.info()
+        self._done.move_to_end(record.id)
+        while len(self._done) > self.capacity:
+            self._done.popitem(last=False)
 
-    def forget(self, record: TaskRecord) -> None:
-        self._active.pop(record.id, None)
+    def evict(self, task_id: str) -> None:
+        self._live.pop(task_id, None)
+        self._done.pop(task_id, None)
 
-    def get(self, task_id: str) -> TaskInfo | None:
-        record = self._active.get(task_id)
+    async def get(self, task_id: str) -> TaskInfo | None:
+        return self.get_now(task_id)
+
+    def get_now(self, task_id: str) -> TaskInfo | None:
+        """`get` without awaiting: a memory look-up never waits."""
+        record = self._live.get(task_id)
         if record is not None:
             return record.info()
-        return self._finished.get(task_id)
+        return self._done.get(task_id)
 
-    def is_active(self, task_id: str) -> bool:
-        return task_id in self._active
-
-    def active(self) -> list[TaskRecord]:
-        return list(self._active.values())
+    async def active(self) -> list[TaskInfo]:
+        return [record.info() for record in list(self._live.values())]
 
     def __len__(self) -> int:
-        return len(self._active) + len(self._finished)
+        return len(self._live) + len(self._done)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -12,14 +11,15 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
+from ._declare import LaneName
+from ._lookup import runtime_for
 from ._models import NO_OPTIONS, CallOptions, TaskHandle
-from ._offload import STATE_KEY, Offload
-from ._store import TaskRecord
+from ._record import TaskRecord
+from ._runtime import Runtime
 
 __all__ = ["OffloadTasks", "TaskCollector", "TaskOptions"]
 
 P = ParamSpec("P")
-logger = logging.getLogger("fastapi_offload")
 
 
 class TaskCollector:
@@ -27,14 +27,21 @@ class TaskCollector:
 
     Every call is validated, routed and admitted in `add_task`, inside the request,
     so a call that cannot run fails there (and a full lane answers 503) instead of
-    being lost later. Tasks for a remote backend are submitted before the response is
-    sent; local tasks start after it, whatever `Response` the endpoint returned.
+    being lost later. Tasks for a remote backend are sent before the response;
+    local tasks start after it, whatever `Response` the endpoint returned. Once the
+    endpoint has returned, its tasks are accepted: they run even if something fails
+    after that (a `yield` dependency's teardown, the client going away).
     """
 
-    def __init__(self, runtime: Offload) -> None:
+    __slots__ = ("_immediate", "_records", "_returned", "_runtime", "_started")
+
+    def __init__(self, runtime: Runtime, *, immediate: bool = False) -> None:
         self._runtime = runtime
-        self._records: list[TaskRecord] = []
-        self._immediate = False
+        self._records: list[TaskRecord] = []  # admitted, not started yet
+        self._started: list[TaskRecord] = []  # started, for a request that waits for them
+        # A websocket has no response to wait for: its tasks start when added.
+        self._immediate = immediate
+        self._returned = False  # the endpoint returned (and its remote tasks were sent)
 
     def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Offload `func(*args, **kwargs)`; same signature as `BackgroundTasks.add_task`.
@@ -47,13 +54,16 @@ class TaskCollector:
     def options(
         self,
         *,
-        lane: str | None = None,
+        lane: LaneName | None = None,
         timeout: float | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
     ) -> TaskOptions:
         """Per-call settings, kept apart from the task's own keyword arguments:
-        `tasks.options(lane="process", timeout=30).add_task(func, ...)`."""
+        `tasks.options(lane="process", timeout=30).add_task(func, ...)`.
+
+        Raises `ConfigError` for a bad value, naming the setting.
+        """
         return TaskOptions(self, CallOptions(lane, timeout, retries, retry_delay))
 
     def _add(
@@ -63,40 +73,43 @@ class TaskCollector:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> TaskHandle:
-        record = self._runtime._prepare(func, args, kwargs, options)
-        if self._immediate and not self._runtime._is_remote(record):
-            # A websocket has no response to wait for, and after the response a task
-            # has nothing left to wait for: start it now.
-            self._runtime._dispatch(record)
+        record = self._runtime.admit(func, args, kwargs, options)
+        if self._immediate:
+            self._runtime.start(record)
+            if not self._runtime.detached:
+                self._started.append(record)
         else:
             self._records.append(record)
         return TaskHandle(record.id, record.name, record.lane)
 
-    async def _submit_remote(self) -> None:
-        runtime = self._runtime
-        for record in [r for r in self._records if runtime._is_remote(r)]:
-            self._records.remove(record)
-            await runtime._submit_remote(record)
-
-    async def _before_response(
+    def _endpoint_returned(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        # Pushed onto FastAPI's function-scoped exit stack, which closes after the
-        # endpoint returned and before the response is sent: a remote task is in the
-        # broker before the client hears "accepted", and a broker error becomes a 503.
-        if _failed(exc_type):
-            self._discard()  # the endpoint failed: like BackgroundTasks, nothing runs
-        else:
-            await self._submit_remote()
+        # On FastAPI's function-scoped exit stack, which closes after the endpoint
+        # returned and before the response is sent.
+        self._returned = _ended_normally(exc_type)
         return False
 
-    def _discard(self) -> None:
-        for record in self._records:
-            self._runtime._discard(record)
-        self._records.clear()
+    async def _send_remote(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # The same hook when a backend is configured: remote tasks are in the broker
+        # before the client hears "accepted", and a broker error becomes a 503.
+        if not _ended_normally(exc_type):
+            return False
+        runtime = self._runtime
+        remote = [r for r in self._records if not runtime.is_local(r)]
+        if remote:
+            self._records = [r for r in self._records if runtime.is_local(r)]
+            await runtime.commit(remote)
+        self._returned = True
+        return False
 
     async def _after_response(
         self,
@@ -104,45 +117,36 @@ class TaskCollector:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        # The response has gone: nothing raised here can reach the client any more, so
-        # this hook never raises; whatever it cannot start is discarded and logged.
-        if _failed(exc_type):
-            self._discard()  # the endpoint or the response failed: nothing runs
-            return False
+        # On the request-scoped exit stack: the response has gone. This hook never
+        # raises (nothing can reach the client any more); a task that cannot start
+        # is failed and logged by the runtime.
         runtime, records = self._runtime, self._records
         self._records = []
-        self._immediate = True
-        local = [r for r in records if not runtime._is_remote(r)]
-        late_remote = [r for r in records if runtime._is_remote(r)]
-        try:
-            if not runtime._attached:
-                while local:
-                    runtime._dispatch(local.pop(0))
-            # Only when the early hook was unavailable, or a task was added after it.
-            while late_remote:
-                await runtime._submit_remote(late_remote.pop(0))
-            if runtime._attached:
-                await runtime._run_attached(local)
-                local = []
-        except Exception as error:
-            logger.error(
-                "could not start %d task(s) after the response was sent: %r",
-                len(local) + len(late_remote) + 1,
-                error,
-            )
-        finally:
-            for record in local + late_remote:
-                runtime._discard(record)
+        self._immediate = True  # a task added from now on starts at once
+        if not self._returned:
+            runtime.abort(records)  # the endpoint failed: like BackgroundTasks, none runs
+        else:
+            for record in records:
+                runtime.start(record)
+            if not runtime.detached:
+                self._started += records
+        if self._started:
+            # The default runtime: the request's ASGI call waits for its tasks, where
+            # BackgroundTasks ran them (servers and test clients wait for that).
+            started, self._started = self._started, []
+            await runtime.wait(started)
         return False
 
 
-def _failed(exc_type: type[BaseException] | None) -> bool:
+def _ended_normally(exc_type: type[BaseException] | None) -> bool:
     # A websocket handler ends when its client disconnects: a normal end, not a failure.
-    return exc_type is not None and not issubclass(exc_type, WebSocketDisconnect)
+    return exc_type is None or issubclass(exc_type, WebSocketDisconnect)
 
 
 class TaskOptions:
     """`tasks.options(...)`: add tasks with per-call lane, timeout and retries."""
+
+    __slots__ = ("_collector", "_options")
 
     def __init__(self, collector: TaskCollector, options: CallOptions) -> None:
         self._collector = collector
@@ -153,26 +157,15 @@ class TaskOptions:
         return self._collector._add(func, args, kwargs, self._options)
 
 
-def runtime_for(conn: HTTPConnection) -> Offload:
-    """The `Offload` serving this request: the app's (set by its lifespan), else the loop's."""
-    found = getattr(conn.app.state, STATE_KEY, None) if "app" in conn.scope else None
-    if isinstance(found, Offload) and found.running:
-        return found
-    return Offload.for_current_loop()
-
-
 async def _provide(conn: HTTPConnection) -> TaskCollector:
     runtime = runtime_for(conn)
-    collector = TaskCollector(runtime)
-    # Remote tasks of a websocket are still submitted when its handler returns.
-    collector._immediate = conn.scope["type"] == "websocket" and not runtime._attached
+    collector = TaskCollector(runtime, immediate=conn.scope["type"] == "websocket")
     # FastAPI (>= 0.121) runs every request inside two exit stacks: the function stack
     # closes after the endpoint returned and before the response is sent, the request
     # stack after the response. Registering on them directly, rather than being a
     # `yield` dependency, costs less on every request and, unlike
     # `Depends(scope="function")`, lets a user's own `yield` dependency take OffloadTasks
     # wherever it took BackgroundTasks. tests/test_tasks.py pins this behaviour.
-    function_stack = conn.scope.get("fastapi_function_astack")
     request_stack = conn.scope.get("fastapi_inner_astack")
     if not isinstance(request_stack, AsyncExitStack):
         raise RuntimeError(
@@ -180,9 +173,13 @@ async def _provide(conn: HTTPConnection) -> TaskCollector:
             "missing); upgrade FastAPI"
         )
     request_stack.push_async_exit(collector._after_response)
-    # Only remote tasks need the pre-response hook, and only a backend makes them.
-    if runtime.backend is not None and isinstance(function_stack, AsyncExitStack):
-        function_stack.push_async_exit(collector._before_response)
+    function_stack = conn.scope.get("fastapi_function_astack")
+    if not isinstance(function_stack, AsyncExitStack):
+        collector._returned = True  # no earlier hook: the request stack's is the only one
+    elif runtime.backend is not None:
+        function_stack.push_async_exit(collector._send_remote)
+    else:
+        function_stack.push(collector._endpoint_returned)  # a sync callback: no await
     return collector
 
 

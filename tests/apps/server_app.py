@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import BackgroundTasks, FastAPI
 
@@ -36,7 +36,9 @@ async def stats() -> dict[str, Any]:
 
 
 @app.post("/burn")
-async def burn(tasks: OffloadTasks, seconds: float, lane: str = "process") -> dict[str, str]:
+async def burn(
+    tasks: OffloadTasks, seconds: float, lane: Literal["thread", "process"] = "process"
+) -> dict[str, str]:
     return {"id": tasks.options(lane=lane).add_task(jobs.burn, seconds).id}
 
 

@@ -1,0 +1,76 @@
+"""The CPU advisor: tells CPU-bound sync callables on the thread lane apart from waiting ones."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CpuAdvisor", "measured"]
+
+logger = logging.getLogger("fastapi_offload")
+
+
+class CpuAdvisor:
+    """Watches CPU time against wall time of sync callables on the thread lane.
+
+    A thread running pure Python holds the GIL, so its CPU time is close to its wall
+    time; a thread waiting on I/O uses little CPU. Several CPU-bound threads share one
+    GIL, so each gets about 1/k of the wall time: the ratio is scaled by the number of
+    lane threads that were busy. Time spent waiting for a CPU (a busy machine) is not
+    counted as wall time. A callable found CPU-bound is named once in a warning,
+    and (with `auto_promote`) routed to the process lane.
+    """
+
+    MIN_CPU = 0.05
+    RATIO = 0.5  # waiting code (I/O, sleep) stays far below; GIL-bound code far above
+
+    def __init__(self) -> None:
+        self.flagged: set[str] = set()
+
+    def observe(self, name: str, wall: float, cpu: float, busy: int, declared: bool) -> None:
+        if declared or name in self.flagged or cpu < self.MIN_CPU:
+            return
+        if cpu * max(busy, 1) < self.RATIO * wall:
+            return
+        self.flagged.add(name)
+        logger.warning(
+            "%s spent %.0f%% of its %.2f s on the CPU in the thread lane (%d busy threads): "
+            "it holds the GIL "
+            "and slows every request while it runs. Decorate it with @cpu_bound (or route "
+            "it with Offload(routes={%r: 'process'})) to run it in a worker process; "
+            "Offload(auto_promote=True) does that automatically. Decorate it with "
+            "@io_bound to silence this advice.",
+            name,
+            100 * cpu / wall,
+            wall,
+            busy,
+            name,
+        )
+
+
+def _run_delay() -> float:
+    # Seconds this thread was runnable but waiting for a CPU (Linux schedstat). Taken
+    # off the wall time, a busy machine does not make CPU-bound code look like waiting;
+    # waiting for the GIL is a sleep, not a run delay, so it still counts.
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as file:
+            return int(file.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def measured(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    on_done: Callable[[float, float], None],
+) -> None:
+    """Call `func` in this (worker) thread and report its wall and CPU seconds."""
+    wall, cpu, delay = time.perf_counter(), time.thread_time(), _run_delay()
+    try:
+        func(*args, **kwargs)
+    finally:
+        elapsed = time.perf_counter() - wall - (_run_delay() - delay)
+        on_done(max(elapsed, 1e-9), time.thread_time() - cpu)

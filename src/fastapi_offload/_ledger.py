@@ -1,0 +1,231 @@
+"""The ledger: the one owner of a task's state.
+
+Every change of a record's state goes through a named transition here (admitted,
+started, retrying, succeeded, failed, cancelled, handed off, discarded), which also
+moves the lane counters, writes the store and logs what an operator must hear about.
+Lanes, runners and the collector report; they never assign `record.state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ._errors import QueueFull, RemoteError, TaskTimeout, WorkerCrashed
+from ._models import LaneStats, TaskState
+from ._record import TaskRecord
+from ._store import Store
+
+__all__ = ["LaneBounds", "Ledger"]
+
+logger = logging.getLogger("fastapi_offload")
+
+
+@dataclass(frozen=True, slots=True)
+class LaneBounds:
+    capacity: int  # tasks that may run at once
+    max_pending: int  # admission bound
+    # Coroutines wait for no worker: on the loop lane the bound counts running ones too.
+    bound_counts_running: bool = False
+
+
+class _Counters:
+    __slots__ = ("cancelled", "failed", "retried", "running", "succeeded", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting = self.running = 0
+        self.succeeded = self.failed = self.cancelled = self.retried = 0
+
+
+class Ledger:
+    """Records, counters and the store of one runtime, changed only through transitions.
+
+    Admission may happen in a sync endpoint's worker thread, so every transition takes
+    the ledger's lock; the work under it is a few counter and dict updates.
+    """
+
+    def __init__(self, store: Store, bounds: Mapping[str, LaneBounds]) -> None:
+        self.store = store
+        self._bounds = dict(bounds)
+        self._counters = {lane: _Counters() for lane in bounds}
+        self._lock = threading.Lock()
+        self._live: dict[str, TaskRecord] = {}
+        self._joiners: list[asyncio.Future[None]] = []
+
+    # -- transitions ----------------------------------------------------------------
+
+    def admit(self, record: TaskRecord) -> None:
+        """Accept a new task, or raise `QueueFull` when its lane is at its bound."""
+        with self._lock:
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                bounds = self._bounds[record.lane]
+                load = counters.waiting + (counters.running if bounds.bound_counts_running else 0)
+                if load >= bounds.max_pending:
+                    what = "waiting or running" if bounds.bound_counts_running else "waiting"
+                    raise QueueFull(
+                        f"the {record.lane} lane is full ({load} tasks {what}, "
+                        f"max_pending={bounds.max_pending}); {record.name} was not accepted. "
+                        "Retry later, or raise max_pending / the lane's workers if the "
+                        "machine has room."
+                    )
+                counters.waiting += 1
+            self._live[record.id] = record
+            self.store.put(record)
+
+    def started(self, record: TaskRecord) -> None:
+        with self._lock:
+            counters = self._counters[record.lane]
+            counters.waiting -= 1
+            counters.running += 1
+            record.attempts += 1
+            record.started_at = record.started_at or time.time()
+            record.state = TaskState.RUNNING
+            self.store.put(record)
+
+    def retrying(self, record: TaskRecord, error: BaseException) -> None:
+        with self._lock:
+            counters = self._counters[record.lane]
+            counters.running -= 1
+            counters.waiting += 1  # pending again, until its next attempt starts
+            counters.retried += 1
+            record.state = TaskState.PENDING
+            record.error = repr(error)
+            self.store.put(record)
+        logger.warning(
+            "task %s (id %s) failed (attempt %d of %d), retrying in %s s: %r",
+            record.name,
+            record.id,
+            record.attempts,
+            record.retries + 1,
+            record.retry_delay,
+            error,
+        )
+
+    def succeeded(self, record: TaskRecord) -> None:
+        self._finish(record, TaskState.SUCCEEDED, None)
+
+    def failed(self, record: TaskRecord, error: BaseException | str) -> None:
+        """End a task as failed; `error` is what it raised, or why it could not run."""
+        if not self._finish(record, TaskState.FAILED, _describe(error)):
+            return
+        if isinstance(error, str):
+            logger.error("task %s (id %s, %s lane): %s", record.name, record.id, record.lane, error)
+            return
+        message = "task %s (id %s, %s lane) failed after %d attempt(s): %r"
+        values = (record.name, record.id, record.lane, record.attempts, error)
+        if isinstance(error, RemoteError):
+            logger.error(message + "\n%s", *values, error.traceback_text)
+        elif isinstance(error, TaskTimeout | WorkerCrashed):
+            logger.error(message, *values)
+        else:
+            logger.error(message, *values, exc_info=error)
+
+    def cancelled(self, record: TaskRecord, reason: str) -> None:
+        if self._finish(record, TaskState.CANCELLED, reason):
+            logger.warning(
+                "task %s (id %s, %s lane): %s", record.name, record.id, record.lane, reason
+            )
+
+    def handed_off(self, record: TaskRecord) -> None:
+        """The remote backend accepted the task; keep its record for look-ups only."""
+        with self._lock:
+            record.handed_off = True
+            self.store.put(record)
+            self._settle(record)
+
+    def discarded(self, record: TaskRecord) -> None:
+        """Forget a task that was never accepted: its request failed before the response."""
+        with self._lock:
+            if not record.live or record.id not in self._live:
+                return
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                counters.waiting -= 1
+            self.store.evict(record.id)
+            self._settle(record)
+
+    def _finish(self, record: TaskRecord, state: TaskState, error: str | None) -> bool:
+        with self._lock:
+            if not record.live:
+                return False  # settled already (a race between its end and a cancel)
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                if record.state is TaskState.RUNNING:
+                    counters.running -= 1
+                else:
+                    counters.waiting -= 1
+                if state is TaskState.SUCCEEDED:
+                    counters.succeeded += 1
+                elif state is TaskState.FAILED:
+                    counters.failed += 1
+                else:
+                    counters.cancelled += 1
+            record.state = state
+            record.error = error
+            record.finished_at = time.time()
+            self.store.put(record)
+            self._settle(record)
+            return True
+
+    def _settle(self, record: TaskRecord) -> None:
+        # Under the lock. A settle may come from another thread (a start refused after
+        # its loop closed): wake the joiners on their own loops.
+        self._live.pop(record.id, None)
+        if not self._live and self._joiners:
+            joiners, self._joiners = self._joiners, []
+            for future in joiners:
+                try:
+                    future.get_loop().call_soon_threadsafe(_wake, future)
+                except RuntimeError:  # noqa: PERF203 - that loop is closed: none waits
+                    pass
+
+    # -- queries --------------------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        """Tasks accepted here and not settled yet (pending, running, or being sent)."""
+        return len(self._live)
+
+    def live(self) -> list[TaskRecord]:
+        with self._lock:
+            return list(self._live.values())
+
+    def find(self, task_id: str) -> TaskRecord | None:
+        return self._live.get(task_id)
+
+    async def join(self) -> None:
+        """Return once no task accepted here is pending, running or being sent."""
+        while self._live:
+            future = asyncio.get_running_loop().create_future()
+            with self._lock:
+                if not self._live:
+                    return
+                self._joiners.append(future)
+            await future
+
+    def lane_stats(self, lane: str) -> LaneStats:
+        counters, bounds = self._counters[lane], self._bounds[lane]
+        return LaneStats(
+            waiting=counters.waiting,
+            running=counters.running,
+            capacity=bounds.capacity,
+            max_pending=bounds.max_pending,
+            succeeded=counters.succeeded,
+            failed=counters.failed,
+            cancelled=counters.cancelled,
+            retried=counters.retried,
+        )
+
+
+def _describe(error: BaseException | str) -> str:
+    return error if isinstance(error, str) else repr(error)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

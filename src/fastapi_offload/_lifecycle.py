@@ -1,0 +1,116 @@
+"""Start and stop of a `Runtime`, and which runtimes were started on this event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+
+import anyio
+from anyio.lowlevel import RunVar
+
+from ._config import OffloadConfig
+from ._errors import ConfigError
+from ._runtime import Runtime
+from .backends.base import Backend
+
+__all__ = ["Lifecycle", "build_backend", "started_on_this_loop"]
+
+logger = logging.getLogger("fastapi_offload")
+
+
+class Lifecycle:
+    """Start and stop of a `Runtime` (kept apart from the per-task interface above)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._warm: asyncio.Task[None] | None = None
+
+    async def open(self, *, detached: bool) -> None:
+        runtime = self._runtime
+        if detached:
+            if runtime.backend is not None:
+                await runtime.backend.start()
+            if runtime.config.prestart_workers:
+                try:
+                    await runtime.process_lane.prestart()
+                except BaseException:
+                    if runtime.backend is not None:  # started above: do not leave it open
+                        with anyio.CancelScope(shield=True):
+                            await runtime.backend.stop()
+                    raise
+                self._warm = asyncio.get_running_loop().create_task(
+                    runtime.process_lane.keep_warm(runtime.idle), name="offload:keep-warm"
+                )
+            runtime.monitor.start()
+        runtime.attach()
+        runtime.detached = detached
+        if detached:
+            _started_here().add(runtime)
+
+    async def close(self) -> None:
+        """Stop accepting, let tasks finish within `shutdown_timeout`, cancel the rest.
+
+        The whole wait is bounded by `shutdown_timeout`: tasks get it less a cancel
+        grace of min(1 s, 10 %) to finish, then are cancelled and given the grace.
+        """
+        runtime = self._runtime
+        runtime.accepting = False
+        timeout = runtime.config.shutdown_timeout
+        grace = min(1.0, timeout / 10)
+        # Shielded: when the host task itself is being cancelled (the server's own
+        # shutdown timeout), the drain must still get its chance.
+        with anyio.CancelScope(shield=True):
+            try:
+                if runtime.ledger.active:
+                    logger.info(
+                        "shutdown: waiting up to %s s for %d task(s)",
+                        timeout,
+                        runtime.ledger.active,
+                    )
+                with anyio.move_on_after(timeout - grace):
+                    await runtime.ledger.join()
+                await runtime.runner.close(grace)
+                if self._warm is not None:
+                    self._warm.cancel()
+                    self._warm = None
+                if runtime.backend is not None:
+                    await runtime.backend.stop()
+            finally:
+                runtime.monitor.stop()
+                _started_here().discard(runtime)
+
+
+def build_backend(config: OffloadConfig, given: Backend | str | None) -> Backend | None:
+    """The backend `Offload(backend=...)` was given, else the configured one, else none."""
+    if given is not None and not isinstance(given, str):
+        if not isinstance(given, Backend):
+            raise ConfigError(
+                f"backend={given!r} is not a Backend: pass 'local', 'celery', 'rq' or an "
+                "object with name, prepare, submit, status, start and stop"
+            )
+        return given
+    if config.backend == "local":
+        return None
+    from .backends import load_backend
+
+    return load_backend(config.backend)
+
+
+# The detached runtimes started on each event loop: only so that a request that finds
+# none of them can say why (see `_lookup`), never to pick one.
+_STARTED: RunVar[weakref.WeakSet[Runtime]] = RunVar("fastapi_offload_started")
+
+
+def _started_here() -> weakref.WeakSet[Runtime]:
+    try:
+        return _STARTED.get()
+    except LookupError:
+        found: weakref.WeakSet[Runtime] = weakref.WeakSet()
+        _STARTED.set(found)
+        return found
+
+
+def started_on_this_loop() -> bool:
+    """Whether a lifespan (or `async with offload`) started a runtime on this loop."""
+    return len(_started_here()) > 0

@@ -1,0 +1,85 @@
+"""Which runtime serves a request: the one a lifespan started, else the app's default.
+
+The default runtime (no lifespan) is one per app and event loop, kept in an anyio
+`RunVar`: no class-level registry, so two apps or a mounted sub-app on one loop never
+share one by accident, and nothing needs resetting between tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import Any
+
+from anyio.lowlevel import RunVar
+from starlette.requests import HTTPConnection
+
+from ._config import OffloadConfig
+from ._lifecycle import build_backend, started_on_this_loop
+from ._runtime import Runtime
+
+__all__ = ["RUNTIME_KEY", "STATE_KEY", "runtime_for"]
+
+logger = logging.getLogger("fastapi_offload")
+
+# Where `Offload.lifespan` leaves itself (for users: `request.state.fastapi_offload`)
+# and its runtime (for `OffloadTasks`).
+STATE_KEY = "fastapi_offload"
+RUNTIME_KEY = "fastapi_offload_runtime"
+
+# Per event loop (a `TestClient` without `with` runs each request on a new loop), per
+# app. Weak keys: an app that is gone takes its default runtime along.
+_DEFAULTS: RunVar[weakref.WeakKeyDictionary[Any, Runtime]] = RunVar("fastapi_offload_defaults")
+_noted = False
+
+
+class _NoApp:  # the key for a connection without an app (a bare ASGI test); weak-referable
+    pass
+
+
+_NO_APP = _NoApp()
+
+
+def runtime_for(conn: HTTPConnection, preferred: Runtime | None = None) -> Runtime:
+    """`preferred` if a lifespan started it, else the runtime the app's lifespan
+    started (shutting down included: its refusal is a 503), else the default one."""
+    if preferred is not None and preferred.detached:
+        return preferred
+    state = conn.scope.get("state")
+    found = state.get(RUNTIME_KEY) if isinstance(state, dict) else None
+    if found is None and "app" in conn.scope:
+        found = getattr(conn.app.state, RUNTIME_KEY, None)
+    if isinstance(found, Runtime):
+        return found
+    return _default_runtime(conn.scope.get("app", _NO_APP))
+
+
+def _default_runtime(app: Any) -> Runtime:
+    global _noted
+    try:
+        defaults = _DEFAULTS.get()
+    except LookupError:
+        defaults = weakref.WeakKeyDictionary()
+        _DEFAULTS.set(defaults)
+    runtime = defaults.get(app)
+    if runtime is None:
+        config = OffloadConfig.resolve({})
+        runtime = Runtime(config, build_backend(config, None))
+        runtime.attach()
+        defaults[app] = runtime
+        if started_on_this_loop():
+            logger.warning(
+                "an Offload is running on this event loop, but the requests of %r do not "
+                "find it and use a default runtime instead (its options do not apply). "
+                "Start it with FastAPI(lifespan=offload.lifespan), or inside your own "
+                "lifespan with `async with offload.lifespan(app):`, passing the app.",
+                app,
+            )
+        if not _noted:
+            _noted = True
+            logger.info(
+                "no Offload lifespan found: using a default runtime (configured from "
+                "OFFLOAD_* variables) that runs each request's tasks after its response, "
+                "inside the request. Add FastAPI(lifespan=offload.lifespan) to detach them."
+            )
+    return runtime

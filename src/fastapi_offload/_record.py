@@ -1,0 +1,62 @@
+"""`TaskRecord`: the runtime's mutable record of one task, from `add_task` to its end.
+
+Only `_ledger.Ledger` changes a record's `state` (and the fields that go with it);
+lanes and runners read records and report to the ledger.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._models import TaskInfo, TaskState
+
+__all__ = ["TaskRecord"]
+
+_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
+
+
+@dataclass(eq=False, slots=True)
+class TaskRecord:
+    id: str
+    name: str
+    lane: str
+    func: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    retries: int
+    retry_delay: float
+    declared: bool = False  # settings came from a decorator (silences the CPU advice)
+    state: TaskState = TaskState.PENDING
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    error: str | None = None
+    # Set by the runtime before it cancels the task (shutdown, and later cancel-by-id),
+    # so that a `CancelledError` the task raises itself is told apart from ours.
+    cancel_reason: str | None = None
+    # The remote backend holds the task now; the record is kept only for look-ups.
+    handed_off: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Pending or running here: not finished, and not handed to a remote backend."""
+        # Identity tests: this runs on every transition (an enum's hash is Python code).
+        state = self.state
+        return (state is _PENDING or state is _RUNNING) and not self.handed_off
+
+    def info(self) -> TaskInfo:
+        return TaskInfo(
+            id=self.id,
+            name=self.name,
+            state=self.state,
+            lane=self.lane,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            attempts=self.attempts,
+            error=self.error,
+        )

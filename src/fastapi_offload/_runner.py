@@ -1,0 +1,210 @@
+"""The runner: the one way a local task starts, the attempt loop, and shutdown.
+
+A task starts as a plain asyncio task on the runtime's loop (a task group's
+`start_soon` costs ~5x more, on every task, and anyio's primitives work the same
+inside it), is tracked by id until it ends (the home of cancel-by-id), and reports
+every step to the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+import anyio
+
+from ._errors import OffloadError, TaskTimeout
+from ._lanes import Lane
+from ._ledger import Ledger
+from ._record import TaskRecord
+
+__all__ = ["Runner"]
+
+logger = logging.getLogger("fastapi_offload")
+
+SHUTDOWN = (
+    "cancelled at shutdown: still unfinished when shutdown_timeout ran out; raise "
+    "OFFLOAD_SHUTDOWN_TIMEOUT to wait longer"
+)
+BY_SERVER = "cancelled by the server (its request was cancelled, e.g. at shutdown)"
+
+
+class Runner:
+    """Starts, tracks and stops the local tasks of one runtime on one event loop."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        lanes: Mapping[str, Lane],
+        remote: Callable[[TaskRecord], Awaitable[None]],
+    ) -> None:
+        self._ledger = ledger
+        self._lanes = lanes
+        self._remote = remote  # sends a remote task that was added after the response
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._closed = False
+
+    def open(self) -> None:
+        """Bind to the running event loop; tasks start on it from now on."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise OffloadError(
+                "fastapi-offload runs on asyncio (uvicorn, hypercorn's asyncio worker, "
+                "uvloop); this event loop is not asyncio (trio?), which is not supported"
+            ) from None
+        self._thread = threading.get_ident()
+        self._closed = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._loop is not None and not self._closed
+
+    # -- starting -------------------------------------------------------------------
+
+    def start(self, record: TaskRecord) -> None:
+        """Start an accepted task. Safe from any thread; never raises: a task that
+        cannot start is failed (logged by name and id) through the ledger."""
+        loop = self._loop
+        if loop is None:
+            self._ledger.failed(record, "could not start: its runtime was never started")
+        elif threading.get_ident() == self._thread:
+            self._start_here(record)
+        else:
+            try:  # a sync endpoint or a sync dependency's teardown, in a worker thread
+                loop.call_soon_threadsafe(self._start_here, record)
+            except RuntimeError:
+                self._ledger.failed(record, "could not start: its event loop is closed")
+
+    def _start_here(self, record: TaskRecord) -> None:
+        assert self._loop is not None
+        if self._closed:  # a start from another thread that lost the race with shutdown
+            self._ledger.failed(record, "could not start: the runtime had shut down")
+            return
+        task = self._loop.create_task(self._run(record), name=f"offload:{record.name}")
+        self._tasks[record.id] = task
+        task.add_done_callback(functools.partial(self._ended, record))
+
+    def _ended(self, record: TaskRecord, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(record.id, None)
+        if record.live:
+            # Cancelled before its first step: `_run` never ran, so settle it here.
+            self._ledger.cancelled(record, record.cancel_reason or BY_SERVER)
+        elif not task.cancelled() and task.exception() is not None:
+            # `_run` handles every failure of the task itself; this is a bug of ours.
+            logger.error("internal error in %s", task.get_name(), exc_info=task.exception())
+
+    async def wait(self, records: Iterable[TaskRecord]) -> None:
+        """Wait for these tasks to end (the default runtime: the request waits for its
+        tasks). Cancelled meanwhile, it cancels them and waits for them to settle."""
+        tasks = [task for r in records if (task := self._tasks.get(r.id)) is not None]
+        if not tasks:
+            return
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for record in records:
+                self.cancel(record.id, BY_SERVER)
+            await asyncio.wait(tasks, timeout=1.0)
+            raise
+
+    # -- running --------------------------------------------------------------------
+
+    async def _run(self, record: TaskRecord) -> None:
+        lane = self._lanes.get(record.lane)
+        if lane is None:
+            await self._remote(record)
+            return
+        ledger = self._ledger
+        while True:
+            try:
+                await self._attempt(lane, record)
+            # Everything a task raises fails that task alone: KeyboardInterrupt,
+            # SystemExit and GeneratorExit included. Only a cancellation that came
+            # from us or from the server is a cancellation.
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside(record):
+                    ledger.cancelled(record, record.cancel_reason or BY_SERVER)
+                    raise
+                if record.attempts <= record.retries:
+                    ledger.retrying(record, exc)
+                    try:
+                        await anyio.sleep(record.retry_delay)
+                    except asyncio.CancelledError:
+                        ledger.cancelled(record, record.cancel_reason or BY_SERVER)
+                        raise
+                    continue
+                ledger.failed(record, exc)
+                return
+            ledger.succeeded(record)
+            return
+
+    async def _attempt(self, lane: Lane, record: TaskRecord) -> None:
+        if lane.limiter is None:
+            await self._execute(lane, record)
+            return
+        async with lane.limiter:
+            await self._execute(lane, record)
+
+    async def _execute(self, lane: Lane, record: TaskRecord) -> None:
+        self._ledger.started(record)
+        if record.timeout is None:  # no cancel scope to pay for
+            await lane.execute(record)
+            return
+        with anyio.move_on_after(record.timeout) as scope:
+            await lane.execute(record)
+        if scope.cancelled_caught:
+            raise TaskTimeout(
+                f"{record.name} (id {record.id}) ran longer than its timeout of "
+                f"{record.timeout} s{lane.timeout_note}"
+            )
+
+    # -- stopping -------------------------------------------------------------------
+
+    def cancel(self, task_id: str, reason: str) -> bool:
+        """Cancel a running or waiting task of this runner; False if it has none."""
+        task = self._tasks.get(task_id)
+        record = self._ledger.find(task_id)
+        if task is None or record is None or task.done():
+            return False
+        record.cancel_reason = record.cancel_reason or reason
+        task.cancel()
+        return True
+
+    async def close(self, grace: float) -> None:
+        """Refuse further starts, cancel what is left, wait up to `grace` for it."""
+        self._closed = True
+        # Starts posted from other threads before the close run now, and are refused.
+        await asyncio.sleep(0)
+        tasks = list(self._tasks.items())
+        for task_id, _ in tasks:
+            self.cancel(task_id, SHUTDOWN)
+        if not tasks:
+            return
+        # Bounded: a task that catches the cancellation and keeps awaiting must not hold
+        # the server's shutdown past its budget.
+        _, pending = await asyncio.wait([task for _, task in tasks], timeout=grace)
+        for task in pending:
+            logger.warning(
+                "shutdown: %s ignored its cancellation for %.1f s; leaving it",
+                task.get_name(),
+                grace,
+            )
+
+
+def _cancelled_from_outside(record: TaskRecord) -> bool:
+    # A `CancelledError` the task raised itself is a failure. Ours (shutdown, cancel by
+    # id) set `cancel_reason` first; the server's (its request cancelled) and anyio's
+    # (an enclosing cancel scope) show as a cancel request on the current task.
+    if record.cancel_reason is not None:
+        return True
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    if cancelling is None:  # Python 3.10: cannot tell, so take it as a cancellation
+        return True
+    return bool(cancelling())

@@ -1,0 +1,214 @@
+"""`Runtime`: lanes, ledger, store and runner of one `Offload`, and the interface the
+request collector uses: `admit()` in the request, `commit()` before the response,
+`start()` after it, `abort()` when the request failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from ._advisor import CpuAdvisor
+from ._config import OffloadConfig
+from ._errors import BackendUnavailable, ConfigError, NotOffloadable, OffloadClosed
+from ._lanes import Lane, LoopLane, ThreadLane
+from ._ledger import LaneBounds, Ledger
+from ._models import CallOptions, OffloadStats, TaskCall, TaskInfo, TaskState
+from ._monitor import LoopMonitor
+from ._process_lane import ProcessLane
+from ._record import TaskRecord
+from ._routing import IdSource, Profiles, build_record
+from ._runner import Runner
+from ._store import MemoryStore
+from .backends.base import Backend
+
+__all__ = ["Runtime"]
+
+logger = logging.getLogger("fastapi_offload")
+
+
+class Runtime:
+    """Everything one `Offload` runs on. `detached`: started by a lifespan, its tasks
+    outlive their requests; otherwise (the default runtime) a request waits for its own."""
+
+    def __init__(self, config: OffloadConfig, backend: Backend | None) -> None:
+        self.config = config
+        self.backend = backend
+        self.monitor = LoopMonitor(config.loop_block_threshold)
+        self.advisor = CpuAdvisor()
+        self.process_lane = ProcessLane(config.effective_process_workers, config.process_priority)
+        self.lanes: dict[str, Lane] = {
+            "loop": LoopLane(self.monitor),
+            "thread": ThreadLane(config.thread_workers, self.advisor),
+            "process": self.process_lane,
+        }
+        pending = config.max_pending
+        self.store = MemoryStore(config.status_capacity)
+        self.ledger = Ledger(
+            self.store,
+            {
+                "loop": LaneBounds(pending, pending, bound_counts_running=True),
+                "thread": LaneBounds(config.thread_workers, pending),
+                "process": LaneBounds(self.process_lane.capacity, pending),
+            },
+        )
+        self.runner = Runner(self.ledger, self.lanes, self._submit_late)
+        self.accepting = False
+        self.detached = False
+        self._profiles = Profiles()
+        self._new_id = IdSource()
+
+    # -- the collector's interface ------------------------------------------------------
+
+    def admit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> TaskRecord:
+        """Validate, route and admit one call, inside the request; raise if it cannot run."""
+        if not self.accepting:
+            raise OffloadClosed(
+                "the Offload runtime is not running (not started yet, or shutting down); "
+                "start it with FastAPI(lifespan=offload.lifespan) or `async with offload:`"
+            )
+        record = build_record(
+            func,
+            args,
+            kwargs,
+            options,
+            self.config,
+            remote=self.backend is not None,
+            cpu_bound=self.advisor.flagged,
+            profiles=self._profiles,
+            new_id=self._new_id,
+        )
+        if record.lane == "remote":
+            self._prepare_remote(record)
+        self.ledger.admit(record)
+        return record
+
+    def attach(self) -> None:
+        """Accept tasks on the running loop, each request waiting for its own (the
+        default runtime); `Lifecycle.open` does this and more for a detached one."""
+        self.runner.open()
+        self.detached = False
+        self.accepting = True
+
+    def is_local(self, record: TaskRecord) -> bool:
+        return record.lane in self.lanes
+
+    async def commit(self, records: Sequence[TaskRecord]) -> None:
+        """Send a request's remote tasks, before its response. Each was checked by the
+        backend when it was admitted, so a failure here is the broker's. If it fails
+        part-way, the error names the tasks that were accepted and those not sent."""
+        remote = [record for record in records if not self.is_local(record)]
+        for index, record in enumerate(remote):
+            try:
+                await self._send(record)
+            except BaseException as exc:  # noqa: PERF203 - one at a time: stop at the first failure
+                for unsent in remote[index:]:
+                    self.ledger.discarded(unsent)
+                if index == 0 or not isinstance(exc, BackendUnavailable):
+                    raise
+                raise BackendUnavailable.partial(exc, remote[:index], remote[index:]) from exc
+
+    def start(self, record: TaskRecord) -> None:
+        """Start a task after the response (local), or send it (remote, added late)."""
+        self.runner.start(record)
+
+    async def wait(self, records: Sequence[TaskRecord]) -> None:
+        await self.runner.wait(records)
+
+    def abort(self, records: Sequence[TaskRecord]) -> None:
+        """The request failed before its response: none of its tasks was accepted."""
+        for record in records:
+            self.ledger.discarded(record)
+
+    # -- remote ---------------------------------------------------------------------
+
+    def _prepare_remote(self, record: TaskRecord) -> None:
+        if self.backend is None:
+            raise ConfigError(
+                f"{record.name} was routed to lane 'remote' but no backend is configured: "
+                "set OFFLOAD_BACKEND=celery|rq or Offload(backend=...)"
+            )
+        if not inspect.isfunction(record.func):
+            # Only a name and JSON arguments reach the worker: whatever a partial, a bound
+            # method or a callable object carries would be silently lost.
+            raise NotOffloadable(
+                f"cannot send {record.name} to the {self.backend.name} backend: it is a "
+                f"{type(record.func).__name__}, not a module-level function, and a worker "
+                "receives only a registered function's name and its arguments. Pass a "
+                "plain function and put what it needs in its arguments."
+            )
+        self.backend.prepare(_task_call(record))
+        record.lane = self.backend.name
+
+    async def _send(self, record: TaskRecord) -> None:
+        assert self.backend is not None
+        # Shielded: once the broker may have the task, a cancelled request must not make
+        # it look unsent (the backend bounds its own wait with its broker timeout).
+        with anyio.CancelScope(shield=True):
+            await self.backend.submit(_task_call(record))
+        self.ledger.handed_off(record)
+
+    async def _submit_late(self, record: TaskRecord) -> None:
+        # A remote task added after the response (a yield dependency's teardown, a
+        # websocket): no client can hear a 503 any more, so a failure is logged.
+        try:
+            await self._send(record)
+        except Exception as exc:
+            self.ledger.failed(record, f"could not be sent to the backend: {exc}")
+
+    # -- queries --------------------------------------------------------------------
+
+    async def status(self, task_id: str) -> TaskInfo:
+        info = await self.store.get(task_id)
+        local = info is not None and info.lane in self.lanes
+        if self.backend is not None and not local:
+            remote = await self.backend.status(task_id)
+            if remote is not None:
+                # Queues keep fewer timestamps (Celery has no start time): fill the gaps.
+                if info is not None:
+                    remote = dataclasses.replace(
+                        remote,
+                        name=remote.name or info.name,
+                        created_at=remote.created_at or info.created_at,
+                    )
+                return remote
+        if info is not None:
+            return info
+        return TaskInfo(id=task_id, name="", state=TaskState.UNKNOWN)
+
+    def stats(self) -> OffloadStats:
+        return OffloadStats(
+            lanes={name: self.ledger.lane_stats(name) for name in self.lanes},
+            loop_blocks=self.monitor.blocks,
+            longest_loop_block=self.monitor.longest,
+            process_crashes=self.process_lane.crashed,
+            process_cpu_seconds=self.process_lane.cpu_seconds,
+            cpu_bound_callables=tuple(sorted(self.advisor.flagged)),
+            statuses_kept=len(self.store),
+        )
+
+    def idle(self) -> bool:
+        return self.ledger.active == 0
+
+
+def _task_call(record: TaskRecord) -> TaskCall:
+    return TaskCall(
+        id=record.id,
+        name=record.name,
+        args=record.args,
+        kwargs=record.kwargs,
+        timeout=record.timeout,
+        retries=record.retries,
+        retry_delay=record.retry_delay,
+    )

@@ -1,0 +1,138 @@
+"""The ledger (`_ledger.py`): the one owner of task state, and its counters."""
+
+from __future__ import annotations
+
+import ast
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from fastapi_offload import QueueFull, TaskState
+from fastapi_offload._ledger import LaneBounds, Ledger
+from fastapi_offload._record import TaskRecord
+from fastapi_offload._store import MemoryStore
+
+pytestmark = pytest.mark.anyio
+SRC = Path(__file__).resolve().parent.parent / "src" / "fastapi_offload"
+
+
+def make(max_pending: int = 10) -> Ledger:
+    return Ledger(
+        MemoryStore(100),
+        {
+            "loop": LaneBounds(max_pending, max_pending, bound_counts_running=True),
+            "thread": LaneBounds(2, max_pending),
+        },
+    )
+
+
+def record(lane: str = "thread", task_id: str = "t1") -> TaskRecord:
+    return TaskRecord(task_id, "jobs.f", lane, print, (), {}, None, 0, 1.0)
+
+
+def counts(ledger: Ledger, lane: str = "thread") -> tuple[int, int, int, int, int, int]:
+    s = ledger.lane_stats(lane)
+    return (s.waiting, s.running, s.succeeded, s.failed, s.cancelled, s.retried)
+
+
+def test_only_the_ledger_assigns_a_records_state() -> None:
+    writers = set()
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and target.attr == "state":
+                    writers.add(path.name)
+    assert writers == {"_ledger.py"}
+
+
+async def test_a_task_moves_through_its_transitions_and_the_counters_follow() -> None:
+    ledger = make()
+    task = record()
+    ledger.admit(task)
+    assert (task.state, counts(ledger)) == (TaskState.PENDING, (1, 0, 0, 0, 0, 0))
+    ledger.started(task)
+    assert (task.state, task.attempts, counts(ledger)) == (TaskState.RUNNING, 1, (0, 1, 0, 0, 0, 0))
+    ledger.retrying(task, ValueError("once"))
+    assert (task.state, task.error) == (TaskState.PENDING, "ValueError('once')")
+    assert counts(ledger) == (1, 0, 0, 0, 0, 1)
+    ledger.started(task)
+    ledger.succeeded(task)
+    assert (task.state, task.attempts, task.error) == (TaskState.SUCCEEDED, 2, None)
+    assert counts(ledger) == (0, 0, 1, 0, 0, 1)
+    assert task.finished_at is not None and ledger.active == 0
+    assert (info := await ledger.store.get("t1")) is not None and info.state is TaskState.SUCCEEDED
+
+
+def test_a_second_end_is_ignored() -> None:
+    ledger = make()
+    task = record()
+    ledger.admit(task)
+    ledger.started(task)
+    ledger.cancelled(task, "cancelled at shutdown")
+    ledger.failed(task, RuntimeError("late"))  # the race of an end with a cancel
+    assert (task.state, task.error) == (TaskState.CANCELLED, "cancelled at shutdown")
+    assert counts(ledger) == (0, 0, 0, 0, 1, 0)
+
+
+def test_a_pending_task_that_fails_to_start_leaves_no_waiting_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ledger = make()
+    task = record()
+    ledger.admit(task)
+    ledger.failed(task, "could not start: the runtime had shut down")
+    assert counts(ledger) == (0, 0, 0, 1, 0, 0)
+    assert "jobs.f (id t1, thread lane): could not start" in caplog.text
+
+
+async def test_discarded_tasks_are_forgotten() -> None:
+    ledger = make()
+    task = record()
+    ledger.admit(task)
+    ledger.discarded(task)
+    ledger.discarded(task)  # twice is harmless
+    assert counts(ledger) == (0, 0, 0, 0, 0, 0) and ledger.active == 0
+    assert await ledger.store.get("t1") is None
+
+
+def test_admission_is_bounded_per_lane() -> None:
+    ledger = make(max_pending=2)
+    ledger.admit(record(task_id="a"))
+    ledger.admit(record(task_id="b"))
+    with pytest.raises(QueueFull, match=r"thread lane is full \(2 tasks waiting"):
+        ledger.admit(record(task_id="c"))
+    # The loop lane counts running coroutines too; the thread lane only waiting ones.
+    loop_task = record("loop", "l1")
+    ledger.admit(loop_task)
+    ledger.started(loop_task)
+    ledger.admit(record("loop", "l2"))
+    with pytest.raises(QueueFull, match="2 tasks waiting or running"):
+        ledger.admit(record("loop", "l3"))
+
+
+def test_a_remote_task_handed_off_is_settled_and_kept() -> None:
+    ledger = make()
+    task = record("celery")
+    ledger.admit(task)
+    assert ledger.active == 1
+    ledger.handed_off(task)
+    assert ledger.active == 0 and task.handed_off and task.state is TaskState.PENDING
+
+
+async def test_join_wakes_when_the_last_task_settles_even_from_another_thread() -> None:
+    ledger = make()
+    task = record()
+    ledger.admit(task)
+    thread = threading.Thread(target=ledger.failed, args=(task, "could not start"))
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(ledger.join)
+            await anyio.lowlevel.checkpoint()
+            thread.start()
+    thread.join()
+    assert ledger.active == 0

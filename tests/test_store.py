@@ -1,0 +1,66 @@
+"""`MemoryStore`: live tasks always kept, finished ones bounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from fastapi_offload._models import TaskState
+from fastapi_offload._record import TaskRecord
+from fastapi_offload._store import MemoryStore, Store
+
+pytestmark = pytest.mark.anyio
+
+
+def record(task_id: str, state: TaskState = TaskState.PENDING) -> TaskRecord:
+    return TaskRecord(task_id, "jobs.f", "thread", print, (), {}, None, 0, 1.0, state=state)
+
+
+def test_the_memory_store_implements_the_protocol() -> None:
+    store: Store = MemoryStore(10)  # mypy checks the protocol; this checks it at run time
+    assert callable(store.put) and callable(store.evict)
+
+
+async def test_live_records_are_read_live_and_finished_ones_are_snapshots() -> None:
+    store = MemoryStore(10)
+    live = record("a")
+    store.put(live)
+    live.state = TaskState.RUNNING  # a live record is held by reference
+    assert (info := await store.get("a")) is not None and info.state is TaskState.RUNNING
+    live.state = TaskState.SUCCEEDED
+    store.put(live)
+    live.attempts = 99  # after the end, the record no longer shows through
+    assert (info := await store.get("a")) is not None and info.attempts == 0
+    assert await store.active() == []
+
+
+async def test_finished_statuses_are_bounded_oldest_first_and_live_ones_are_kept() -> None:
+    store = MemoryStore(3)
+    store.put(record("live"))
+    for i in range(5):
+        store.put(record(f"done{i}", TaskState.FAILED))
+    assert len(store) == 4
+    assert await store.get("done0") is None and await store.get("done1") is None
+    assert await store.get("done4") is not None
+    assert [info.id for info in await store.active()] == ["live"]
+
+
+async def test_a_handed_off_record_is_kept_like_a_finished_one() -> None:
+    store = MemoryStore(1)
+    remote = record("r")
+    remote.lane = "celery"
+    remote.handed_off = True
+    store.put(remote)
+    assert await store.active() == []
+    assert (info := await store.get("r")) is not None and info.lane == "celery"
+    store.put(record("s", TaskState.SUCCEEDED))
+    assert await store.get("r") is None  # bounded like the rest
+
+
+async def test_evict_forgets_live_and_finished_records() -> None:
+    store = MemoryStore(10)
+    store.put(record("a"))
+    store.put(record("b", TaskState.CANCELLED))
+    store.evict("a")
+    store.evict("b")
+    store.evict("never")
+    assert len(store) == 0 and await store.get("a") is None and await store.get("b") is None
