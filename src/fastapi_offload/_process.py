@@ -4,26 +4,55 @@ anyio sends only positional arguments, discards the worker's stdout/stderr and h
 hook for per-worker set-up. The trampoline adds keyword arguments, carries log records
 back to the app, lowers the worker's CPU priority once, and measures CPU time. It never
 returns the task's result or exception object (either may not pickle): only plain data.
+
+It also isolates the call. A worker's fds 0 and 1 are anyio's command and result pipes,
+so a child process or C code writing to fd 1 (or reading fd 0) would corrupt the pickle
+protocol: they point at /dev/null during the call. Each worker leads its own process
+group, so the processes a task starts can be killed with it; the worker writes its pid
+into the lane's slot board while the call runs, so the parent knows whom to kill.
+
 It must stay cheap to import: a new worker imports it before its first task.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 import os
+import struct
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Outcome", "noop", "run"]
+__all__ = ["PID", "SLOT", "Outcome", "noop", "run"]
 
 # (ok, error repr, error traceback text, log records as dicts, CPU seconds)
 Outcome = tuple[bool, str | None, str | None, list[dict[str, Any]], float]
 
+# The slot board: a small file shared by the parent lane and its workers, SLOT bytes per
+# running attempt (the parent hands out slot indexes; at most `capacity` are in use).
+# One cache line per slot, so workers writing their own slots do not contend.
+#
+#   offset  size  field     writer   meaning
+#   0       4     pid       worker   pid (= process group) running the call; 0: none
+#   4       4     seq       worker   (later) seqlock counter around progress + message
+#   8       8     progress  worker   (later) fraction done, float64
+#   16      1     cancel    parent   (later) nonzero: the task is asked to stop
+#   17      1     msg_len   worker   (later) length of the message
+#   18      46    message   worker   (later) short status message, UTF-8
+#
+# Only `pid` is used now. Native byte order and alignment: both sides are one machine.
+SLOT = 64
+PID = struct.Struct("=i")
+
 _priority_set: str | None = None
 _handler: _Collect | None = None
+_grouped = False
+_devnull = -1
+_pipes = (-1, -1)
+_boards: dict[str, mmap.mmap] = {}
 
 # The LogRecord attributes that are plain data and survive pickling; `msg` is sent
 # already formatted so the app does not need the arguments.
@@ -82,10 +111,65 @@ def _set_priority(priority: str) -> None:
     _priority_set = priority
 
 
+def _lead_group() -> None:
+    # Once per worker. A task's children inherit the group, so the parent can kill them
+    # all with the worker (`killpg`), even once the worker itself is dead.
+    global _grouped
+    if not _grouped:
+        _grouped = True
+        try:
+            os.setpgid(0, 0)
+        except (AttributeError, OSError):  # not POSIX, or a session leader: pid kill only
+            pass
+
+
 def noop(priority: str) -> int:
     """Start-up / keep-warm call: sets the priority and reports the worker's pid."""
     _set_priority(priority)
+    _lead_group()
     return os.getpid()
+
+
+def _board(path: str) -> mmap.mmap | None:
+    # Mapped once per worker and lane: the parent never resizes the file.
+    board = _boards.get(path)
+    if board is None:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except OSError:  # gone (the lane was closed): the call runs without a slot
+            return None
+        try:
+            board = _boards[path] = mmap.mmap(fd, 0)
+        finally:
+            os.close(fd)
+    return board
+
+
+def _isolate() -> None:
+    global _devnull, _pipes
+    if _devnull < 0:
+        _devnull = os.open(os.devnull, os.O_RDWR)
+        # Copies of anyio's pipes, taken once: the pipes stay the same for the worker's
+        # life, and dup2 alone is half the cost of dup + dup2 + close on every call. The
+        # copies are not inheritable (os.dup), so no child holds the pipes; dup2 makes
+        # 0 and 1 inheritable, so a child gets /dev/null.
+        _pipes = os.dup(0), os.dup(1)
+        # fd 2 is a pipe too (anyio's default `stderr=PIPE`) that nobody reads: a task
+        # (or an ffmpeg it runs) writing 64 KiB there would block forever. Nothing
+        # anyio sends uses it, so it points at /dev/null for good.
+        os.dup2(_devnull, 2)
+    os.dup2(_devnull, 0)
+    os.dup2(_devnull, 1)
+
+
+def _restore() -> None:
+    try:
+        os.dup2(_pipes[0], 0)
+        os.dup2(_pipes[1], 1)
+    except OSError:
+        # The task closed our copies of the pipes: the worker can no longer answer.
+        # Dying now makes the parent report a crashed worker instead of waiting forever.
+        os._exit(70)
 
 
 def _collector(log_level: int) -> _Collect:
@@ -109,8 +193,15 @@ def run(
     kwargs: dict[str, Any],
     priority: str,
     log_level: int,
+    board_path: str,
+    slot: int,
 ) -> Outcome:
+    """Call `func` in this worker; `slot` (-1: none) is this attempt's place on the board."""
     _set_priority(priority)
+    _lead_group()
+    board = _board(board_path) if slot >= 0 else None
+    if board is not None:
+        PID.pack_into(board, slot * SLOT, os.getpid())
     handler = _collector(log_level)
     root = logging.getLogger()
     # Lowered only for the call, and only when needed: setting a logger's level clears
@@ -120,7 +211,13 @@ def run(
         root.setLevel(log_level)
     cpu_start = time.process_time()
     try:
-        func(*args, **kwargs)
+        # anyio's loop reads the next command from fd 0 and writes the answer to fd 1
+        # only after `run` returns, so the pipes need to be back by then, not before.
+        _isolate()
+        try:
+            func(*args, **kwargs)
+        finally:
+            _restore()
     except BaseException as exc:
         tb = "".join(traceback.format_exception(exc)).rstrip()
         return False, repr(exc), tb, handler.records, time.process_time() - cpu_start
@@ -128,4 +225,8 @@ def run(
         handler.active = False
         if root.level != old_level:
             root.setLevel(old_level)
+        # Cleared only when the call returns: a pid left here tells the parent that the
+        # worker died or was killed mid-call, and that its group must go too.
+        if board is not None:
+            PID.pack_into(board, slot * SLOT, 0)
     return True, None, None, handler.records, time.process_time() - cpu_start

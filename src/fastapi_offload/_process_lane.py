@@ -1,0 +1,244 @@
+"""The process lane: sync callables in anyio worker processes, via the `_process` trampoline.
+
+A timeout or a crash kills the worker's whole process group, so the processes a task
+started (an ffmpeg, a shell) die with it instead of running on as orphans. The parent
+learns which worker runs which attempt from the slot board, a small shared file the
+workers write their pid into (layout in `_process`): no extra round trip per call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import mmap
+import os
+import signal
+import tempfile
+import weakref
+from collections.abc import Callable
+
+import anyio
+import anyio.to_process
+from anyio import BrokenWorkerProcess, CapacityLimiter
+
+from . import _process
+from ._errors import RemoteError, WorkerCrashed
+from ._record import TaskRecord
+
+__all__ = ["ProcessLane"]
+
+logger = logging.getLogger("fastapi_offload")
+
+# Boards are named fastapi-offload-<parent pid>-<counter>-<random>.slots.
+_PREFIX = "fastapi-offload-"
+_SUFFIX = ".slots"
+_names = itertools.count()
+
+
+class _Board:
+    """The parent's side of the slot board: the file, its mapping and the free slots."""
+
+    def __init__(self, slots: int) -> None:
+        size = slots * _process.SLOT
+        # The pid and a counter in the name: a worker maps a board once per path, so a
+        # path must never name a second board while the parent lives.
+        prefix = f"{_PREFIX}{os.getpid()}-{next(_names)}-"
+        # /dev/shm is memory: the board never touches a disk. Elsewhere, the temp dir.
+        shm = "/dev/shm"
+        directory = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
+        _sweep(directory)
+        fd, self.path = tempfile.mkstemp(prefix=prefix, suffix=_SUFFIX, dir=directory)
+        # Unlinked when the lane is collected or at interpreter exit, not once the first
+        # worker has opened it: workers keep starting (after a crash, a timeout or anyio's
+        # idle pruning) and each opens the board by path. A parent killed by a signal
+        # runs no exit hook: the next lane's sweep removes its board.
+        self._unlink = weakref.finalize(self, _unlink, self.path)
+        try:
+            os.ftruncate(fd, size)
+            self.map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self.free = list(range(slots - 1, -1, -1))
+
+    def take(self) -> int:
+        # More attempts than slots only if someone raised the limiter's tokens: such an
+        # attempt runs untracked (its worker is still killed, its children are not).
+        return self.free.pop() if self.free else -1
+
+    def give_back(self, slot: int) -> None:
+        if slot < 0:
+            return
+        offset = slot * _process.SLOT
+        (pid,) = _process.PID.unpack_from(self.map, offset)
+        if pid:
+            # The worker writes its pid when the call starts and clears it when the call
+            # returns; still set, the call never returned: anyio has killed and reaped
+            # the worker (cancellation) or it died (crash). Its group outlives it while
+            # any member lives, and its id cannot be reused until then.
+            _process.PID.pack_into(self.map, offset, 0)
+            _kill_group(pid)
+        self.free.append(slot)
+
+
+def _sweep(directory: str) -> None:
+    # Boards whose parent died by a signal (no exit hook ran), removed by the next lane
+    # so that restarts (OOM kills, `docker kill`) do not pile files up in /dev/shm.
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(_PREFIX) and name.endswith(_SUFFIX):
+            owner = name[len(_PREFIX) :].partition("-")[0]
+            if owner.isdigit() and not _alive(int(owner)):
+                _unlink(os.path.join(directory, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        pass
+    return True
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # gone already, or another user's (sticky /dev/shm)
+        pass
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # no member left, or not ours any more
+        pass
+
+
+class ProcessLane:
+    """Sync callables in worker processes, `capacity` at a time, at the given priority."""
+
+    name = "process"
+    timeout_note = "; its worker process and the processes it started were killed"
+
+    def __init__(self, capacity: int, priority: str) -> None:
+        self.capacity = capacity
+        self.priority = priority
+        self.limiter = CapacityLimiter(capacity)
+        # anyio's call takes a limiter too; ours is taken first (by the runner) so that
+        # timeouts count running time only, which leaves this one uncontended.
+        self._inner = CapacityLimiter(capacity)
+        self.crashed = 0
+        self.cpu_seconds = 0.0
+        # Made on the first task: an app that never uses the lane creates no file.
+        self._board: _Board | None = None
+        self._board_failed = False
+
+    async def prestart(self) -> None:
+        """Start every worker now (and set its priority) so the first task is warm.
+
+        Raises `WorkerCrashed` saying why when a worker cannot start.
+        """
+        failures: list[BrokenWorkerProcess] = []
+
+        async def ping() -> None:
+            try:
+                async with self.limiter:
+                    await anyio.to_process.run_sync(
+                        _process.noop, self.priority, limiter=self._inner
+                    )
+            except BrokenWorkerProcess as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(self.capacity):
+                tg.start_soon(ping)
+        if failures:
+            raise WorkerCrashed(
+                f"could not start the process lane's workers: {_why(failures[0])}"
+            ) from failures[0]
+
+    async def keep_warm(self, idle: Callable[[], bool], interval: float = 120.0) -> None:
+        """Ping every worker each `interval` seconds while `idle()`; never raises."""
+        # anyio kills workers idle for 5 minutes when the next call comes; a periodic
+        # call to every worker keeps pre-started workers from going cold.
+        while True:
+            await anyio.sleep(interval)
+            if idle():
+                try:
+                    await self.prestart()
+                except Exception as exc:  # a keep-warm failure must not stop the app
+                    logger.warning("could not keep the process workers warm: %s", exc)
+
+    async def execute(self, record: TaskRecord) -> None:
+        """Run one attempt in a worker.
+
+        Raises `RemoteError` when the function raised there and `WorkerCrashed` when the
+        worker died. Cancelled, it kills the worker and the processes the task started.
+        """
+        board = self._board
+        if board is None and not self._board_failed:
+            board = self._open_board()
+        slot = board.take() if board is not None else -1
+        level = logging.getLogger().getEffectiveLevel()
+        try:
+            ok, error, tb, records, cpu = await anyio.to_process.run_sync(
+                _process.run,
+                record.func,
+                record.args,
+                record.kwargs,
+                self.priority,
+                level,
+                board.path if board is not None else "",
+                slot,
+                cancellable=True,
+                limiter=self._inner,
+            )
+        except BrokenWorkerProcess as exc:
+            self.crashed += 1
+            raise WorkerCrashed(f"{record.name} (id {record.id}): {_why(exc)}") from exc
+        finally:
+            # On every way out, cancellation included: no await, so nothing can stop it.
+            if board is not None:
+                board.give_back(slot)
+        self.cpu_seconds += cpu
+        for data in records:
+            data["offload_task_id"] = record.id
+            log_record = logging.makeLogRecord(data)
+            logging.getLogger(log_record.name).handle(log_record)
+        if not ok:
+            raise RemoteError(error or "", tb or "")
+
+    def _open_board(self) -> _Board | None:
+        try:
+            self._board = _Board(self.capacity)
+        except OSError as exc:
+            # Tasks still run; only the processes they start are not killed with them.
+            self._board_failed = True
+            logger.warning(
+                "could not create the process lane's slot board (%s): a timeout or crash "
+                "will kill the worker but not the processes its task started",
+                exc,
+            )
+        return self._board
+
+
+def _why(exc: BrokenWorkerProcess) -> str:
+    if "initialization" in str(exc):
+        # anyio starts each worker by re-running the app's main module (as
+        # `__mp_main__`): unguarded module-level code there (a server start, a
+        # blocking call, an exception) breaks every worker.
+        return (
+            "a new worker process failed while starting. Each worker re-imports the "
+            "program's main module: put module-level code that starts things (servers, "
+            "event loops, long work) under `if __name__ == '__main__':`, and check that "
+            "the main module imports cleanly in a fresh interpreter."
+        )
+    return (
+        "the worker process running it died (killed, crashed or out of memory); the "
+        "next task gets a fresh worker. Check the system log for an OOM kill, or run "
+        "the function in a thread to see its error."
+    )
