@@ -39,6 +39,7 @@ EXERCISED = {
     "backend_worker",
     "config_reference",  # tests/test_docs.py
     "lanes_app",
+    "lifespans_app",  # tests/test_docs_lifespans.py
     "lanes_jobs",
     "lanes_pickle",
     "migrating_order",
