@@ -77,3 +77,23 @@ def test_a_target_that_is_not_callable_is_a_config_error() -> None:
     target: Any = 42
     with pytest.raises(ConfigError, match="pass a function or a module"):
         TaskRegistry(target)
+
+
+def test_two_celery_worker_apps_in_one_process_run_only_their_own_tasks() -> None:
+    # Celery tasks are "shared" by default: without shared=False the second app would
+    # also get the first app's tasks, and its own of the same name would run the first
+    # app's registry.
+    from fastapi_offload.backends.celery import celery_worker_app
+
+    from . import jobs
+
+    first = celery_worker_app(jobs.whoami, broker_url="memory://", result_backend="cache+memory://")
+    second = celery_worker_app(
+        jobs.async_whoami, broker_url="memory://", result_backend="cache+memory://"
+    )
+
+    def ours(app: object) -> set[str]:
+        return {name for name in app.tasks if not name.startswith("celery.")}  # type: ignore[attr-defined]
+
+    assert ours(first) == {"tests.backends.jobs.whoami"}
+    assert ours(second) == {"tests.backends.jobs.async_whoami"}

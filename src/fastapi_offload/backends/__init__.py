@@ -30,8 +30,9 @@ What a client sees, with a remote backend:
   argument cannot travel; the message names it and says what to pass instead.
 - `GET /tasks/{id}`: the backend's state (`pending`, `running`, `succeeded`,
   `failed` with the error, `cancelled`); an id the backend has no record of is
-  answered from the web process's own record, else `unknown`. A status lookup while
-  the broker is down is a `503` too.
+  answered from the web process's own record, else `unknown`. So is an id that
+  fastapi-offload did not make (32 lowercase hex digits): the broker is not asked. A
+  status lookup while the broker is down is a `503` too.
 
 Writing an adapter for another queue: subclass `base.BaseBackend`, call
 `check_call` in `prepare`, and on the worker side run only what a `TaskRegistry`
@@ -101,6 +102,6 @@ def load_backend(name: str, environ: Mapping[str, str] | None = None) -> Backend
 
 
 # Tracebacks and logs show the public path (as anyio does for its re-exports).
-for _public in (TaskRegistry, UnregisteredTask):
+for _public in (TaskRegistry, UnregisteredTask, check_call, task_name):
     _public.__module__ = __name__
 del _public

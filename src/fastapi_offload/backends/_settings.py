@@ -155,3 +155,10 @@ def to_timestamp(value: object) -> float | None:
             value = value.replace(tzinfo=timezone.utc)
         return value.timestamp()
     return None
+
+
+def to_number(value: object) -> float | None:
+    """`value` as a float if it is an int or a float (not a bool), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None

@@ -22,8 +22,7 @@ task", logged as an error) and the task is marked failed with `NotRegistered`.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import EllipsisType
 from typing import Any
 
@@ -32,60 +31,38 @@ import anyio.to_thread
 
 try:
     from celery import Celery
-    from celery.backends.base import BaseKeyValueStoreBackend
-    from celery.exceptions import SoftTimeLimitExceeded
     from kombu.exceptions import OperationalError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
         'the Celery backend needs Celery: pip install "fastapi-offload[celery]"'
     ) from exc
 
-from .._errors import ConfigError, TaskTimeout
-from .._models import TaskCall, TaskInfo, TaskState
+from .._errors import ConfigError
+from .._models import TaskCall, TaskInfo
+from ._celery_results import SUBMITTED as SUBMITTED
+from ._celery_results import UNREADABLE, write_marker
+from ._celery_results import task_info as task_info
+from ._celery_worker import RETRIES_HEADER, RETRY_DELAY_HEADER, TIMEOUT_HEADER
+from ._celery_worker import celery_worker_app as celery_worker_app
+from ._ids import is_task_id
 from ._payload import Serializer, check_call
-from ._registry import Target, TaskRegistry
 from ._settings import (
     RemoteSettings,
     backend_unavailable,
     check_serializer,
     check_timeout,
     safe_url,
-    to_timestamp,
 )
-from ._worker import portable_result, run_callable
 from .base import BaseBackend
 
 __all__ = ["SUBMITTED", "CeleryBackend", "celery_worker_app"]
 
 logger = logging.getLogger("fastapi_offload.backends.celery")
 
-#: State written to the result store before a task is published. Celery reports an id
-#: it has no record of as PENDING, so "queued" and "never submitted" look alike; with
-#: this marker, PENDING from the store means "not submitted through this backend".
-SUBMITTED = "SENT"
-
-# Per-call settings travel as message headers, never in the task's own kwargs;
-# Celery copies custom headers onto `task.request` and keeps them across retries.
-_RETRIES = "offload_retries"
-_RETRY_DELAY = "offload_retry_delay"
-_TIMEOUT = "offload_timeout"
 # The soft limit raises inside the task; the hard limit, this much later, kills the
 # pool process when the task ignores the soft one (e.g. stuck in C code).
 _HARD_LIMIT_GRACE = 5.0
 _REDIS = ("redis://", "rediss://")
-
-_STATES = {
-    SUBMITTED: TaskState.PENDING,
-    "PENDING": TaskState.PENDING,
-    "RECEIVED": TaskState.PENDING,
-    "RETRY": TaskState.PENDING,
-    "STARTED": TaskState.RUNNING,
-    "SUCCESS": TaskState.SUCCEEDED,
-    "FAILURE": TaskState.FAILED,
-    "REJECTED": TaskState.FAILED,
-    "REVOKED": TaskState.CANCELLED,
-    "IGNORED": TaskState.SUCCEEDED,
-}
 
 
 class CeleryBackend(BaseBackend):
@@ -95,7 +72,8 @@ class CeleryBackend(BaseBackend):
     in a worker thread bounded by this backend's own limiter; a broker or store that
     cannot be reached within `broker_timeout` raises `BackendUnavailable`.
     `status` returns `None` for an id that was never submitted (or whose record
-    expired after `result_ttl`), and always `None` when no result backend is set.
+    expired after `result_ttl`), for any id fastapi-offload did not make (32 lowercase
+    hex digits), and always `None` when no result backend is set.
 
     `result_backend` defaults to the broker URL when that is Redis (else none);
     `queue` must be the queue the workers consume (their `task_default_queue`);
@@ -174,12 +152,15 @@ class CeleryBackend(BaseBackend):
     async def status(self, task_id: str) -> TaskInfo | None:
         """The task's state in Celery's result store, or `None` if it has no record.
 
-        Raises `BackendUnavailable` when the result store cannot be reached.
+        An id fastapi-offload did not make is unknown (`None`) without asking the
+        store, and so is a record this process cannot read (logged at WARNING).
+        Raises `BackendUnavailable` when the result store cannot be reached, and
+        nothing else.
         """
-        if self._results is None:
+        if self._results is None or not is_task_id(task_id):
             return None
         meta = await anyio.to_thread.run_sync(self._meta, task_id, limiter=self._limiter)
-        return task_info(task_id, meta, self.name)
+        return None if meta is None else task_info(task_id, meta, self.name)
 
     async def start(self) -> None:
         """Connect to the broker once, so a wrong URL is logged at startup (not raised)."""
@@ -196,7 +177,7 @@ class CeleryBackend(BaseBackend):
             # The marker goes in before the message exists, so a worker's STARTED or
             # SUCCESS can never be overwritten by it.
             try:
-                self._write_marker(call)
+                write_marker(self._results, call)
             except self._store_errors() as exc:
                 raise backend_unavailable(
                     self.name,
@@ -218,9 +199,9 @@ class CeleryBackend(BaseBackend):
                 task_id=call.id,
                 queue=self._queue,
                 headers={
-                    _RETRIES: call.retries,
-                    _RETRY_DELAY: call.retry_delay,
-                    _TIMEOUT: call.timeout,
+                    RETRIES_HEADER: call.retries,
+                    RETRY_DELAY_HEADER: call.retry_delay,
+                    TIMEOUT_HEADER: call.timeout,
                 },
                 retry=True,
                 retry_policy=_publish_retry_policy(),
@@ -232,32 +213,24 @@ class CeleryBackend(BaseBackend):
                 self.name, self._broker_url, exc, f"{call.name} (id {call.id}) was not submitted"
             ) from exc
 
-    def _write_marker(self, call: TaskCall) -> None:
-        marker = {"name": call.name, "submitted_at": time.time()}
-        store = self._results
-        if isinstance(store, BaseKeyValueStoreBackend):
-            # One round trip instead of `store_result`'s two: its read-before-write
-            # guards against overwriting a SUCCESS, which a fresh id cannot have.
-            meta: dict[str, Any] = {
-                "status": SUBMITTED,
-                "result": marker,
-                "traceback": None,
-                "children": [],
-                "date_done": None,
-                "task_id": call.id,
-            }
-            store.set(store.get_key_for_task(call.id), store.encode(meta))
-        else:
-            store.store_result(call.id, marker, SUBMITTED)
-
-    def _meta(self, task_id: str) -> Mapping[str, Any]:
+    def _meta(self, task_id: str) -> Mapping[str, Any] | None:
         try:
-            meta: Mapping[str, Any] = self._results.get_task_meta(task_id)
+            meta: object = self._results.get_task_meta(task_id)
+        except UNREADABLE as exc:
+            # Written by something else (or for another serializer): not ours to vouch for.
+            logger.warning(
+                "the result-store record of %s cannot be read (%s: %s); its status is "
+                "answered as unknown",
+                task_id,
+                type(exc).__name__,
+                exc,
+            )
+            return None
         except self._store_errors() as exc:
             raise backend_unavailable(
                 self.name, self._result_url or "", exc, f"the status of {task_id} is not known"
             ) from exc
-        return meta
+        return meta if isinstance(meta, Mapping) else None
 
     def _forget(self, task_id: str) -> None:
         if self._results is None:
@@ -289,116 +262,6 @@ class CeleryBackend(BaseBackend):
             self._results_app.close()
 
 
-def task_info(task_id: str, meta: Mapping[str, Any], lane: str) -> TaskInfo | None:
-    """Map a Celery result-store record onto `TaskInfo`; `None` when there is none."""
-    status = str(meta.get("status", "PENDING"))
-    if status == "PENDING":
-        # No record at all: Celery cannot tell "queued" from "never existed", and a
-        # task submitted through this backend always has at least the SENT marker.
-        return None
-    result = meta.get("result")
-    marker = result if status == SUBMITTED and isinstance(result, Mapping) else {}
-    name = meta.get("name") or marker.get("name") or ""
-    retries = meta.get("retries")
-    state = _STATES.get(status, TaskState.RUNNING)  # custom states: set by a running task
-    attempts = 0
-    if status not in (SUBMITTED, "RECEIVED"):
-        attempts = (retries if isinstance(retries, int) else 0) + 1
-    error = None
-    if status in ("FAILURE", "RETRY", "REJECTED"):
-        error = repr(result) if isinstance(result, BaseException) else str(result)
-    return TaskInfo(
-        id=task_id,
-        name=str(name),
-        state=state,
-        lane=lane,
-        created_at=_number(marker.get("submitted_at")),
-        finished_at=to_timestamp(meta.get("date_done")) if state.finished else None,
-        attempts=attempts,
-        error=error,
-    )
-
-
-def celery_worker_app(
-    *targets: Target,
-    broker_url: str | None = None,
-    result_backend: str | None = None,
-    queue: str | None = None,
-    serializer: Serializer | None = None,
-    config: Mapping[str, Any] | None = None,
-) -> Any:
-    """A Celery app whose worker runs exactly the given tasks, for `celery -A ... worker`.
-
-    `targets` are task functions, or modules whose `@task` / `@cpu_bound` /
-    `@io_bound` functions are registered; each is registered under the name the
-    web process sends (`module.qualname`). Settings not given here come from the
-    same `OFFLOAD_*` variables the web process reads. The worker accepts JSON
-    messages only, unless `serializer="pickle"`: with pickle, anyone who can write
-    to the broker can run code on the worker, so choose it only for a trusted broker.
-    `config` is applied last (any Celery setting). Raises `ConfigError` for a bad
-    target or setting.
-
-    Timeouts use Celery's soft limit (the task gets `TaskTimeout`) and, 5 s later,
-    its hard limit; both need the prefork pool, Celery's default. Retries are sent
-    again by the worker with `countdown=retry_delay`. `async def` tasks run with
-    `asyncio.run` in the pool process. The app stores extended results (task name,
-    retry count, and also the arguments) for `result_ttl`; pass
-    `config={"result_extended": False}` to keep arguments out of the result store.
-    """
-    settings = RemoteSettings.from_env()
-    chosen = check_serializer(serializer or settings.serializer)
-    registry = TaskRegistry(*targets)
-    app = Celery("fastapi_offload", set_as_current=False)
-    app.conf.update(
-        broker_url=broker_url or settings.celery_broker_url,
-        result_backend=result_backend or settings.celery_result_backend,
-        task_serializer=chosen,
-        result_serializer=chosen,
-        accept_content=[chosen],
-        result_accept_content=[chosen],
-        task_default_queue=queue or settings.celery_queue,
-        result_expires=settings.result_ttl,
-        # STARTED is what lets status say `running`; the extended result keeps the
-        # task's name and retry count next to its state.
-        task_track_started=True,
-        result_extended=True,
-        # Long CPU tasks: do not let one pool process hoard queued messages.
-        worker_prefetch_multiplier=1,
-        broker_connection_retry_on_startup=True,
-    )
-    app.conf.update(config or {})
-    for name, func in registry.items():
-        app.task(name=name, bind=True)(_task_body(name, func, chosen))
-    return app
-
-
-def _task_body(name: str, func: Callable[..., Any], serializer: str) -> Callable[..., Any]:
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        request = self.request
-        try:
-            return portable_result(name, run_callable(func, args, kwargs), serializer)
-        except SoftTimeLimitExceeded as exc:
-            error: Exception = TaskTimeout(
-                f"{name} ran longer than its timeout of {getattr(request, _TIMEOUT, None)} s "
-                "and was stopped"
-            )
-            error.__cause__ = exc
-        except Exception as exc:
-            error = exc
-        allowed = _whole(getattr(request, _RETRIES, 0))
-        if request.retries < allowed:
-            delay = _number(getattr(request, _RETRY_DELAY, None))
-            raise self.retry(
-                exc=error, countdown=1.0 if delay is None else delay, max_retries=allowed
-            )
-        raise error
-
-    run.__name__ = name.rpartition(".")[2]
-    run.__qualname__ = name
-    run.__doc__ = func.__doc__
-    return run
-
-
 def _client_conf(serializer: str, timeout: float, queue: str, result_ttl: int) -> dict[str, Any]:
     return {
         "task_serializer": serializer,
@@ -425,11 +288,7 @@ def _publish_retry_policy() -> dict[str, float]:
     return {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
-def _whole(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
+# Tracebacks and docs show the public path of what is defined in private modules.
+for _public in (celery_worker_app, task_info):
+    _public.__module__ = __name__
+del _public

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
 
 import anyio
 import anyio.to_thread
@@ -36,25 +35,24 @@ try:
     from redis import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from rq import Queue, Retry, Worker
-    from rq.exceptions import DeserializationError, NoSuchJobError
-    from rq.job import Job, JobStatus
+    from rq import Queue, Retry
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError('the RQ backend needs RQ: pip install "fastapi-offload[rq]"') from exc
 
 from .._errors import ConfigError
-from .._models import TaskCall, TaskInfo, TaskState
+from .._models import TaskCall, TaskInfo
+from ._ids import is_task_id
 from ._payload import Serializer, check_call
-from ._registry import Target, TaskRegistry, UnregisteredTask
+from ._rq_jobs import RETRIES_META, read_job
+from ._rq_jobs import job_info as job_info
+from ._rq_worker import rq_worker_class as rq_worker_class
 from ._settings import (
     RemoteSettings,
     backend_unavailable,
     check_serializer,
     check_timeout,
     safe_url,
-    to_timestamp,
 )
-from ._worker import portable_result
 from .base import BaseBackend
 
 __all__ = ["RQBackend", "rq_worker_class"]
@@ -62,22 +60,6 @@ __all__ = ["RQBackend", "rq_worker_class"]
 logger = logging.getLogger("fastapi_offload.backends.rq")
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-# Kept in the job's meta so `status` can count attempts (RQ only keeps what is left).
-_RETRIES = "offload_retries"
-
-_STATES = {
-    JobStatus.CREATED: TaskState.PENDING,
-    JobStatus.QUEUED: TaskState.PENDING,
-    JobStatus.DEFERRED: TaskState.PENDING,
-    JobStatus.SCHEDULED: TaskState.PENDING,
-    JobStatus.RATE_LIMITED: TaskState.PENDING,
-    JobStatus.READY_TO_ENQUEUE: TaskState.PENDING,
-    JobStatus.STARTED: TaskState.RUNNING,
-    JobStatus.FINISHED: TaskState.SUCCEEDED,
-    JobStatus.FAILED: TaskState.FAILED,
-    JobStatus.STOPPED: TaskState.CANCELLED,
-    JobStatus.CANCELED: TaskState.CANCELLED,
-}
 
 
 class RQBackend(BaseBackend):
@@ -86,7 +68,8 @@ class RQBackend(BaseBackend):
     Every Redis call runs in a worker thread bounded by this backend's own limiter,
     with `broker_timeout` bounding connects and replies: an unreachable Redis raises
     `BackendUnavailable`. `status` returns `None` for an id RQ has no job for (never
-    enqueued, or expired after `result_ttl`).
+    enqueued, or expired after `result_ttl`) and for any id fastapi-offload did not
+    make (32 lowercase hex digits), without asking Redis.
 
     `queue` must be a queue the workers listen on; `max_threads` bounds the threads
     running blocking Redis calls. Raises `ConfigError` for a bad setting.
@@ -149,10 +132,15 @@ class RQBackend(BaseBackend):
         await anyio.to_thread.run_sync(self._submit, call, limiter=self._limiter)
 
     async def status(self, task_id: str) -> TaskInfo | None:
-        """The job's state, or `None` if RQ has no job with this id.
+        """The job's state, or `None` if RQ has no job with exactly this id.
 
-        Raises `BackendUnavailable` when Redis cannot be reached.
+        An id fastapi-offload did not make is unknown (`None`), whatever RQ holds:
+        RQ would refuse some (`a.b`) and read `<id>:<anything>` as `<id>`. A record
+        RQ cannot read is unknown too (logged at WARNING). Raises
+        `BackendUnavailable` when Redis cannot be reached, and nothing else.
         """
+        if not is_task_id(task_id):
+            return None
         return await anyio.to_thread.run_sync(self._status, task_id, limiter=self._limiter)
 
     async def start(self) -> None:
@@ -182,7 +170,7 @@ class RQBackend(BaseBackend):
                 failure_ttl=self._result_ttl,
                 job_id=call.id,
                 retry=retry,
-                meta={_RETRIES: call.retries},
+                meta={RETRIES_META: call.retries},
             )
         except _CONNECTION_ERRORS as exc:
             raise backend_unavailable(
@@ -191,10 +179,7 @@ class RQBackend(BaseBackend):
 
     def _status(self, task_id: str) -> TaskInfo | None:
         try:
-            job = Job.fetch(task_id, connection=self._redis, serializer=self._queue.serializer)
-            return job_info(job, self.name)
-        except NoSuchJobError:
-            return None
+            return read_job(self._redis, self._queue.serializer, task_id, self.name)
         except _CONNECTION_ERRORS as exc:
             raise backend_unavailable(
                 self.name, self._url, exc, f"the status of {task_id} is not known"
@@ -212,129 +197,7 @@ class RQBackend(BaseBackend):
             )
 
 
-def job_info(job: Job, lane: str) -> TaskInfo:
-    """Map an RQ job onto `TaskInfo` (one more Redis read for a failed job's error)."""
-    status = job.get_status(refresh=False)
-    state = _STATES.get(status, TaskState.PENDING)
-    try:
-        name = job.func_name or ""
-    except DeserializationError:
-        name = ""
-    error = None
-    if state is TaskState.FAILED:
-        result = job.latest_result()
-        error = _last_line(result.exc_string if result is not None else None)
-    allowed = job.meta.get(_RETRIES)
-    used = (allowed - (job.retries_left or 0)) if isinstance(allowed, int) else 0
-    started = state is TaskState.RUNNING or state.finished
-    return TaskInfo(
-        id=job.id,
-        name=name,
-        state=state,
-        lane=lane,
-        created_at=to_timestamp(job.created_at),
-        started_at=to_timestamp(job.started_at),
-        finished_at=to_timestamp(job.ended_at) if state.finished else None,
-        attempts=used + 1 if started else used,
-        error=error,
-    )
-
-
-def _last_line(traceback: str | None) -> str | None:
-    # RQ keeps the formatted traceback; its last line is "ValueError: boom".
-    if not traceback:
-        return None
-    lines = [line for line in traceback.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else None
-
-
-class _RegisteredJob(Job):
-    """A job that can only run callables of its worker's registry."""
-
-    registry: ClassVar[TaskRegistry]
-    offload_serializer: ClassVar[str]
-
-    @property
-    def func(self) -> Callable[..., Any]:
-        # Replaces RQ's `import_attribute(func_name)`: the name is looked up, never
-        # imported, and a job calling a method on a pickled instance is refused.
-        if self.instance is not None:
-            raise UnregisteredTask(
-                f"refused job {self.id}: it calls a method on an object; this worker runs "
-                "registered functions only"
-            )
-        return type(self).registry.resolve(self.func_name)
-
-    def _execute(self) -> Any:
-        # RQ runs an `async def` task with asyncio.run, like the Celery worker here does.
-        result = super()._execute()
-        return portable_result(self.func_name or "", result, self.offload_serializer)
-
-    # Callbacks are imported by name too; jobs from this package never set them, so a
-    # job that does is not one of ours: its callbacks are dropped, with a warning.
-    @property
-    def success_callback(self) -> None:
-        return self._no_callback("success", self._success_callback_name)
-
-    @property
-    def failure_callback(self) -> None:
-        return self._no_callback("failure", self._failure_callback_name)
-
-    @property
-    def stopped_callback(self) -> None:
-        return self._no_callback("stopped", self._stopped_callback_name)
-
-    def _no_callback(self, kind: str, name: str | None) -> None:
-        if name:
-            logger.warning(
-                "job %s: ignored its %s callback %r (not registered)",
-                self.id,
-                kind,
-                name,
-            )
-
-
-def rq_worker_class(*targets: Target, serializer: Serializer | None = None) -> type[Worker]:
-    """An RQ worker class that runs exactly the given tasks: `rq worker --worker-class ...`.
-
-    `targets` are task functions, or modules whose `@task` / `@cpu_bound` /
-    `@io_bound` functions are registered, each under the name the web process sends
-    (`module.qualname`). The worker reads jobs as JSON (whatever `--serializer`
-    says) unless `serializer="pickle"` or `OFFLOAD_SERIALIZER=pickle`: with pickle,
-    anyone who can write to Redis can run code on the worker, so choose it only for
-    a trusted Redis. The class forks a work horse per job, like RQ's default
-    `Worker`. Raises `ConfigError` for a bad target or setting.
-    """
-    registry = TaskRegistry(*targets)
-    chosen = check_serializer(serializer or RemoteSettings.from_env().serializer)
-    job_class = type(
-        "OffloadJob", (_RegisteredJob,), {"registry": registry, "offload_serializer": chosen}
-    )
-
-    class OffloadWorker(Worker):
-        def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
-            kwargs["job_class"] = job_class
-            kwargs["serializer"] = chosen
-            super().__init__(_queues(queues, job_class, chosen), *args, **kwargs)
-            logger.info(
-                "fastapi-offload RQ worker: %s task(s) registered (%s), %s messages",
-                len(registry),
-                ", ".join(sorted(registry)),
-                chosen,
-            )
-
-    return OffloadWorker
-
-
-def _queues(queues: Any, job_class: type[Job], serializer: Serializer) -> Any:
-    # `rq worker` builds its queues with the command line's job class and serializer;
-    # rebuild them with ours so that every job this worker touches is read as ours.
-    items = [queues] if isinstance(queues, str | Queue) else list(queues)
-    rebuilt: list[str | Queue] = []
-    for item in items:
-        if isinstance(item, Queue):
-            item = Queue(
-                item.name, connection=item.connection, job_class=job_class, serializer=serializer
-            )
-        rebuilt.append(item)
-    return rebuilt
+# Tracebacks and docs show the public path of what is defined in private modules.
+for _public in (job_info, rq_worker_class):
+    _public.__module__ = __name__
+del _public
