@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 
@@ -99,6 +101,10 @@ def _offload_rq2() -> tuple[list[Service], dict[str, str]]:
     return offload_rq_workers(processes=2)
 
 
+# A file of its own per run of the suite (the store keeps what each run wrote).
+_BENCH_DB = Path(tempfile.mkdtemp(prefix="fastapi-offload-bench-")) / "offload.db"
+
+
 def _offload(lane: str, **env: str) -> dict[str, str]:
     # Remote results expire within the hour: the suite's Redis database stays small.
     return {**OFFLOAD_ENV, "BENCH_LANE": lane, "OFFLOAD_RESULT_TTL": "3600", **env}
@@ -119,6 +125,12 @@ STRATEGIES: dict[str, Strategy] = {
             needs_redis=True,
         ),
         Strategy("offload-loop", "OffloadTasks, loop lane", _offload("loop")),
+        # The same with every task written to a SQLite file before the response.
+        Strategy(
+            "offload-loop-sqlite",
+            "OffloadTasks, loop lane, SQLite store",
+            _offload("loop", OFFLOAD_STORE=f"sqlite:///{_BENCH_DB}"),
+        ),
         Strategy("offload-thread", "OffloadTasks, thread lane", _offload("thread")),
         Strategy("offload-process", "OffloadTasks, process lane", _offload("process")),
         # The same at normal priority and with SCHED_IDLE workers instead of the default

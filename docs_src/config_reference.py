@@ -51,6 +51,8 @@ class Spec:
         elif self.kind == "routes":
             lanes = ", ".join(f"`{lane}`" for lane in self.choices)
             text = f"`{{pattern: lane}}` with lanes {lanes}; in the variable `pattern=lane,...`"
+        elif self.kind == "store":
+            text = "`memory`, or `sqlite:///path/to/file.db` ([durability](durability.md))"
         elif self.kind == "backend":
             names = ", ".join(f"`{name}`" for name in self.choices)
             text = f"{names}; or, as a keyword only, a `Backend` instance"
@@ -76,6 +78,9 @@ SPECS: dict[str, Spec] = {
     "status_capacity": Spec("int", minimum=1),
     "routes": Spec("routes", choices=LANES),
     "backend": Spec("backend", choices=("local", *BACKENDS)),
+    "store": Spec("store"),
+    "store_lease": Spec("seconds", minimum=0, exclusive=True),
+    "store_retention": Spec("seconds", minimum=0, exclusive=True),
 }
 
 # The remote backends' settings (fastapi_offload.backends._settings.RemoteSettings):

@@ -59,6 +59,11 @@ class Server:
                 time.sleep(0.05)
         raise AssertionError(f"task {task_id} not in {states} within {timeout} s: {body}")
 
+    def kill(self) -> None:
+        """SIGKILL the server process: an OOM kill, a crashed node, a deploy past its grace."""
+        self.process.kill()
+        self.process.wait()
+
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, as a process manager would; returns the exit code."""
         if self.process.poll() is None:
@@ -76,13 +81,18 @@ StartServer = Callable[..., Server]
 
 @contextmanager
 def run_server(
-    app: str, log_path: Path, env: dict[str, str] | None = None, loop: str = "asyncio"
+    app: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    loop: str = "asyncio",
+    args: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     # Port 0: the kernel picks a free port and uvicorn logs it (no free-port race). Not
     # `--fd`: uvicorn takes an inherited socket for a Unix socket and leaves Nagle's
     # algorithm on, which adds ~40 ms to every response.
     command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0"]
     command += ["--loop", loop, "--log-level", "info", "--timeout-graceful-shutdown", "5"]
+    command += args
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -91,6 +101,8 @@ def run_server(
             env=full_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            # Its own process group: the clean-up below also reaches `--workers` children.
+            start_new_session=True,
         )
     server = Server("", process, log_path)
     try:
@@ -102,12 +114,24 @@ def run_server(
                 raise AssertionError(f"server not ready within 30 s:\n{server.log()}")
             time.sleep(0.05)
         server.url = found.group(1)
-        assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+        # With `--workers N` the parent listens before its workers have started.
+        while True:
+            try:
+                assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+                break
+            except httpx.ConnectError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise AssertionError(f"server not serving in time:\n{server.log()}") from None
+                time.sleep(0.05)
         yield server
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # workers of `--workers N`, if any
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture
@@ -116,8 +140,13 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     with ExitStack() as stack:
         counter = iter(range(100))
 
-        def start(app: str, env: dict[str, str] | None = None, loop: str = "asyncio") -> Server:
+        def start(
+            app: str,
+            env: dict[str, str] | None = None,
+            loop: str = "asyncio",
+            args: tuple[str, ...] = (),
+        ) -> Server:
             log_path = tmp_path / f"server-{next(counter)}.log"
-            return stack.enter_context(run_server(app, log_path, env, loop))
+            return stack.enter_context(run_server(app, log_path, env, loop, args))
 
         yield start

@@ -103,6 +103,12 @@ def test_accepted_values_are_what_the_code_accepts(name: str) -> None:
         assert not _accepts(name, {"x.*": "gpu"})
         parsed = OffloadConfig.resolve({}, {"OFFLOAD_ROUTES": "a.*=process,b.*=thread"})
         assert parsed.routes == {"a.*": "process", "b.*": "thread"}
+    elif spec.kind == "store":
+        assert OffloadConfig.resolve({"store": "sqlite:///./x.db"}).store_path == "./x.db"
+        assert OffloadConfig.resolve({}, {"OFFLOAD_STORE": "memory"}).store_path is None
+        for bad in ("sqlite://x.db", "postgres://h/db", "redis://h:6379/0"):
+            with pytest.raises(ConfigError, match="store="):
+                Offload(store=bad)
     elif spec.kind == "backend":
         assert set(spec.choices) == {"local", *BACKENDS}
         with pytest.raises(ConfigError):

@@ -38,6 +38,7 @@ EXERCISED = {
     "backend_usage",
     "backend_worker",
     "config_reference",  # tests/test_docs.py
+    "durability_app",  # tests/test_docs_durability.py
     "lanes_app",
     "lifespans_app",  # tests/test_docs_lifespans.py
     "lanes_jobs",

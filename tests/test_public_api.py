@@ -16,6 +16,7 @@ def test_public_names_are_pinned() -> None:
         "OffloadStats",
         "OffloadTasks",
         "QueueFull",
+        "StoreUnavailable",
         "TaskCall",
         "TaskDefaults",
         "TaskHandle",
@@ -40,11 +41,13 @@ def test_errors_share_one_base() -> None:
         OffloadClosed,
         OffloadError,
         QueueFull,
+        StoreUnavailable,
         TaskTimeout,
         WorkerCrashed,
     )
 
     for error in (
+        StoreUnavailable,
         BackendUnavailable,
         ConfigError,
         NotOffloadable,

@@ -9,13 +9,22 @@ from .._scenario import target_ratio as tr
 from .._strategies import pick
 
 TITLE = "Dispatch overhead"
-STRATEGIES = ["bg-async", "bg-def", "offload-loop", "offload-thread", "offload-process"]
+STRATEGIES = [
+    "bg-async",
+    "bg-def",
+    "offload-loop",
+    "offload-loop-sqlite",
+    "offload-thread",
+    "offload-process",
+]
 # Each lane against the BackgroundTasks flavour a user would have written instead.
 BASELINE = {
     "offload-loop": "bg-async",
+    "offload-loop-sqlite": "offload-loop",  # what durability costs
     "offload-thread": "bg-def",
     "offload-process": "bg-def",
 }
+GOALS = {"offload-loop-sqlite": 0.7}  # the others: 0.9
 CONNECTIONS = 8
 
 
@@ -59,11 +68,12 @@ def run(settings: Settings) -> Result:
             ]
         )
         if base in summary:
+            goal = GOALS.get(s.name, 0.9)
             targets.append(
                 Target(
-                    f"{s.label}: >= 0.9x the requests/s of {base}",
+                    f"{s.label}: >= {goal}x the requests/s of {base}",
                     tr(ratio),
-                    ratio >= 0.9,
+                    ratio >= goal,
                 )
             )
     headers = ["strategy", "requests/s", "p50 ms", "p99 ms", "errors", "vs BackgroundTasks"]

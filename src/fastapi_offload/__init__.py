@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ._errors import OffloadClosed as OffloadClosed
     from ._errors import OffloadError as OffloadError
     from ._errors import QueueFull as QueueFull
+    from ._errors import StoreUnavailable as StoreUnavailable
     from ._errors import TaskTimeout as TaskTimeout
     from ._errors import WorkerCrashed as WorkerCrashed
     from ._models import LaneStats as LaneStats
@@ -47,6 +48,7 @@ _MODULES: dict[str, str] = {
     "OffloadClosed": "._errors",
     "OffloadError": "._errors",
     "QueueFull": "._errors",
+    "StoreUnavailable": "._errors",
     "TaskTimeout": "._errors",
     "WorkerCrashed": "._errors",
     "LaneStats": "._models",
@@ -74,6 +76,7 @@ __all__ = [
     "OffloadStats",
     "OffloadTasks",
     "QueueFull",
+    "StoreUnavailable",
     "TaskCall",
     "TaskDefaults",
     "TaskHandle",

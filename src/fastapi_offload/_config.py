@@ -11,7 +11,7 @@ from typing import Any
 from ._checks import check_bool, check_int, check_lane, check_seconds
 from ._errors import ConfigError
 
-__all__ = ["OffloadConfig", "parse_routes"]
+__all__ = ["OffloadConfig", "parse_routes", "store_path"]
 
 _PRIORITIES = ("normal", "low", "idle")
 _TRUE = ("1", "true", "yes", "on")
@@ -110,6 +110,27 @@ class OffloadConfig:
         "`local` (the loop / thread / process lanes), or a remote backend's name "
         "(`celery`, `rq`); `Offload(backend=...)` also takes a `Backend` instance.",
     )
+    store: str = _opt(
+        "memory",
+        "OFFLOAD_STORE",
+        "Where task statuses are kept: `memory` (this process only), or "
+        "`sqlite:///path/to/offload.db` (durable: every task is written before its "
+        "request's response, survives a killed process, and is shared by every worker "
+        "process on the host). A relative path is relative to the working directory.",
+    )
+    store_lease: float = _opt(
+        15.0,
+        "OFFLOAD_STORE_LEASE",
+        "Durable stores: seconds a process's claim on its unfinished tasks lasts "
+        "without a heartbeat (one every third of it). When a process stops, another "
+        "(or its restart) reclaims its tasks this long after the last heartbeat.",
+    )
+    store_retention: float = _opt(
+        7 * 24 * 3600.0,
+        "OFFLOAD_STORE_RETENTION",
+        "Durable stores: seconds a finished task's status is kept (at most "
+        "`status_capacity` of them in all, oldest first out).",
+    )
 
     def __post_init__(self) -> None:
         for name in ("thread_workers", "max_pending", "status_capacity"):
@@ -117,6 +138,9 @@ class OffloadConfig:
         check_int("process_workers", self.process_workers, minimum=0)
         check_seconds("shutdown_timeout", self.shutdown_timeout, minimum=0)
         check_seconds("loop_block_threshold", self.loop_block_threshold, minimum=0)
+        check_seconds("store_lease", self.store_lease, minimum=0, exclusive=True)
+        check_seconds("store_retention", self.store_retention, minimum=0, exclusive=True)
+        store_path(self.store)  # raises ConfigError for a bad URL
         if self.timeout is not None:
             check_seconds("timeout", self.timeout, minimum=0, exclusive=True)
         if self.process_priority not in _PRIORITIES:
@@ -131,6 +155,11 @@ class OffloadConfig:
         for pattern, lane in self.routes.items():
             check_lane(f"routes[{pattern!r}]", lane)
         object.__setattr__(self, "routes", dict(self.routes))
+
+    @property
+    def store_path(self) -> str | None:
+        """The SQLite file of a `sqlite:///...` store, `None` for the memory store."""
+        return store_path(self.store)
 
     @property
     def effective_process_workers(self) -> int:
@@ -158,6 +187,26 @@ class OffloadConfig:
             if raw is not None and raw.strip() != "":
                 values[name] = _parse_env(env, raw.strip(), f.metadata["kind"])
         return cls(**values)
+
+
+def store_path(url: str) -> str | None:
+    """The file named by a `sqlite:///...` URL, `None` for `memory`; else `ConfigError`."""
+    if not isinstance(url, str):
+        raise ConfigError(f"store={url!r} must be a string: 'memory' or 'sqlite:///path'")
+    if url.strip().lower() == "memory":
+        return None
+    scheme, sep, path = url.partition(":///")
+    if scheme.lower() == "sqlite" and sep and path.strip():
+        return path  # sqlite:///./x.db -> ./x.db; sqlite:////abs/x.db -> /abs/x.db
+    if url.lower().startswith(("redis://", "rediss://")):
+        raise ConfigError(
+            f"store={url!r}: the Redis store is not available yet; for one host use "
+            "store='sqlite:///path/to/offload.db' (shared by all its worker processes)"
+        )
+    raise ConfigError(
+        f"store={url!r} is not a store; use 'memory' or 'sqlite:///path/to/offload.db' "
+        "(OFFLOAD_STORE takes the same values)"
+    )
 
 
 def parse_routes(env: str, raw: str) -> dict[str, str]:

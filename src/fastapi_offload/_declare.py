@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, overload
 
-from ._checks import LANES, check_int, check_lane, check_seconds
+from ._checks import LANES, check_bool, check_int, check_lane, check_seconds
 from ._public import public
 
 __all__ = ["LANES", "LaneName", "TaskDefaults", "cpu_bound", "declared", "io_bound", "task"]
@@ -30,13 +30,18 @@ class TaskDefaults:
     timeout: float | None = None
     retries: int | None = None
     retry_delay: float | None = None
+    requeue: bool | None = None
 
     def __post_init__(self) -> None:
-        check_settings(self.lane, self.timeout, self.retries, self.retry_delay)
+        check_settings(self.lane, self.timeout, self.retries, self.retry_delay, self.requeue)
 
 
 def check_settings(
-    lane: str | None, timeout: float | None, retries: int | None, retry_delay: float | None
+    lane: str | None,
+    timeout: float | None,
+    retries: int | None,
+    retry_delay: float | None,
+    requeue: bool | None = None,
 ) -> None:
     """Validate per-task settings; shared by decorators and `tasks.options(...)`."""
     if lane is not None:
@@ -47,6 +52,8 @@ def check_settings(
         check_int("retries", retries, minimum=0)
     if retry_delay is not None:
         check_seconds("retry_delay", retry_delay, minimum=0)
+    if requeue is not None:
+        check_bool("requeue", requeue)
 
 
 def declared(func: Callable[..., Any]) -> TaskDefaults | None:
@@ -77,6 +84,7 @@ def task(
     timeout: float | None = None,
     retries: int | None = None,
     retry_delay: float | None = None,
+    requeue: bool | None = None,
 ) -> Callable[[F], F]: ...
 def task(
     func: F | None = None,
@@ -86,15 +94,19 @@ def task(
     timeout: float | None = None,
     retries: int | None = None,
     retry_delay: float | None = None,
+    requeue: bool | None = None,
 ) -> F | Callable[[F], F]:
     """Declare a callable's lane, timeout and retries where it is defined.
 
     Used bare (`@task`) or with settings (`@task(lane="process", timeout=30)`). The
-    function is returned unchanged, so calling it directly still works. Precedence:
+    function is returned unchanged, so calling it directly still works. `requeue=True`
+    declares it safe to run again: with a durable store, a task whose process died is
+    run again by the process that reclaims it (at least once) instead of being marked
+    `interrupted`. Precedence:
     per-call `tasks.options(...)` > `Offload(routes=...)` > a configured remote
     backend > these settings > the kind of callable (`async def` -> loop, else thread).
     """
-    defaults = TaskDefaults(lane, timeout, retries, retry_delay)
+    defaults = TaskDefaults(lane, timeout, retries, retry_delay, requeue)
     if func is not None:
         return _attach(func, defaults)
     return lambda f: _attach(f, defaults)
@@ -104,7 +116,11 @@ def task(
 def cpu_bound(func: F, /) -> F: ...
 @overload
 def cpu_bound(
-    *, timeout: float | None = None, retries: int | None = None, retry_delay: float | None = None
+    *,
+    timeout: float | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    requeue: bool | None = None,
 ) -> Callable[[F], F]: ...
 def cpu_bound(
     func: F | None = None,
@@ -113,6 +129,7 @@ def cpu_bound(
     timeout: float | None = None,
     retries: int | None = None,
     retry_delay: float | None = None,
+    requeue: bool | None = None,
 ) -> F | Callable[[F], F]:
     """Send this sync function to the process lane: it computes, and would hold the GIL.
 
@@ -121,14 +138,20 @@ def cpu_bound(
     """
     if func is not None:
         return _attach(func, TaskDefaults("process"))
-    return task(lane="process", timeout=timeout, retries=retries, retry_delay=retry_delay)
+    return task(
+        lane="process", timeout=timeout, retries=retries, retry_delay=retry_delay, requeue=requeue
+    )
 
 
 @overload
 def io_bound(func: F, /) -> F: ...
 @overload
 def io_bound(
-    *, timeout: float | None = None, retries: int | None = None, retry_delay: float | None = None
+    *,
+    timeout: float | None = None,
+    retries: int | None = None,
+    retry_delay: float | None = None,
+    requeue: bool | None = None,
 ) -> Callable[[F], F]: ...
 def io_bound(
     func: F | None = None,
@@ -137,6 +160,7 @@ def io_bound(
     timeout: float | None = None,
     retries: int | None = None,
     retry_delay: float | None = None,
+    requeue: bool | None = None,
 ) -> F | Callable[[F], F]:
     """Keep this sync function on the thread lane: it mostly waits (network, disk, sleep).
 
@@ -144,7 +168,9 @@ def io_bound(
     """
     if func is not None:
         return _attach(func, TaskDefaults("thread"))
-    return task(lane="thread", timeout=timeout, retries=retries, retry_delay=retry_delay)
+    return task(
+        lane="thread", timeout=timeout, retries=retries, retry_delay=retry_delay, requeue=requeue
+    )
 
 
 for _decorator in (task, cpu_bound, io_bound):

@@ -16,6 +16,7 @@ __all__ = [
     "OffloadClosed",
     "OffloadError",
     "QueueFull",
+    "StoreUnavailable",
     "TaskTimeout",
     "WorkerCrashed",
 ]
@@ -88,6 +89,12 @@ class BackendUnavailable(_ServiceUnavailable):
         exc.accepted = tuple(r.id for r in accepted)
         exc.not_sent = tuple(r.id for r in not_sent)
         return exc
+
+
+@public
+class StoreUnavailable(_ServiceUnavailable):
+    """The durable task store could not record the task (disk full, locked, down);
+    the task was not accepted."""
 
 
 @public

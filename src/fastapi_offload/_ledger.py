@@ -77,6 +77,23 @@ class Ledger:
             self._live[record.id] = record
             self.store.put(record)
 
+    def adopt(self, record: TaskRecord) -> None:
+        """Take on a task reclaimed from a process that stopped (no admission bound:
+        it was accepted once already)."""
+        with self._lock:
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                counters.waiting += 1
+            record.state = TaskState.PENDING
+            self._live[record.id] = record
+            self.store.put(record)
+        logger.warning(
+            "task %s (id %s) is run again: the process that ran it stopped before it "
+            "finished (declared requeue=True)",
+            record.name,
+            record.id,
+        )
+
     def started(self, record: TaskRecord) -> None:
         with self._lock:
             counters = self._counters[record.lane]

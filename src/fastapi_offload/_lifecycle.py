@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import anyio
 from anyio.lowlevel import RunVar
@@ -24,29 +26,62 @@ class Lifecycle:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._warm: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def open(self, *, detached: bool) -> None:
         runtime = self._runtime
         if detached:
-            if runtime.backend is not None:
-                await runtime.backend.start()
-            if runtime.config.prestart_workers:
-                try:
+            async with AsyncExitStack() as undo:  # what started is stopped if a later step fails
+                await runtime.store.open()
+                undo.push_async_callback(_shielded, runtime.store.close)
+                if runtime.backend is not None:
+                    await runtime.backend.start()
+                    undo.push_async_callback(_shielded, runtime.backend.stop)
+                if runtime.config.prestart_workers:
                     await runtime.process_lane.prestart()
-                except BaseException:
-                    if runtime.backend is not None:  # started above: do not leave it open
-                        with anyio.CancelScope(shield=True):
-                            await runtime.backend.stop()
-                    raise
-                self._warm = asyncio.get_running_loop().create_task(
-                    runtime.process_lane.keep_warm(runtime.idle), name="offload:keep-warm"
+                undo.pop_all()
+            loop = asyncio.get_running_loop()
+            if runtime.config.prestart_workers:
+                self._background.append(
+                    loop.create_task(
+                        runtime.process_lane.keep_warm(runtime.idle), name="offload:keep-warm"
+                    )
                 )
+            if runtime.store.durable:
+                self._background.append(loop.create_task(self._upkeep(), name="offload:leases"))
             runtime.monitor.start()
         runtime.attach()
         runtime.detached = detached
         if detached:
             _started_here().add(runtime)
+            await self._reclaim()  # what a process that stopped left unfinished
+
+    async def _upkeep(self) -> None:
+        # The heartbeat of this process's leases, and the reclaim of the tasks of
+        # processes that stopped renewing theirs (a peer worker, or this app's previous
+        # run): every third of the lease.
+        store = self._runtime.store
+        while True:
+            await anyio.sleep(self._runtime.config.store_lease / 3)
+            try:
+                await store.renew()
+                await self._reclaim()
+            except Exception as exc:
+                logger.error(
+                    "task store %r: could not renew leases or reclaim tasks: %s", store, exc
+                )
+
+    async def _reclaim(self) -> None:
+        for orphan in await self._runtime.store.reclaim():
+            if orphan.requeued:
+                self._runtime.adopt(orphan)
+            else:
+                logger.warning(
+                    "task %s (id %s) is interrupted: %s",
+                    orphan.info.name,
+                    orphan.info.id,
+                    orphan.info.error,
+                )
 
     async def close(self) -> None:
         """Stop accepting, let tasks finish within `shutdown_timeout`, cancel the rest.
@@ -71,9 +106,10 @@ class Lifecycle:
                 with anyio.move_on_after(timeout - grace):
                     await runtime.ledger.join()
                 await runtime.runner.close(grace)
-                if self._warm is not None:
-                    self._warm.cancel()
-                    self._warm = None
+                for task in self._background:
+                    task.cancel()
+                self._background.clear()
+                await runtime.store.close()  # the last states are written
                 if runtime.backend is not None:
                     await runtime.backend.stop()
             finally:
@@ -114,3 +150,8 @@ def _started_here() -> weakref.WeakSet[Runtime]:
 def started_on_this_loop() -> bool:
     """Whether a lifespan (or `async with offload`) started a runtime on this loop."""
     return len(_started_here()) > 0
+
+
+async def _shielded(stop: Callable[[], Awaitable[None]]) -> None:
+    with anyio.CancelScope(shield=True):
+        await stop()

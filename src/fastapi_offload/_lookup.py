@@ -15,6 +15,7 @@ from anyio.lowlevel import RunVar
 from starlette.requests import HTTPConnection
 
 from ._config import OffloadConfig
+from ._errors import ConfigError
 from ._lifecycle import build_backend, started_on_this_loop
 from ._runtime import Runtime
 
@@ -64,6 +65,12 @@ def _default_runtime(app: Any) -> Runtime:
     runtime = defaults.get(app)
     if runtime is None:
         config = OffloadConfig.resolve({})
+        if config.store_path is not None:
+            raise ConfigError(
+                f"OFFLOAD_STORE={config.store!r} needs the Offload lifespan (it recovers "
+                "unfinished tasks at start-up and renews their leases): use "
+                "FastAPI(lifespan=offload.lifespan), or unset OFFLOAD_STORE"
+            )
         runtime = Runtime(config, build_backend(config, None))
         runtime.attach()
         defaults[app] = runtime

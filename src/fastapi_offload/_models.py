@@ -31,13 +31,19 @@ class TaskState(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Accepted, but the process running it stopped (killed, crashed) before it ended;
+    #: reported by a durable store after the owner's lease ran out. `error` says why.
+    INTERRUPTED = "interrupted"
     UNKNOWN = "unknown"
 
     @property
     def finished(self) -> bool:
-        return (
-            self is TaskState.SUCCEEDED or self is TaskState.FAILED or self is TaskState.CANCELLED
-        )
+        return self in _FINISHED
+
+
+_FINISHED = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.INTERRUPTED}
+)
 
 
 @public
@@ -147,9 +153,10 @@ class CallOptions:
     timeout: float | None = None
     retries: int | None = None
     retry_delay: float | None = None
+    requeue: bool | None = None
 
     def __post_init__(self) -> None:
-        check_settings(self.lane, self.timeout, self.retries, self.retry_delay)
+        check_settings(self.lane, self.timeout, self.retries, self.retry_delay, self.requeue)
 
 
 NO_OPTIONS = CallOptions()

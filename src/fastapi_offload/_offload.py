@@ -52,6 +52,9 @@ class Offload:
         timeout: float | None = None,
         status_capacity: int | None = None,
         routes: dict[str, LaneName] | None = None,
+        store: str | None = None,
+        store_lease: float | None = None,
+        store_retention: float | None = None,
     ) -> None:
         given = {
             "thread_workers": thread_workers,
@@ -65,6 +68,9 @@ class Offload:
             "timeout": timeout,
             "status_capacity": status_capacity,
             "routes": routes,
+            "store": store,
+            "store_lease": store_lease,
+            "store_retention": store_retention,
             "backend": backend if isinstance(backend, str) else None,
         }
         self.config = OffloadConfig.resolve({k: v for k, v in given.items() if v is not None})
@@ -146,12 +152,13 @@ class Offload:
         timeout: float | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        requeue: bool | None = None,
     ) -> RuntimeOptions:
         """Per-call settings for `submit`: `await offload.options(timeout=5).submit(f, x)`.
 
         Raises `ConfigError` for a bad value, naming the setting.
         """
-        return RuntimeOptions(self, CallOptions(lane, timeout, retries, retry_delay))
+        return RuntimeOptions(self, CallOptions(lane, timeout, retries, retry_delay, requeue))
 
     async def _submit(
         self,
@@ -168,10 +175,9 @@ class Offload:
             )
         runtime = self._runtime
         record = runtime.admit(func, args, kwargs, options)
+        await runtime.commit([record])  # a durable store has it (and a broker, if remote)
         if runtime.is_local(record):
             runtime.start(record)
-        else:
-            await runtime.commit([record])
         return TaskHandle(record.id, record.name, record.lane)
 
     # -- queries ----------------------------------------------------------------------

@@ -40,6 +40,10 @@ class TaskRecord:
     cancel_reason: str | None = None
     # The remote backend holds the task now; the record is kept only for look-ups.
     handed_off: bool = False
+    # Declared safe to run again (`@task(requeue=True)`): with a durable store, a task
+    # whose process died is run again from `payload` instead of marked interrupted.
+    requeue: bool = False
+    payload: bytes | None = None  # pickle of (func, args, kwargs), durable requeue only
 
     @property
     def live(self) -> bool:

@@ -228,6 +228,7 @@ def build_record(
         timeout=_first(options.timeout, defaults and defaults.timeout, config.timeout),
         retries=_first(options.retries, defaults and defaults.retries, 0),
         retry_delay=_first(options.retry_delay, defaults and defaults.retry_delay, 1.0),
+        requeue=_first(options.requeue, defaults and defaults.requeue, False),
         declared=defaults is not None,
     )
     if lane == "remote":

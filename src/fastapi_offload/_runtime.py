@@ -8,6 +8,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import os
+import pickle
+import secrets
+import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +29,7 @@ from ._process_lane import ProcessLane
 from ._record import TaskRecord
 from ._routing import IdSource, Profiles, build_record
 from ._runner import Runner
-from ._store import MemoryStore
+from ._store import MemoryStore, Orphan, Store
 from .backends.base import Backend
 
 __all__ = ["Runtime"]
@@ -48,7 +53,7 @@ class Runtime:
             "process": self.process_lane,
         }
         pending = config.max_pending
-        self.store = MemoryStore(config.status_capacity)
+        self.store = _build_store(config)
         self.ledger = Ledger(
             self.store,
             {
@@ -91,6 +96,8 @@ class Runtime:
         )
         if record.lane == "remote":
             self._prepare_remote(record)
+        elif record.requeue and self.store.durable:
+            record.payload = _saved_call(record)
         self.ledger.admit(record)
         return record
 
@@ -104,10 +111,25 @@ class Runtime:
     def is_local(self, record: TaskRecord) -> bool:
         return record.lane in self.lanes
 
+    @property
+    def commits(self) -> bool:
+        """Whether a request's tasks need `commit()` before its response."""
+        return self.backend is not None or self.store.durable
+
     async def commit(self, records: Sequence[TaskRecord]) -> None:
-        """Send a request's remote tasks, before its response. Each was checked by the
-        backend when it was admitted, so a failure here is the broker's. If it fails
-        part-way, the error names the tasks that were accepted and those not sent."""
+        """Before the response: write a request's tasks to a durable store (write-ahead),
+        then send its remote ones. A remote task was checked by the backend when it
+        was admitted, so a failure here is the broker's; if it fails part-way, the
+        error names the tasks that were accepted and those not sent."""
+        if not records:
+            return
+        if self.store.durable:
+            try:
+                await self.store.flush()
+            except BaseException:
+                for record in records:
+                    self.ledger.discarded(record)
+                raise
         remote = [record for record in records if not self.is_local(record)]
         for index, record in enumerate(remote):
             try:
@@ -118,6 +140,36 @@ class Runtime:
                 if index == 0 or not isinstance(exc, BackendUnavailable):
                     raise
                 raise BackendUnavailable.partial(exc, remote[:index], remote[index:]) from exc
+
+    def adopt(self, orphan: Orphan) -> None:
+        """Run again a requeue-able task whose process died (reclaimed from the store)."""
+        info = orphan.info
+        record = TaskRecord(
+            id=info.id,
+            name=info.name,
+            lane=info.lane,
+            func=None,
+            args=(),
+            kwargs={},
+            timeout=orphan.timeout,
+            retries=orphan.retries,
+            retry_delay=orphan.retry_delay,
+            declared=True,
+            created_at=info.created_at or time.time(),
+            attempts=info.attempts,
+            requeue=True,
+            payload=orphan.payload,
+        )
+        self.ledger.adopt(record)
+        try:
+            record.func, args, kwargs = pickle.loads(orphan.payload or b"")
+            record.args, record.kwargs = tuple(args), dict(kwargs)
+        except Exception as exc:
+            self.ledger.failed(
+                record, f"could not be run again: its saved call does not load ({exc!r})"
+            )
+            return
+        self.start(record)
 
     def start(self, record: TaskRecord) -> None:
         """Start a task after the response (local), or send it (remote, added late)."""
@@ -212,3 +264,30 @@ def _task_call(record: TaskRecord) -> TaskCall:
         retries=record.retries,
         retry_delay=record.retry_delay,
     )
+
+
+def _build_store(config: OffloadConfig) -> Store:
+    path = config.store_path
+    if path is None:
+        return MemoryStore(config.status_capacity)
+    from ._sqlite_store import SqliteStore
+
+    return SqliteStore(
+        path,
+        owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+        lease=config.store_lease,
+        capacity=config.status_capacity,
+        retention=config.store_retention,
+    )
+
+
+def _saved_call(record: TaskRecord) -> bytes:
+    # Saved with the task, so that the process reclaiming it after a crash can run it.
+    try:
+        return pickle.dumps((record.func, record.args, record.kwargs), pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise NotOffloadable(
+            f"{record.name} is declared requeue=True, so with a durable store its call is "
+            f"saved to be run again after a crash, but it cannot be pickled ({exc}). Define "
+            "it at module level and pass picklable arguments, or drop requeue=True."
+        ) from exc

@@ -8,15 +8,36 @@ Redis) is one more implementation of this protocol.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Protocol
 
 from ._models import TaskInfo
 from ._record import TaskRecord
 
-__all__ = ["MemoryStore", "Store"]
+__all__ = ["MemoryStore", "Orphan", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A task a durable store found unfinished under an owner whose lease ran out.
+
+    `reclaim` has already settled it in the store: a requeue-able one (with `payload`)
+    as pending under the new owner, to be run again; any other as `interrupted`.
+    """
+
+    info: TaskInfo
+    requeued: bool
+    payload: bytes | None = None  # pickle of (func, args, kwargs), requeue-able only
+    timeout: float | None = None
+    retries: int = 0
+    retry_delay: float = 1.0
 
 
 class Store(Protocol):
+    #: Whether tasks survive the process: the collector then awaits `flush` before the
+    #: response (write-ahead), and the runtime renews leases and reclaims orphans.
+    durable: bool
+
     def put(self, record: TaskRecord) -> None:
         """Keep what `record` says now. Called on the event loop (or a sync endpoint's
         thread, at admission) for every transition: it must not block."""
@@ -26,12 +47,34 @@ class Store(Protocol):
         """Forget a task that was never accepted (its request failed)."""
         ...
 
+    async def flush(self) -> None:
+        """Return once everything `put` so far is committed; raise `StoreUnavailable`
+        (a 503 in the request) when it cannot be."""
+        ...
+
     async def get(self, task_id: str) -> TaskInfo | None:
         """The task's last known status, or `None` for an id the store does not hold."""
         ...
 
     async def active(self) -> list[TaskInfo]:
         """Every task held that is neither finished nor handed to a remote backend."""
+        ...
+
+    async def open(self) -> None:
+        """Connect (raise `ConfigError` naming `store` when it cannot be used)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush what is left and disconnect."""
+        ...
+
+    async def renew(self) -> None:
+        """Extend the lease of this owner's live tasks (a heartbeat)."""
+        ...
+
+    async def reclaim(self) -> list[Orphan]:
+        """Settle, exactly once across processes, the live tasks whose owner's lease
+        expired, and return them."""
         ...
 
     def __len__(self) -> int:
@@ -46,6 +89,8 @@ class MemoryStore:
     costs a dict write); a finished one keeps only its `TaskInfo`, not its function or
     arguments, so memory stays bounded however many tasks run.
     """
+
+    durable = False
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -81,6 +126,21 @@ class MemoryStore:
 
     async def active(self) -> list[TaskInfo]:
         return [record.info() for record in list(self._live.values())]
+
+    async def flush(self) -> None:
+        return None
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def renew(self) -> None:
+        return None
+
+    async def reclaim(self) -> list[Orphan]:
+        return []  # nothing outlives the process
 
     def __len__(self) -> int:
         return len(self._live) + len(self._done)

@@ -58,13 +58,14 @@ class TaskCollector:
         timeout: float | None = None,
         retries: int | None = None,
         retry_delay: float | None = None,
+        requeue: bool | None = None,
     ) -> TaskOptions:
         """Per-call settings, kept apart from the task's own keyword arguments:
         `tasks.options(lane="process", timeout=30).add_task(func, ...)`.
 
         Raises `ConfigError` for a bad value, naming the setting.
         """
-        return TaskOptions(self, CallOptions(lane, timeout, retries, retry_delay))
+        return TaskOptions(self, CallOptions(lane, timeout, retries, retry_delay, requeue))
 
     def _add(
         self,
@@ -93,21 +94,20 @@ class TaskCollector:
         self._returned = _ended_normally(exc_type)
         return False
 
-    async def _send_remote(
+    async def _commit(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        # The same hook when a backend is configured: remote tasks are in the broker
-        # before the client hears "accepted", and a broker error becomes a 503.
+        # The same hook when tasks must be committed before the client hears
+        # "accepted": written to a durable store, remote ones in the broker. A store
+        # or broker error becomes a 503.
         if not _ended_normally(exc_type):
             return False
-        runtime = self._runtime
-        remote = [r for r in self._records if not runtime.is_local(r)]
-        if remote:
-            self._records = [r for r in self._records if runtime.is_local(r)]
-            await runtime.commit(remote)
+        runtime, records = self._runtime, self._records
+        self._records = [r for r in records if runtime.is_local(r)]
+        await runtime.commit(records)
         self._returned = True
         return False
 
@@ -176,8 +176,8 @@ async def _provide(conn: HTTPConnection) -> TaskCollector:
     function_stack = conn.scope.get("fastapi_function_astack")
     if not isinstance(function_stack, AsyncExitStack):
         collector._returned = True  # no earlier hook: the request stack's is the only one
-    elif runtime.backend is not None:
-        function_stack.push_async_exit(collector._send_remote)
+    elif runtime.commits:
+        function_stack.push_async_exit(collector._commit)
     else:
         function_stack.push(collector._endpoint_returned)  # a sync callback: no await
     return collector

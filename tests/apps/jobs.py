@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from fastapi_offload import cpu_bound, io_bound
+from fastapi_offload import cpu_bound, io_bound, task
 
 logger = logging.getLogger("tests.jobs")
 
@@ -119,3 +119,11 @@ def log_noise(count: int) -> None:
     """Logs from a plain `anyio.to_process` call: not ours to carry back."""
     for _ in range(count):
         logger.warning("noise from someone else's to_process call")
+
+
+@task(lane="thread", requeue=True)
+def sleep_then_append(seconds: float, path: str) -> None:
+    """Declared safe to run again: a durable store re-runs it after a crash."""
+    time.sleep(seconds)
+    with open(path, "a") as file:
+        file.write(f"{os.getpid()}\n")

@@ -1,0 +1,70 @@
+"""The SQL of `SqliteStore`: schema version 1, its statements, and reading a row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._models import TaskInfo, TaskState
+
+Row = tuple[Any, ...]
+
+SCHEMA_VERSION = 1
+MAX_BATCH = 10_000  # operations per transaction: bounds one commit's size and duration
+LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial index's WHERE
+INFO = "id, name, state, lane, created_at, started_at, finished_at, attempts, error"
+COLUMNS = (
+    "id, name, lane, state, created_at, started_at, finished_at, attempts, error, owner, "
+    "lease_until, handed_off, requeue, payload, timeout, retries, retry_delay, settled_at"
+).split(", ")
+UPSERT = (
+    f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}"
+)
+# `settled_at`: when the row stopped being live here (finished, or handed to a remote
+# backend, which has no `finished_at`): the order in which finished rows are pruned.
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    f"INSERT OR IGNORE INTO meta VALUES ('schema_version', {SCHEMA_VERSION}), ('rows', 0), "
+    "('settled', 0)",
+    "CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, name TEXT NOT NULL, lane TEXT "
+    "NOT NULL, state TEXT NOT NULL, created_at REAL, started_at REAL, finished_at REAL, "
+    "attempts INTEGER NOT NULL, error TEXT, owner TEXT, lease_until REAL, handed_off INTEGER "
+    "NOT NULL, requeue INTEGER NOT NULL, payload BLOB, timeout REAL, retries INTEGER NOT NULL, "
+    "retry_delay REAL NOT NULL, settled_at REAL)",
+    f"CREATE INDEX IF NOT EXISTS tasks_live ON tasks (lease_until) WHERE {LIVE}",
+    "CREATE INDEX IF NOT EXISTS tasks_settled ON tasks (settled_at) WHERE settled_at IS NOT NULL",
+    # Counts kept by triggers are exact across processes, and pruning by capacity then
+    # reads one row instead of counting the table on every batch.
+    "CREATE TRIGGER IF NOT EXISTS tasks_added AFTER INSERT ON tasks BEGIN UPDATE meta SET "
+    "value = value + 1 WHERE key = 'rows' OR (key = 'settled' AND NEW.settled_at NOTNULL); END",
+    "CREATE TRIGGER IF NOT EXISTS tasks_removed AFTER DELETE ON tasks BEGIN UPDATE meta SET "
+    "value = value - 1 WHERE key = 'rows' OR (key = 'settled' AND OLD.settled_at NOTNULL); END",
+    "CREATE TRIGGER IF NOT EXISTS tasks_settled_changed AFTER UPDATE OF settled_at ON tasks "
+    "WHEN (OLD.settled_at ISNULL) != (NEW.settled_at ISNULL) BEGIN UPDATE meta SET value = "
+    "value + CASE WHEN NEW.settled_at ISNULL THEN -1 ELSE 1 END WHERE key = 'settled'; END",
+)
+OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at LIMIT ?"
+PRUNE_COUNT = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('')})"
+PRUNE_AGE = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('AND settled_at < ?')})"
+RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
+ORPHANS = (
+    f"SELECT {INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
+    f"FROM tasks WHERE {LIVE} AND lease_until < ? AND owner IS NOT ?"
+)
+INTERRUPT = (
+    "UPDATE tasks SET state = 'interrupted', finished_at = ?, settled_at = ?, owner = NULL, "
+    "lease_until = NULL, payload = NULL, error = ? WHERE id = ?"
+)
+
+
+def row_info(row: Row) -> TaskInfo:
+    """A row as a `TaskInfo`; `ValueError` if a column holds what this store never writes."""
+    task_id, name, state, lane, created, started, finished, attempts, error = row
+    times_ok = all(t is None or isinstance(t, float | int) for t in (created, started, finished))
+    if not (times_ok and isinstance(name, str) and isinstance(lane, str)) or not (
+        isinstance(attempts, int) and (error is None or isinstance(error, str))
+    ):
+        raise ValueError(f"a column has an unexpected type: {row!r}")
+    return TaskInfo(
+        task_id, name, TaskState(state), lane, created, started, finished, attempts, error
+    )

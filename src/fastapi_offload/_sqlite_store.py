@@ -1,0 +1,402 @@
+"""`SqliteStore`: task statuses in one SQLite file, shared by the worker processes of an app.
+
+Durability: the file is in WAL mode with `synchronous=NORMAL`, so a committed batch
+survives the process being killed (SIGKILL, the OOM killer, a crash): the next connection
+replays the WAL. It does not survive power loss or an OS crash, which may lose the last
+commits before it (WAL commits are not fsynced; checkpoints are).
+
+`put` never waits on the disk: it snapshots the record into a tuple and queues it for one
+writer thread, which commits everything waiting in one transaction; `flush` awaits the
+commit of what was queued before it. Each process owns its live rows under a lease that
+`renew` extends; `reclaim` settles the rows of a process whose lease ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+import anyio
+import anyio.to_thread
+
+from ._errors import ConfigError, StoreUnavailable
+from ._models import TaskInfo, TaskState
+from ._record import TaskRecord
+from ._sqlite_schema import (
+    INFO,
+    INTERRUPT,
+    LIVE,
+    MAX_BATCH,
+    ORPHANS,
+    PRUNE_AGE,
+    PRUNE_COUNT,
+    RENEW,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UPSERT,
+    Row,
+    row_info,
+)
+from ._store import Orphan
+
+__all__ = ["SqliteStore"]
+
+logger = logging.getLogger("fastapi_offload")
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    """Queued for the writer: answer `future` once what was queued before is committed."""
+
+    kind: str  # flush, renew (and flush) or stop (and flush)
+    future: asyncio.Future[None]
+
+
+class SqliteStore:
+    """Statuses in an SQLite file: live tasks always, finished ones up to `capacity` and
+    `retention` seconds. `len()` is approximate: the row count as of this process's last
+    batch that settled or deleted rows (writes since, here or elsewhere, are not counted)."""
+
+    durable = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        owner: str,
+        lease: float,
+        capacity: int,
+        retention: float,
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self.path, self.owner, self.lease = path, owner, lease
+        self._file = os.path.abspath(path)  # what is opened and checked, whatever the cwd
+        self.capacity, self.retention, self.busy_timeout = capacity, retention, busy_timeout
+        # This process's records by reference, so a look-up of a task running here needs
+        # no query; a finished one stays until its last state is committed.
+        self._here: dict[str, TaskRecord] = {}
+        self._queue: queue.SimpleQueue[Row | str | _Marker] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None  # the writer thread's
+        self._inode: tuple[int, int] = (0, 0)
+        self._generation = 0  # bumped when the file is reopened: readers reconnect too
+        self._readers: dict[tuple[int, int], sqlite3.Connection] = {}
+        self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
+        self._rows = 0
+
+    def __repr__(self) -> str:
+        return f"SqliteStore(path={self.path!r}, owner={self.owner!r})"
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def put(self, record: TaskRecord) -> None:
+        # Live rows are leased to this owner; settled ones (finished, handed off) are not.
+        now, live = time.time(), record.live
+        self._here[record.id] = record
+        self._queue.put((
+            record.id, record.name, record.lane, record.state, record.created_at,
+            record.started_at, record.finished_at, record.attempts, record.error,
+            self.owner if live else None, now + self.lease if live else None,
+            record.handed_off, record.requeue, record.payload if live else None,
+            record.timeout, record.retries, record.retry_delay, None if live else now,
+        ))  # fmt: skip
+
+    def evict(self, task_id: str) -> None:
+        self._here.pop(task_id, None)
+        self._queue.put(task_id)
+
+    async def flush(self) -> None:
+        """Return once everything `put` before is committed; `StoreUnavailable` if not."""
+        await self._request("flush")
+
+    async def renew(self) -> None:
+        await self._request("renew")
+
+    async def _request(self, kind: str) -> None:
+        if self._writer is None:
+            raise self._unavailable("the store is not open")
+        marker = _Marker(kind, asyncio.get_running_loop().create_future())
+        self._queue.put(marker)
+        await marker.future
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        record = self._here.get(task_id)
+        if record is not None:
+            return record.info()
+        found = await anyio.to_thread.run_sync(
+            self._select, "id = ?", task_id, limiter=self._limiter
+        )
+        return found[0] if found else None
+
+    async def active(self) -> list[TaskInfo]:
+        stored = await anyio.to_thread.run_sync(self._select, LIVE, limiter=self._limiter)
+        here = dict(self._here)  # a copy: `put` may run in a sync endpoint's thread
+        found = {info.id: info for info in stored if info.id not in here}
+        found.update((i, record.info()) for i, record in here.items() if record.live)
+        return list(found.values())
+
+    async def open(self) -> None:
+        """Open (or create) the file; `ConfigError` naming `store` if it cannot be used."""
+        self._conn = await anyio.to_thread.run_sync(self._connect_writer)
+        self._writer = threading.Thread(target=self._write, name="offload:sqlite", daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        if (writer := self._writer) is not None:
+            with contextlib.suppress(StoreUnavailable):  # the writer logged what was lost
+                await self._request("stop")
+            self._writer = None
+            await anyio.to_thread.run_sync(writer.join)
+        for conn in self._readers.values():
+            conn.close()
+        self._readers.clear()
+
+    async def reclaim(self) -> list[Orphan]:
+        return await anyio.to_thread.run_sync(self._reclaim, limiter=self._limiter)
+
+    # -- in threads ---------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._file, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA journal_size_limit = 67108864")  # the WAL shrinks back after a burst
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # two processes opening at once create it once
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+            if "meta" in tables:
+                found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+                version = (found.fetchone() or (0,))[0]
+                if version > SCHEMA_VERSION:
+                    raise self._unusable(
+                        f"it holds schema version {version}, written by a newer "
+                        f"fastapi-offload (this one reads up to {SCHEMA_VERSION}); upgrade "
+                        "fastapi-offload in every process that shares the file, or use a new file"
+                    )
+            elif "tasks" in tables:
+                raise self._unusable("it holds a `tasks` table fastapi-offload did not create")
+            # Version 1 is the first: a later version upgrades older files here.
+            for statement in SCHEMA:
+                conn.execute(statement)
+            self._rows = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()[0]
+            conn.execute("COMMIT")
+            stat = os.stat(self._file)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._unusable(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._inode = (stat.st_dev, stat.st_ino)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        key = (threading.get_ident(), self._generation)
+        conn = self._readers.get(key)
+        if conn is None:
+            conn = self._readers[key] = self._connect()
+        return conn
+
+    def _select(self, where: str, *args: object) -> list[TaskInfo]:
+        # A row that cannot be read is skipped with a warning: the API keeps serving.
+        try:
+            rows = self._reader().execute(f"SELECT {INFO} FROM tasks WHERE {where}", args)
+            return [info for row in rows.fetchall() if (info := self._info(row))]
+        except sqlite3.Error as exc:
+            self._unreadable(f"task {args[0]}" if args else "the live tasks", exc)
+            return []
+
+    def _info(self, row: Row) -> TaskInfo | None:
+        try:
+            return row_info(row)
+        except ValueError as exc:
+            self._unreadable(f"task {row[0]}", exc)
+            return None
+
+    def _reclaim(self) -> list[Orphan]:
+        now, conn = time.time(), self._reader()
+        try:
+            # IMMEDIATE: the write lock is taken before the select, so two processes
+            # reclaiming at once never both see (and claim) the same row.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute(ORPHANS, (now, self.owner)).fetchall()
+                orphans = [self._claim(conn, row, now) for row in rows]
+                self._prune(conn, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
+        return [orphan for orphan in orphans if orphan is not None]
+
+    def _claim(self, conn: sqlite3.Connection, row: Row, now: float) -> Orphan | None:
+        if (info := self._info(row[:9])) is None:
+            return None
+        owner, lease_until, requeue, payload, timeout, retries, retry_delay = row[9:]
+        if requeue and payload is not None:
+            conn.execute(
+                "UPDATE tasks SET state = 'pending', owner = ?, lease_until = ? WHERE id = ?",
+                (self.owner, now + self.lease, info.id),
+            )
+            info = replace(info, state=TaskState.PENDING)
+            return Orphan(info, True, payload, timeout, retries, retry_delay)
+        ran_out = datetime.fromtimestamp(lease_until, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        because = "no copy of its call was saved" if requeue else "it is not declared "
+        error = (
+            f"the process that ran it ({owner}) stopped before it finished: its lease ran "
+            f"out at {ran_out} UTC; it was not run again because {because}"
+            + ("" if requeue else "@task(requeue=True)")
+        )
+        conn.execute(INTERRUPT, (now, now, error, info.id))
+        return Orphan(
+            replace(info, state=TaskState.INTERRUPTED, finished_at=now, error=error), False
+        )
+
+    def _prune(self, conn: sqlite3.Connection, now: float) -> None:
+        # Bounded work per call, and called for every batch that settles rows, so pruning
+        # keeps up with the writes and the file stays bounded.
+        # A slack of 5 % before pruning by count: fewer, larger deletes cost the commits
+        # that requests wait for less than a few rows in every batch.
+        counts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('rows', 'settled')"))
+        if (excess := counts["settled"] - self.capacity) > self.capacity // 20:
+            conn.execute(PRUNE_COUNT, (min(excess, 2 * MAX_BATCH),))
+        conn.execute(PRUNE_AGE, (now - self.retention, 2 * MAX_BATCH))
+        self._rows = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()[0]
+
+    def _write(self) -> None:
+        # Rows not committed yet, by id (None: delete). One task's transitions within a
+        # batch collapse into one write; a failed batch's rows stay for the next one.
+        pending: dict[str, Row | None] = {}
+        while True:
+            try:  # after a failure, retry within a second even if nothing else comes
+                ops = [self._queue.get(timeout=1.0 if pending else None)]
+            except queue.Empty:
+                ops = []
+            # One consumer: `qsize` items are there to take without waiting.
+            ops += [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), MAX_BATCH))]
+            markers: list[_Marker] = []
+            for op in ops:
+                if isinstance(op, tuple):
+                    pending[op[0]] = op
+                elif isinstance(op, str):
+                    pending[op] = None
+                else:
+                    markers.append(op)
+            kinds = {marker.kind for marker in markers}
+            error = self._commit(pending, "renew" in kinds) if pending or kinds else None
+            if error is None:
+                for task_id, row in pending.items():
+                    record = self._here.get(task_id)
+                    if row is not None and row[9] is None and record and not record.live:
+                        self._here.pop(task_id, None)  # settled and committed
+                pending = {}
+            for marker in markers:
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                    marker.future.get_loop().call_soon_threadsafe(_settle, marker.future, error)
+            if "stop" in kinds:
+                if pending:
+                    logger.error("task store %s: not written, lost: task ids %s", self, [*pending])
+                if self._conn is not None:
+                    self._conn.close()
+                return
+
+    def _commit(self, pending: dict[str, Row | None], renew: bool) -> StoreUnavailable | None:
+        try:
+            conn = self._writable()
+            now = time.time()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = [row for row in pending.values() if row is not None]
+                conn.executemany(UPSERT, rows)
+                if deleted := [(task_id,) for task_id, row in pending.items() if row is None]:
+                    conn.executemany("DELETE FROM tasks WHERE id = ?", deleted)
+                if renew:
+                    conn.execute(RENEW, (now + self.lease, self.owner))
+                # Requests wait for admissions (live rows): prune in the other batches.
+                if deleted or renew or any(row[17] is not None for row in rows):
+                    self._prune(conn, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+                raise
+        except Exception as exc:
+            # Locked, disk full, I/O, a replaced file: worth retrying. Anything else (a
+            # value SQLite cannot bind) would fail forever: drop those rows, loudly.
+            retry = isinstance(exc, sqlite3.OperationalError | ConfigError)
+            retry = retry or type(exc) is sqlite3.DatabaseError
+            logger.error(
+                "task store %s: could not write %d task status(es) (%s); %s: task ids %s",
+                self, len(pending), exc, "kept to retry" if retry else "dropped", [*pending][:20],
+            )  # fmt: skip
+            if not retry:
+                pending.clear()
+            return self._unavailable(exc)
+        return None
+
+    def _writable(self) -> sqlite3.Connection:
+        # A file deleted (or its directory) under an open connection still takes writes,
+        # into an inode nobody will read again: check, and reopen the path instead.
+        if self._conn is not None:
+            try:
+                stat = os.stat(self._file)
+                moved = (stat.st_dev, stat.st_ino) != self._inode
+            except OSError:
+                moved = True
+            if moved:
+                logger.warning("task store %s: the file was removed or replaced; reopening", self)
+                self._conn.close()
+                self._conn = None
+        if self._conn is None:
+            self._conn = self._connect_writer()
+            self._generation += 1
+        return self._conn
+
+    def _unreadable(self, what: str, exc: Exception) -> None:
+        logger.warning("task store %s: cannot read the status of %s: %s", self, what, exc)
+
+    def _unusable(self, what: object) -> ConfigError:
+        if isinstance(what, sqlite3.OperationalError):
+            what = (
+                f"it cannot be created or written ({what}); check that its directory exists "
+                "and that this process may write to it and to the file"
+            )
+        elif isinstance(what, sqlite3.Error):
+            what = (
+                f"it is not a usable SQLite database ({what}); point store at another file, "
+                "or move this one away"
+            )
+        return ConfigError(f"store (OFFLOAD_STORE) sqlite:///{self.path}: {what}")
+
+    def _unavailable(self, exc: object) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the task store sqlite:///{self.path} could not record the task ({exc}), so it "
+            "was not accepted. Check the disk space, and that the file and its directory "
+            "exist and are writable."
+        )
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(None) if error is None else future.set_exception(error)

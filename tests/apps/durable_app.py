@@ -1,0 +1,45 @@
+"""A test app with its store from OFFLOAD_STORE: for kill -9, restart and --workers N."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from fastapi_offload import Offload, OffloadTasks
+
+from . import jobs
+
+offload = Offload()
+app = FastAPI(lifespan=offload.lifespan)
+app.include_router(offload.status_router())
+
+
+@app.middleware("http")
+async def name_the_worker(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    response.headers["x-worker-pid"] = str(os.getpid())  # which process answered
+    return response
+
+
+@app.get("/health")
+async def health() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@app.get("/pid")
+async def pid() -> int:
+    return os.getpid()
+
+
+@app.post("/nap", status_code=202)
+async def nap(tasks: OffloadTasks, seconds: float, count: int = 1) -> list[str]:
+    return [tasks.add_task(jobs.nap, seconds).id for _ in range(count)]
+
+
+@app.post("/requeue", status_code=202)
+async def requeue(tasks: OffloadTasks, seconds: float, path: str) -> str:
+    return tasks.add_task(jobs.sleep_then_append, seconds, path).id

@@ -1,0 +1,86 @@
+"""A durable store under a real uvicorn: kill -9 and restart, and `--workers 2`.
+
+"Accepted means kept": a task answered with 202 is in the store before the response,
+so after a SIGKILL it is run again (declared `requeue=True`) or reported `interrupted`,
+never `unknown`; and every worker process answers the same status for it.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import StartServer
+from .helpers import lines
+
+APP = "tests.apps.durable_app:app"
+pytestmark = pytest.mark.server
+
+
+def store_env(tmp_path: Path) -> dict[str, str]:
+    return {"OFFLOAD_STORE": f"sqlite:///{tmp_path / 'offload.db'}", "OFFLOAD_STORE_LEASE": "1"}
+
+
+def test_kill_9_then_restart_loses_no_accepted_task(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    env = store_env(tmp_path)
+    out = tmp_path / "requeued.txt"
+    first = start_server(APP, env=env)
+    with first.client() as client:
+        naps = client.post("/nap", params={"seconds": 60, "count": 8}).json()
+        requeued = [
+            client.post("/requeue", params={"seconds": 2, "path": str(out)}).json()
+            for _ in range(4)
+        ]
+        killed_pid = client.get("/pid").json()
+    first.kill()  # 12 tasks accepted, none finished
+
+    second = start_server(APP, env=env)
+    with second.client() as client:
+        restarted_pid = client.get("/pid").json()
+    states = {
+        task_id: second.wait_for_state(task_id, {"interrupted", "succeeded", "failed"})
+        for task_id in naps + requeued
+    }
+    assert {states[i]["state"] for i in naps} == {"interrupted"}
+    assert {states[i]["state"] for i in requeued} == {"succeeded"}
+    for task_id in naps:
+        assert "stopped" in str(states[task_id]["error"])
+    # Each declared task ran again exactly once, in the restarted process.
+    assert lines(out) == [str(restarted_pid)] * 4 and restarted_pid != killed_pid
+    assert "is run again" in second.log() and "is interrupted" in second.log()
+
+
+def test_every_worker_answers_the_same_status(start_server: StartServer, tmp_path: Path) -> None:
+    server = start_server(APP, env=store_env(tmp_path), args=("--workers", "2"))
+
+    def call(method: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        # A new connection each time, several at once: both workers get requests.
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            return client.request(method, path, params=params, headers={"Connection": "close"})
+
+    def naps(seconds: float) -> list[tuple[str, str]]:
+        with ThreadPoolExecutor(8) as pool:
+            answers = pool.map(lambda _: call("POST", "/nap", {"seconds": seconds}), range(20))
+            return [(r.json()[0], r.headers["x-worker-pid"]) for r in answers]
+
+    done, running = naps(0), naps(30)
+    assert len({pid for _, pid in done + running}) == 2, "one worker took every connection"
+    for task_id, _ in done:
+        server.wait_for_state(task_id, {"succeeded"})
+    created_by = dict(done + running)
+    expected = {task_id: {"succeeded"} for task_id, _ in done}
+    expected |= {task_id: {"pending", "running"} for task_id, _ in running}
+    ids = list(created_by) * 3
+    with ThreadPoolExecutor(8) as pool:
+        answers = pool.map(lambda i: call("GET", f"/tasks/{i}"), ids[:100])
+        reads = list(zip(ids[:100], answers, strict=True))
+    wrong = [(i, r.json()["state"]) for i, r in reads if r.json()["state"] not in expected[i]]
+    crossed = [i for i, r in reads if r.headers["x-worker-pid"] != created_by[i]]
+    assert wrong == [], f"{len(wrong)} of 100 status reads wrong: {wrong[:5]}"
+    assert crossed, "no status read reached the other worker"

@@ -1,0 +1,92 @@
+"""The runtime with a durable store: write-ahead in the request, and its errors."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from fastapi_offload import ConfigError, NotOffloadable, Offload, OffloadTasks, TaskState
+
+from .apps import jobs
+from .helpers import serve
+
+pytestmark = pytest.mark.anyio
+
+
+def app_for(offload: Offload) -> FastAPI:
+    app = FastAPI(lifespan=offload.lifespan)
+
+    @app.post("/", status_code=202)
+    async def endpoint(tasks: OffloadTasks) -> str:
+        return tasks.add_task(jobs.nap, 0).id
+
+    return app
+
+
+async def test_a_task_is_in_the_file_before_the_response(tmp_path: Path) -> None:
+    db = tmp_path / "offload.db"
+    offload = Offload(store=f"sqlite:///{db}")
+    app = FastAPI(lifespan=offload.lifespan)
+    seen: list[object] = []
+
+    @app.post("/", status_code=202)
+    async def endpoint(tasks: OffloadTasks) -> str:
+        return tasks.add_task(jobs.nap, 0).id
+
+    async with serve(app, offload) as client:
+        response = await client.post("/")
+        # Read with a connection of our own the moment the response arrives.
+        with sqlite3.connect(db) as raw:
+            seen = raw.execute("SELECT id FROM tasks WHERE id = ?", (response.json(),)).fetchall()
+        await offload.join()
+        assert (await offload.status(response.json())).state is TaskState.SUCCEEDED
+    assert seen == [(response.json(),)]
+
+
+async def test_a_store_that_cannot_write_is_a_503_and_the_api_recovers(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    offload = Offload(store=f"sqlite:///{folder / 'offload.db'}")
+    async with serve(app_for(offload), offload) as client:
+        assert (await client.post("/")).status_code == 202
+        shutil.rmtree(folder)  # the disk is gone from under the app
+        response = await client.post("/")
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert "could not record the task" in response.json()["detail"]
+        folder.mkdir()
+        assert (await client.post("/")).status_code == 202
+        await offload.join()
+        assert offload.stats().lanes["thread"].waiting == 0
+
+
+async def test_a_store_path_that_cannot_be_used_fails_at_startup(tmp_path: Path) -> None:
+    offload = Offload(store=f"sqlite:///{tmp_path / 'missing' / 'offload.db'}")
+    with pytest.raises(ConfigError, match="OFFLOAD_STORE"):
+        async with offload:
+            pass
+
+
+async def test_requeue_tasks_must_pickle(tmp_path: Path) -> None:
+    async with Offload(store=f"sqlite:///{tmp_path / 'o.db'}") as offload:
+        with pytest.raises(NotOffloadable, match="requeue=True"):
+            await offload.options(requeue=True).submit(jobs.write, "/dev/null", lambda: 1)  # type: ignore[arg-type]
+        await offload.join()
+
+
+async def test_the_default_runtime_refuses_a_durable_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OFFLOAD_STORE", f"sqlite:///{tmp_path / 'o.db'}")
+    app = FastAPI()
+
+    @app.post("/")
+    async def endpoint(tasks: OffloadTasks) -> None:
+        tasks.add_task(jobs.nap, 0)
+
+    async with serve(app) as client:
+        with pytest.raises(ConfigError, match="needs the Offload lifespan"):
+            await client.post("/")

@@ -1,0 +1,374 @@
+"""`SqliteStore`: a real SQLite file shared by stores of different owners (processes)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from fastapi_offload._errors import ConfigError, StoreUnavailable
+from fastapi_offload._models import TaskState
+from fastapi_offload._record import TaskRecord
+from fastapi_offload._sqlite_store import SqliteStore
+from fastapi_offload._store import Orphan, Store
+
+pytestmark = pytest.mark.anyio
+
+OpenStore = Callable[..., Awaitable[SqliteStore]]
+SETTINGS: dict[str, Any] = {"lease": 60.0, "capacity": 100, "retention": 3600.0}
+
+
+def record(task_id: str, state: TaskState = TaskState.PENDING, **fields: Any) -> TaskRecord:
+    task = TaskRecord(task_id, "jobs.f", "thread", print, (), {}, None, 0, 1.0, state=state)
+    for name, value in fields.items():
+        setattr(task, name, value)
+    if state.finished:
+        task.finished_at = time.time()
+    return task
+
+
+def query(path: Path, sql: str, *args: Any) -> list[Any]:
+    """Read the file as another process would, with a connection of its own."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(sql, args).fetchall()
+    conn.close()
+    return rows
+
+
+async def wait_for_leases_to_expire(path: Path) -> None:
+    ((until,),) = query(path, "SELECT max(lease_until) FROM tasks")
+    await sleep_until(until)
+
+
+async def sleep_until(moment: float) -> None:
+    """Leases run out on the clock: there is no event to wait for."""
+    await anyio.sleep(max(0.0, moment - time.time()) + 0.01)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "offload.db"
+
+
+@pytest.fixture
+async def open_store(db: Path) -> AsyncIterator[OpenStore]:
+    opened: list[SqliteStore] = []
+
+    async def open_store(owner: str = "a", path: Path = db, **settings: Any) -> SqliteStore:
+        store = SqliteStore(str(path), owner=owner, **{**SETTINGS, **settings})
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        await store.close()
+
+
+async def test_the_sqlite_store_implements_the_protocol(open_store: OpenStore) -> None:
+    store: Store = await open_store()  # mypy checks the protocol
+    assert store.durable and "offload.db" in repr(store) and "'a'" in repr(store)
+
+
+async def test_what_one_process_flushed_another_reads(open_store: OpenStore) -> None:
+    a, b = await open_store("a"), await open_store("b")
+    a.put(record("live", TaskState.RUNNING, started_at=time.time(), attempts=1))
+    a.put(record("done", TaskState.FAILED, error="ValueError('x')"))
+    await a.flush()
+    assert (info := await b.get("live")) is not None
+    assert info.state is TaskState.RUNNING and info.attempts == 1 and info.lane == "thread"
+    assert (info := await b.get("done")) is not None and info.error == "ValueError('x')"
+    assert [info.id for info in await b.active()] == ["live"]
+    assert await b.get("never") is None and len(a) == 2
+
+
+async def test_live_records_are_answered_from_memory(
+    open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store()
+    live = record("a")
+    store.put(live)
+    live.state = TaskState.RUNNING  # held by reference: current without a put
+    monkeypatch.setattr(store, "_reader", lambda: pytest.fail("queried the file"))
+    assert (info := await store.get("a")) is not None and info.state is TaskState.RUNNING
+    monkeypatch.undo()  # `active` reads the other owners' rows, and overlays this one's
+    assert [info.state for info in await store.active()] == [TaskState.RUNNING]
+
+
+async def test_an_evicted_task_is_forgotten(open_store: OpenStore) -> None:
+    a, b = await open_store("a"), await open_store("b")
+    a.put(record("x"))
+    await a.flush()
+    a.evict("x")
+    await a.flush()
+    assert await a.get("x") is None and await b.get("x") is None and len(a) == 0
+
+
+async def test_finished_rows_are_pruned_by_capacity_oldest_first(
+    open_store: OpenStore, db: Path
+) -> None:
+    a, b = await open_store("a", capacity=3), await open_store("b")
+    a.put(record("live"))
+    for i in range(5):
+        a.put(record(f"done{i}", TaskState.SUCCEEDED))
+    await a.flush()
+    assert await b.get("done0") is None and await b.get("done1") is None
+    assert await b.get("done2") is not None and await b.get("live") is not None
+    assert len(a) == 4 and query(db, "SELECT count(*) FROM tasks") == [(4,)]
+
+
+async def test_finished_rows_are_pruned_by_retention(open_store: OpenStore, db: Path) -> None:
+    a, b = await open_store("a", retention=3600.0), await open_store("b")
+    a.put(record("old", TaskState.SUCCEEDED))
+    a.put(record("live"))
+    await a.flush()
+    with sqlite3.connect(db) as conn:  # finished two hours ago
+        conn.execute("UPDATE tasks SET settled_at = settled_at - 7200 WHERE id = 'old'")
+    conn.close()
+    a.put(record("new", TaskState.SUCCEEDED))
+    await a.flush()
+    assert await b.get("old") is None
+    assert await b.get("new") is not None and await b.get("live") is not None
+
+
+async def test_expired_leases_are_reclaimed_exactly_once_by_concurrent_reclaimers(
+    open_store: OpenStore, db: Path
+) -> None:
+    dead = await open_store("worker-1", lease=0.05)
+    ids = {f"t{i}" for i in range(50)}
+    for task_id in ids:
+        dead.put(record(task_id, TaskState.RUNNING))
+    await dead.flush()
+    await wait_for_leases_to_expire(db)
+    a, b = await open_store("a"), await open_store("b")
+    results: dict[str, list[Orphan]] = {}
+
+    async def reclaim(store: SqliteStore) -> None:
+        results[store.owner] = await store.reclaim()
+
+    async with anyio.create_task_group() as group:  # two threads, two connections
+        group.start_soon(reclaim, a)
+        group.start_soon(reclaim, b)
+    claimed = [orphan.info.id for orphans in results.values() for orphan in orphans]
+    assert sorted(claimed) == sorted(ids)  # each by exactly one reclaimer
+    orphan = (results["a"] + results["b"])[0]
+    assert not orphan.requeued and orphan.info.state is TaskState.INTERRUPTED
+    assert (
+        orphan.info.error is not None
+        and "(worker-1) stopped before it finished" in orphan.info.error
+    )
+    assert "lease ran out at" in orphan.info.error and "@task(requeue=True)" in orphan.info.error
+    assert (info := await b.get(orphan.info.id)) is not None and info == orphan.info
+    assert await a.reclaim() == [] and await b.reclaim() == [] and await a.active() == []
+
+
+async def test_a_requeue_task_is_reclaimed_for_a_run_by_the_claimer(
+    open_store: OpenStore, db: Path
+) -> None:
+    dead = await open_store("worker-1", lease=0.05)
+    call = record("r", requeue=True, payload=b"pickled call", timeout=5.0, retries=2)
+    dead.put(call)
+    await dead.flush()
+    await wait_for_leases_to_expire(db)
+    a, b = await open_store("a"), await open_store("b")
+    assert await a.reclaim() == [
+        Orphan(call.info(), requeued=True, payload=b"pickled call", timeout=5.0, retries=2)
+    ]
+    [(owner, state, lease_until)] = query(db, "SELECT owner, state, lease_until FROM tasks")
+    assert owner == "a" and state == "pending" and lease_until > time.time() + 30
+    assert await b.reclaim() == []  # a holds it now, under a fresh lease
+
+
+async def test_an_unexpired_lease_is_not_reclaimed(open_store: OpenStore) -> None:
+    alive = await open_store("worker-1", lease=60.0)
+    alive.put(record("x", TaskState.RUNNING))
+    await alive.flush()
+    b = await open_store("b")
+    assert await b.reclaim() == []
+    assert (info := await b.get("x")) is not None and info.state is TaskState.RUNNING
+
+
+async def test_renew_keeps_a_lease_alive_past_its_first_expiry(
+    open_store: OpenStore, db: Path
+) -> None:
+    a = await open_store("a", lease=0.5)
+    a.put(record("x", TaskState.RUNNING))
+    await a.flush()
+    ((first_expiry,),) = query(db, "SELECT lease_until FROM tasks")
+    b = await open_store("b")
+    async with anyio.create_task_group() as group:
+
+        async def heartbeat() -> None:  # as the runtime does, well within the lease
+            while True:
+                await a.renew()
+                await anyio.sleep(0.05)
+
+        group.start_soon(heartbeat)
+        await sleep_until(first_expiry + 0.5)  # a whole lease past the first expiry
+        assert await b.reclaim() == []
+        group.cancel_scope.cancel()
+    ((renewed,),) = query(db, "SELECT lease_until FROM tasks")
+    assert renewed > first_expiry + 0.5
+
+
+async def test_the_tasks_of_a_killed_process_are_interrupted(
+    open_store: OpenStore, db: Path
+) -> None:
+    code = f"""
+import asyncio, os, signal
+from fastapi_offload._record import TaskRecord
+from fastapi_offload._sqlite_store import SqliteStore
+
+async def main():
+    store = SqliteStore({str(db)!r}, owner="killed", lease=0.2, capacity=10, retention=60)
+    await store.open()
+    store.put(TaskRecord("k", "jobs.f", "thread", print, (), {{}}, None, 0, 1.0))
+    await store.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+    process = await anyio.run_process([sys.executable, "-c", code], check=False)
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()
+    store = await open_store("a")
+    await wait_for_leases_to_expire(db)  # its 0.2 s lease, from the row it committed
+    orphans = await store.reclaim()
+    assert [orphan.info.id for orphan in orphans] == ["k"]
+    assert orphans[0].info.error is not None and "(killed)" in orphans[0].info.error
+    assert (info := await store.get("k")) is not None and info.state is TaskState.INTERRUPTED
+
+
+def newer_schema(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', 2)")
+    conn.close()
+
+
+def foreign_table(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE tasks (title TEXT)")
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "where", "says"),
+    [
+        (lambda path: None, "missing/offload.db", "cannot be created or written"),
+        (lambda path: path.parent.write_text("a file"), "file/offload.db", "cannot be created"),
+        (lambda path: path.write_bytes(b"not sqlite" * 500), "junk.db", "not a usable SQLite"),
+        (newer_schema, "newer.db", "schema version 2, written by a newer fastapi-offload"),
+        (foreign_table, "theirs.db", "`tasks` table fastapi-offload did not create"),
+    ],
+)
+async def test_a_file_that_cannot_be_used_is_a_config_error(
+    tmp_path: Path, make: Callable[[Path], object], where: str, says: str
+) -> None:
+    path = tmp_path / where
+    make(path)
+    store = SqliteStore(str(path), owner="a", **SETTINGS)
+    with pytest.raises(ConfigError, match=r"^store \(OFFLOAD_STORE\) sqlite:///") as caught:
+        await store.open()
+    assert str(path) in str(caught.value) and says in str(caught.value)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
+async def test_an_unwritable_directory_is_a_config_error(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o500)
+    try:
+        with pytest.raises(ConfigError, match="cannot be created or written"):
+            await SqliteStore(str(tmp_path / "x.db"), owner="a", **SETTINGS).open()
+    finally:
+        os.chmod(tmp_path, 0o700)
+
+
+async def test_a_flush_fails_while_the_directory_is_gone_and_works_once_it_is_back(
+    open_store: OpenStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    a = await open_store("a", path=directory / "offload.db")
+    a.put(record("before"))
+    await a.flush()
+    shutil.rmtree(directory)
+    a.put(record("x"))
+    with pytest.raises(StoreUnavailable, match=r"offload\.db could not record the task"):
+        await a.flush()
+    assert "kept to retry" in caplog.text and "'x'" in caplog.text
+    directory.mkdir()
+    await a.flush()  # the failed batch's row is written with the next one
+    b = await open_store("b", path=directory / "offload.db")
+    assert await b.get("x") is not None
+
+
+async def test_a_flush_fails_while_another_connection_locks_the_file(
+    open_store: OpenStore, db: Path
+) -> None:
+    a = await open_store("a", busy_timeout=0.05)
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        a.put(record("x"))
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            await a.flush()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    await a.flush()
+    assert query(db, "SELECT id FROM tasks") == [("x",)]
+
+
+async def test_a_corrupted_row_reads_as_unknown_with_a_warning(
+    open_store: OpenStore, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = await open_store("a"), await open_store("b")
+    a.put(record("bad", TaskState.SUCCEEDED))
+    a.put(record("live"))
+    await a.flush()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE tasks SET state = 'nonsense' WHERE id = 'bad'")
+        conn.execute("UPDATE tasks SET created_at = 'garbage' WHERE id = 'live'")
+    conn.close()
+    with caplog.at_level(logging.WARNING, logger="fastapi_offload"):
+        assert await b.get("bad") is None
+        assert await b.active() == []
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("status of task bad: " in m for m in warned)
+    assert any("status of task live: " in m for m in warned)
+
+
+async def test_close_writes_what_is_left(open_store: OpenStore, db: Path) -> None:
+    a = await open_store("a")
+    a.put(record("x", TaskState.SUCCEEDED))
+    await a.close()
+    assert query(db, "SELECT id, state FROM tasks") == [("x", "succeeded")]
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await a.flush()
+
+
+async def test_the_file_stays_bounded_over_100_000_tasks(open_store: OpenStore, db: Path) -> None:
+    store = await open_store("a", capacity=1000)
+    for i in range(5):
+        store.put(record(f"live{i}"))
+    for i in range(100_000):
+        task = record(f"t{i}")
+        store.put(task)
+        task.state, task.finished_at = TaskState.SUCCEEDED, time.time()
+        store.put(task)
+        if i % 10_000 == 0:
+            await store.flush()
+    await store.flush()
+    assert query(db, "SELECT count(*) FROM tasks") == [(1005,)] and len(store) == 1005
+    size = sum(path.stat().st_size for path in db.parent.glob("offload.db*"))
+    print(f"file size after 100,000 tasks, capacity 1000: {size / 1e6:.2f} MB")
+    assert size < 20e6  # not growing with the task count
