@@ -189,6 +189,24 @@ async def test_a_requeue_task_is_reclaimed_for_a_run_by_the_claimer(
     assert await b.reclaim() == []  # a holds it now, under a fresh lease
 
 
+async def test_a_stalled_owner_does_not_take_back_a_reclaimed_task(
+    open_store: OpenStore, db: Path
+) -> None:
+    # Its event loop froze past the lease: another process reclaimed the task and runs
+    # it again. The stalled process's late writes must not overwrite that claim.
+    stalled = await open_store("worker-1", lease=0.05)
+    call = record("r", TaskState.RUNNING, requeue=True, payload=b"pickled call")
+    stalled.put(call)
+    await stalled.flush()
+    await wait_for_leases_to_expire(db)
+    claimer = await open_store("a")
+    assert [o.info.id for o in await claimer.reclaim()] == ["r"]
+    call.state = TaskState.SUCCEEDED
+    stalled.put(call)
+    await stalled.flush()
+    assert query(db, "SELECT owner, state FROM tasks") == [("a", "pending")]
+
+
 async def test_an_unexpired_lease_is_not_reclaimed(open_store: OpenStore) -> None:
     alive = await open_store("worker-1", lease=60.0)
     alive.put(record("x", TaskState.RUNNING))

@@ -18,7 +18,10 @@ COLUMNS = (
 ).split(", ")
 UPSERT = (
     f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}"
+    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])} "
+    # Bound to the writer's owner: a process that stalled past its lease must not take
+    # back a row another process reclaimed and runs again.
+    "WHERE tasks.owner IS NULL OR tasks.owner = ?"
 )
 # `settled_at`: when the row stopped being live here (finished, or handed to a remote
 # backend, which has no `finished_at`): the order in which finished rows are pruned.

@@ -328,7 +328,7 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rows = [row for row in pending.values() if row is not None]
-                conn.executemany(UPSERT, rows)
+                conn.executemany(UPSERT, [(*row, self.owner) for row in rows])
                 if deleted := [(task_id,) for task_id, row in pending.items() if row is None]:
                     conn.executemany("DELETE FROM tasks WHERE id = ?", deleted)
                 if renew:
