@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 import pytest
 from fastapi import FastAPI
 
-from fastapi_offload import ConfigError, NotOffloadable, Offload, OffloadTasks, TaskState
+from fastapi_offload import (
+    ConfigError,
+    NotOffloadable,
+    Offload,
+    OffloadTasks,
+    TaskCall,
+    TaskInfo,
+    TaskState,
+)
+from fastapi_offload.testing import RecordingBackend
 
 from .apps import jobs
 from .helpers import serve
@@ -90,3 +103,51 @@ async def test_the_default_runtime_refuses_a_durable_store(
     async with serve(app) as client:
         with pytest.raises(ConfigError, match="needs the Offload lifespan"):
             await client.post("/")
+
+
+async def slow_to_stop(seconds: float) -> None:
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        await asyncio.sleep(seconds)  # a cleanup longer than the shutdown's grace
+
+
+async def test_a_task_abandoned_at_shutdown_is_recorded_and_never_run_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found in review: its end came after the store had closed, so the row stayed
+    # `running` and the next process ran the task again.
+    store = f"sqlite:///{tmp_path / 'o.db'}"
+    first = Offload(store=store, shutdown_timeout=0.5, store_lease=0.3)
+    async with first:
+        handle = await first.options(requeue=True).submit(slow_to_stop, 0.3)
+    await asyncio.sleep(0.4)  # its cleanup ends after the shutdown, and is not recorded
+    async with Offload(store=store, store_lease=0.3) as second:
+        info = await second.status(handle.id)
+    assert info.state is TaskState.CANCELLED and "abandoned" in (info.error or "")
+    assert "is run again" not in caplog.text
+
+
+class SlowPublish(RecordingBackend):
+    """Publishes from a worker thread, as the Celery and RQ backends do."""
+
+    async def submit(self, call: TaskCall) -> None:
+        await anyio.to_thread.run_sync(time.sleep, 0.2)
+        await super().submit(call)
+
+    async def status(self, task_id: str) -> TaskInfo | None:
+        return None  # nothing to vouch for: what the web process recorded is all there is
+
+
+async def test_a_send_cancelled_natively_is_not_discarded() -> None:
+    # Found in review: `asyncio.wait_for` (or a server's forced shutdown) cancels with a
+    # plain `task.cancel()`, which an anyio shield does not stop.
+    backend = SlowPublish()
+    async with Offload(backend=backend) as offload:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(offload.submit(jobs.write, "/dev/null", "x"), 0.05)
+        with anyio.fail_after(5):
+            await offload.join()  # returns once the send has ended
+        [call] = backend.calls
+        info = await offload.status(call.id)
+    assert info.state is TaskState.PENDING and info.lane == "recording"

@@ -9,6 +9,7 @@ that loses the race with shutdown is failed, not orphaned, (7) shutdown is bound
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -153,3 +154,28 @@ async def test_a_start_from_another_thread_after_shutdown_is_failed_not_orphaned
     assert "shut down" in (info.error or "")
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("offload:")]
     assert record.id in caplog.text
+
+
+async def converts_its_cancellation(runs: list[int]) -> None:
+    runs.append(1)
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        raise RuntimeError("cleanup failed") from None
+
+
+async def test_a_task_cancelled_at_shutdown_is_never_retried_whatever_it_raises() -> None:
+    # Found in review: a cancellation turned into another exception was retried, and
+    # the retry ran after the shutdown had returned.
+    offload = Offload(shutdown_timeout=0.5)
+    runs: list[int] = []
+    async with offload:
+        handle = await offload.options(retries=3, retry_delay=0).submit(
+            converts_its_cancellation, runs
+        )
+    info = await offload.status(handle.id)
+    assert info.state is TaskState.CANCELLED and runs == [1]
+    assert offload.stats().lanes["loop"] == dataclasses.replace(
+        offload.stats().lanes["loop"], waiting=0, running=0, retried=0, cancelled=1
+    )
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("offload:")]

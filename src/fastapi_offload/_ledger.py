@@ -96,6 +96,8 @@ class Ledger:
 
     def started(self, record: TaskRecord) -> None:
         with self._lock:
+            if not record.live:
+                return  # settled already (abandoned at shutdown): never brought back
             counters = self._counters[record.lane]
             counters.waiting -= 1
             counters.running += 1
@@ -106,6 +108,8 @@ class Ledger:
 
     def retrying(self, record: TaskRecord, error: BaseException) -> None:
         with self._lock:
+            if not record.live:
+                return  # settled already (abandoned at shutdown): never brought back
             counters = self._counters[record.lane]
             counters.running -= 1
             counters.waiting += 1  # pending again, until its next attempt starts
@@ -152,6 +156,7 @@ class Ledger:
         """The remote backend accepted the task; keep its record for look-ups only."""
         with self._lock:
             record.handed_off = True
+            record.sending = False
             self.store.put(record)
             self._settle(record)
 
@@ -184,6 +189,7 @@ class Ledger:
                     counters.cancelled += 1
             record.state = state
             record.error = error
+            record.sending = False
             record.finished_at = time.time()
             self.store.put(record)
             self._settle(record)

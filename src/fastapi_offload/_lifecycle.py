@@ -54,7 +54,12 @@ class Lifecycle:
         runtime.detached = detached
         if detached:
             _started_here().add(runtime)
-            await self._reclaim()  # what a process that stopped left unfinished
+            try:  # what a process that stopped left unfinished; else the upkeep retries
+                await self._reclaim()
+            except Exception as exc:
+                logger.error(
+                    "task store %r: could not reclaim tasks at start-up: %s", runtime.store, exc
+                )
 
     async def _upkeep(self) -> None:
         # The heartbeat of this process's leases, and the reclaim of the tasks of
@@ -72,6 +77,8 @@ class Lifecycle:
                 )
 
     async def _reclaim(self) -> None:
+        if not self._runtime.accepting:
+            return  # shutting down: what is reclaimed now could not run; leave it to a peer
         for orphan in await self._runtime.store.reclaim():
             if orphan.requeued:
                 self._runtime.adopt(orphan)
@@ -108,6 +115,7 @@ class Lifecycle:
                 await runtime.runner.close(grace)
                 for task in self._background:
                     task.cancel()
+                await asyncio.gather(*self._background, return_exceptions=True)
                 self._background.clear()
                 await runtime.store.close()  # the last states are written
                 if runtime.backend is not None:

@@ -40,6 +40,9 @@ class TaskRecord:
     cancel_reason: str | None = None
     # The remote backend holds the task now; the record is kept only for look-ups.
     handed_off: bool = False
+    # A send to the backend is under way after its caller was cancelled: the send
+    # settles the record when it ends (handed off, or failed).
+    sending: bool = False
     # Declared safe to run again (`@task(requeue=True)`): with a durable store, a task
     # whose process died is run again from `payload` instead of marked interrupted.
     requeue: bool = False

@@ -29,6 +29,10 @@ SHUTDOWN = (
     "cancelled at shutdown: still unfinished when shutdown_timeout ran out; raise "
     "OFFLOAD_SHUTDOWN_TIMEOUT to wait longer"
 )
+ABANDONED = (
+    "cancelled at shutdown: it ignored its cancellation and was abandoned (a result it "
+    "produces later is not recorded)"
+)
 BY_SERVER = "cancelled by the server (its request was cancelled, e.g. at shutdown)"
 
 
@@ -92,7 +96,7 @@ class Runner:
 
     def _ended(self, record: TaskRecord, task: asyncio.Task[None]) -> None:
         self._tasks.pop(record.id, None)
-        if record.live:
+        if record.live and not record.sending:
             # Cancelled before its first step: `_run` never ran, so settle it here.
             self._ledger.cancelled(record, record.cancel_reason or BY_SERVER)
         elif not task.cancelled() and task.exception() is not None:
@@ -128,9 +132,13 @@ class Runner:
             # SystemExit and GeneratorExit included. Only a cancellation that came
             # from us or from the server is a cancellation.
             except BaseException as exc:
-                if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside(record):
+                if _cancel_requested(record, exc):
+                    # Whatever the task made of it (a cleanup that raised something
+                    # else too): cancelled, and never retried.
                     ledger.cancelled(record, record.cancel_reason or BY_SERVER)
-                    raise
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    return
                 if record.attempts <= record.retries:
                     ledger.retrying(record, exc)
                     try:
@@ -189,22 +197,28 @@ class Runner:
         # Bounded: a task that catches the cancellation and keeps awaiting must not hold
         # the server's shutdown past its budget.
         _, pending = await asyncio.wait([task for _, task in tasks], timeout=grace)
-        for task in pending:
-            logger.warning(
-                "shutdown: %s ignored its cancellation for %.1f s; leaving it",
-                task.get_name(),
-                grace,
-            )
+        for task_id, task in tasks:
+            if task in pending:
+                logger.warning(
+                    "shutdown: %s ignored its cancellation for %.1f s; leaving it",
+                    task.get_name(),
+                    grace,
+                )
+                # Settled now, so that the store records its end before it closes; a
+                # result the task produces later is not recorded.
+                record = self._ledger.find(task_id)
+                if record is not None and not record.sending:
+                    self._ledger.cancelled(record, ABANDONED)
 
 
-def _cancelled_from_outside(record: TaskRecord) -> bool:
+def _cancel_requested(record: TaskRecord, exc: BaseException) -> bool:
     # A `CancelledError` the task raised itself is a failure. Ours (shutdown, cancel by
     # id) set `cancel_reason` first; the server's (its request cancelled) and anyio's
-    # (an enclosing cancel scope) show as a cancel request on the current task.
+    # (an enclosing cancel scope) show as a cancel request on the current task. anyio
+    # withdraws the request of a timeout scope it caught, so a timeout is a failure.
     if record.cancel_reason is not None:
         return True
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    if cancelling is None:  # Python 3.10: cannot tell, so take it as a cancellation
-        return True
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    if cancelling is None:  # Python 3.10: cannot tell; a CancelledError counts as one
+        return isinstance(exc, asyncio.CancelledError)
     return bool(cancelling())

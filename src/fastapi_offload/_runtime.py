@@ -5,7 +5,9 @@ request collector uses: `admit()` in the request, `commit()` before the response
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import inspect
 import logging
 import os
@@ -15,8 +17,6 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-
-import anyio
 
 from ._advisor import CpuAdvisor
 from ._config import OffloadConfig
@@ -136,7 +136,8 @@ class Runtime:
                 await self._send(record)
             except BaseException as exc:  # noqa: PERF203 - one at a time: stop at the first failure
                 for unsent in remote[index:]:
-                    self.ledger.discarded(unsent)
+                    if not unsent.sending:  # one being sent settles when its send ends
+                        self.ledger.discarded(unsent)
                 if index == 0 or not isinstance(exc, BackendUnavailable):
                     raise
                 raise BackendUnavailable.partial(exc, remote[:index], remote[index:]) from exc
@@ -205,11 +206,28 @@ class Runtime:
 
     async def _send(self, record: TaskRecord) -> None:
         assert self.backend is not None
-        # Shielded: once the broker may have the task, a cancelled request must not make
-        # it look unsent (the backend bounds its own wait with its broker timeout).
-        with anyio.CancelScope(shield=True):
-            await self.backend.submit(_task_call(record))
+        # Its own task, shielded from the caller: once the broker may have the task, a
+        # cancelled request or a forced shutdown (a plain `task.cancel()`, which an
+        # anyio shield does not stop) must not make it look unsent. The backend bounds
+        # the send with its broker timeout.
+        sending = asyncio.get_running_loop().create_task(
+            self.backend.submit(_task_call(record)), name=f"offload:send:{record.name}"
+        )
+        try:
+            await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            record.sending = True  # settled by `_sent` when the send ends
+            sending.add_done_callback(functools.partial(self._sent, record))
+            raise
         self.ledger.handed_off(record)
+
+    def _sent(self, record: TaskRecord, sending: asyncio.Task[None]) -> None:
+        if sending.cancelled():
+            self.ledger.failed(record, "could not be sent to the backend: the send was cancelled")
+        elif (error := sending.exception()) is not None:
+            self.ledger.failed(record, f"could not be sent to the backend: {error}")
+        else:
+            self.ledger.handed_off(record)
 
     async def _submit_late(self, record: TaskRecord) -> None:
         # A remote task added after the response (a yield dependency's teardown, a
