@@ -19,7 +19,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from fastapi_offload import Offload, TaskState
+from fastapi_offload import Offload, OffloadError, TaskState
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._lifecycle import Lifecycle
 from fastapi_offload._models import NO_OPTIONS
@@ -179,3 +179,11 @@ async def test_a_task_cancelled_at_shutdown_is_never_retried_whatever_it_raises(
         offload.stats().lanes["loop"], waiting=0, running=0, retried=0, cancelled=1
     )
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("offload:")]
+
+
+def test_a_loop_that_is_not_asyncio_is_refused_clearly() -> None:
+    # trio is not supported (the runner starts plain asyncio tasks): outside an asyncio
+    # loop, starting a runtime says so instead of failing somewhere deeper.
+    runtime = Runtime(OffloadConfig.resolve({}), None)
+    with pytest.raises(OffloadError, match="runs on asyncio"):
+        runtime.attach()
