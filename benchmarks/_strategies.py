@@ -131,6 +131,13 @@ STRATEGIES: dict[str, Strategy] = {
             "OffloadTasks, loop lane, SQLite store",
             _offload("loop", OFFLOAD_STORE=f"sqlite:///{_BENCH_DB}"),
         ),
+        Strategy(
+            "offload-loop-redis",
+            "OffloadTasks, loop lane, Redis store",
+            # The suite's Redis database; statuses are pruned to status_capacity.
+            _offload("loop", OFFLOAD_STORE=REDIS_URL),
+            needs_redis=True,
+        ),
         Strategy("offload-thread", "OffloadTasks, thread lane", _offload("thread")),
         Strategy("offload-process", "OffloadTasks, process lane", _offload("process")),
         # The same at normal priority and with SCHED_IDLE workers instead of the default

@@ -1,6 +1,6 @@
-"""Store work per task on the request path: the memory store against the SQLite store.
+"""Store work per task on the request path: the memory, SQLite and Redis stores.
 
-    .venv/bin/python -m benchmarks.store_cost [--n 4000]
+    .venv/bin/python -m benchmarks.store_cost [--n 4000] [--redis redis://127.0.0.1:6379/11]
 
 What a request pays for each task it adds, with the store alone (no HTTP, no lanes):
 `put` at admission, then `flush` before the response (a durable store commits the
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
+from fastapi_offload._redis_store import RedisStore
 from fastapi_offload._sqlite_store import SqliteStore
 from fastapi_offload._store import MemoryStore, Store
 
@@ -50,12 +51,20 @@ async def _round(store: Store, concurrent: int, count: int, tag: str) -> tuple[f
     return wall / done * 1e6, cpu / done * 1e6
 
 
-async def main(count: int, rounds: int) -> None:
+async def main(count: int, rounds: int, redis_url: str) -> None:
     folder = Path(tempfile.mkdtemp(prefix="fastapi-offload-store-cost-"))
     stores: dict[str, Store] = {
         "memory": MemoryStore(10_000),
         "sqlite": SqliteStore(
             str(folder / "offload.db"), owner="bench", lease=30, capacity=10_000, retention=3600
+        ),
+        "redis": RedisStore(
+            redis_url,
+            owner="bench",
+            lease=30,
+            capacity=10_000,
+            retention=3600,
+            prefix="fastapi_offload_bench",
         ),
     }
     for store in stores.values():
@@ -80,5 +89,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=4000, help="tasks per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/11", help="a spare database")
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.rounds))
+    asyncio.run(main(args.n, args.rounds, args.redis))

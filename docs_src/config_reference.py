@@ -52,7 +52,10 @@ class Spec:
             lanes = ", ".join(f"`{lane}`" for lane in self.choices)
             text = f"`{{pattern: lane}}` with lanes {lanes}; in the variable `pattern=lane,...`"
         elif self.kind == "store":
-            text = "`memory`, or `sqlite:///path/to/file.db` ([durability](durability.md))"
+            text = (
+                "`memory`, `sqlite:///path/to/file.db` or `redis://host:6379/0` "
+                "([durability](durability.md))"
+            )
         elif self.kind == "backend":
             names = ", ".join(f"`{name}`" for name in self.choices)
             text = f"{names}; or, as a keyword only, a `Backend` instance"

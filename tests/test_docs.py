@@ -106,7 +106,8 @@ def test_accepted_values_are_what_the_code_accepts(name: str) -> None:
     elif spec.kind == "store":
         assert OffloadConfig.resolve({"store": "sqlite:///./x.db"}).store_path == "./x.db"
         assert OffloadConfig.resolve({}, {"OFFLOAD_STORE": "memory"}).store_path is None
-        for bad in ("sqlite://x.db", "postgres://h/db", "redis://h:6379/0"):
+        assert OffloadConfig.resolve({"store": "redis://h:6379/0"}).durable_store
+        for bad in ("sqlite://x.db", "postgres://h/db", "sqlite:///"):
             with pytest.raises(ConfigError, match="store="):
                 Offload(store=bad)
     elif spec.kind == "backend":

@@ -13,6 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
+
+from tests.backends.conftest import redis_base_url as redis_base_url  # the fixture
 
 from .conftest import StartServer
 from .helpers import lines
@@ -21,14 +24,22 @@ APP = "tests.apps.durable_app:app"
 pytestmark = pytest.mark.server
 
 
-def store_env(tmp_path: Path) -> dict[str, str]:
-    return {"OFFLOAD_STORE": f"sqlite:///{tmp_path / 'offload.db'}", "OFFLOAD_STORE_LEASE": "1"}
+@pytest.fixture(params=["sqlite", "redis"])
+def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The same tests on each durable store: a SQLite file, and a real Redis."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'offload.db'}"
+    else:
+        base = request.getfixturevalue("redis_base_url")
+        url = f"{base}/15"
+        redis.Redis.from_url(url).flushdb()  # a database of these tests' own
+    return {"OFFLOAD_STORE": url, "OFFLOAD_STORE_LEASE": "1"}
 
 
 def test_kill_9_then_restart_loses_no_accepted_task(
-    start_server: StartServer, tmp_path: Path
+    start_server: StartServer, tmp_path: Path, store_env: dict[str, str]
 ) -> None:
-    env = store_env(tmp_path)
+    env = store_env
     out = tmp_path / "requeued.txt"
     first = start_server(APP, env=env)
     with first.client() as client:
@@ -56,8 +67,10 @@ def test_kill_9_then_restart_loses_no_accepted_task(
     assert "is run again" in second.log() and "is interrupted" in second.log()
 
 
-def test_every_worker_answers_the_same_status(start_server: StartServer, tmp_path: Path) -> None:
-    server = start_server(APP, env=store_env(tmp_path), args=("--workers", "2"))
+def test_every_worker_answers_the_same_status(
+    start_server: StartServer, store_env: dict[str, str]
+) -> None:
+    server = start_server(APP, env=store_env, args=("--workers", "2"))
 
     def call(method: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
         # A new connection each time, several at once: both workers get requests.

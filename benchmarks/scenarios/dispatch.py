@@ -14,6 +14,7 @@ STRATEGIES = [
     "bg-def",
     "offload-loop",
     "offload-loop-sqlite",
+    "offload-loop-redis",
     "offload-thread",
     "offload-process",
 ]
@@ -21,10 +22,11 @@ STRATEGIES = [
 BASELINE = {
     "offload-loop": "bg-async",
     "offload-loop-sqlite": "offload-loop",  # what durability costs
+    "offload-loop-redis": "offload-loop",
     "offload-thread": "bg-def",
     "offload-process": "bg-def",
 }
-GOALS = {"offload-loop-sqlite": 0.7}  # the others: 0.9
+GOALS = {"offload-loop-sqlite": 0.7, "offload-loop-redis": 0.7}  # the others: 0.9
 CONNECTIONS = 8
 
 

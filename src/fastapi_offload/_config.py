@@ -116,7 +116,8 @@ class OffloadConfig:
         "Where task statuses are kept: `memory` (this process only), or "
         "`sqlite:///path/to/offload.db` (durable: every task is written before its "
         "request's response, survives a killed process, and is shared by every worker "
-        "process on the host). A relative path is relative to the working directory.",
+        "process on the host; a relative path is relative to the working directory), or "
+        "`redis://host:6379/0` (the same, shared by several hosts; needs the `redis` extra).",
     )
     store_lease: float = _opt(
         15.0,
@@ -158,8 +159,13 @@ class OffloadConfig:
 
     @property
     def store_path(self) -> str | None:
-        """The SQLite file of a `sqlite:///...` store, `None` for the memory store."""
+        """The SQLite file of a `sqlite:///...` store, else `None`."""
         return store_path(self.store)
+
+    @property
+    def durable_store(self) -> bool:
+        """A store other than `memory`."""
+        return self.store.strip().lower() != "memory"
 
     @property
     def effective_process_workers(self) -> int:
@@ -190,7 +196,8 @@ class OffloadConfig:
 
 
 def store_path(url: str) -> str | None:
-    """The file named by a `sqlite:///...` URL, `None` for `memory`; else `ConfigError`."""
+    """The file named by a `sqlite:///...` URL, `None` for `memory` and Redis URLs;
+    `ConfigError` for anything else."""
     if not isinstance(url, str):
         raise ConfigError(f"store={url!r} must be a string: 'memory' or 'sqlite:///path'")
     if url.strip().lower() == "memory":
@@ -198,14 +205,11 @@ def store_path(url: str) -> str | None:
     scheme, sep, path = url.partition(":///")
     if scheme.lower() == "sqlite" and sep and path.strip():
         return path  # sqlite:///./x.db -> ./x.db; sqlite:////abs/x.db -> /abs/x.db
-    if url.lower().startswith(("redis://", "rediss://")):
-        raise ConfigError(
-            f"store={url!r}: the Redis store is not available yet; for one host use "
-            "store='sqlite:///path/to/offload.db' (shared by all its worker processes)"
-        )
+    if url.lower().startswith(("redis://", "rediss://", "unix://")):
+        return None
     raise ConfigError(
-        f"store={url!r} is not a store; use 'memory' or 'sqlite:///path/to/offload.db' "
-        "(OFFLOAD_STORE takes the same values)"
+        f"store={url!r} is not a store; use 'memory', 'sqlite:///path/to/offload.db' or "
+        "'redis://host:6379/0' (OFFLOAD_STORE takes the same values)"
     )
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -14,9 +17,10 @@ from anyio.lowlevel import RunVar
 from ._config import OffloadConfig
 from ._errors import ConfigError
 from ._runtime import Runtime
+from ._store import MemoryStore, Store
 from .backends.base import Backend
 
-__all__ = ["Lifecycle", "build_backend", "started_on_this_loop"]
+__all__ = ["Lifecycle", "build_backend", "build_store", "started_on_this_loop"]
 
 logger = logging.getLogger("fastapi_offload")
 
@@ -163,3 +167,21 @@ def started_on_this_loop() -> bool:
 async def _shielded(stop: Callable[[], Awaitable[None]]) -> None:
     with anyio.CancelScope(shield=True):
         await stop()
+
+
+def build_store(config: OffloadConfig) -> Store:
+    """The store `config.store` names: memory, a SQLite file or a Redis."""
+    if not config.durable_store:
+        return MemoryStore(config.status_capacity)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    lease, capacity, retention = config.store_lease, config.status_capacity, config.store_retention
+    path = config.store_path
+    if path is not None:
+        from ._sqlite_store import SqliteStore
+
+        return SqliteStore(path, owner=owner, lease=lease, capacity=capacity, retention=retention)
+    from ._redis_store import RedisStore  # ImportError naming the extra if redis is missing
+
+    return RedisStore(
+        config.store, owner=owner, lease=lease, capacity=capacity, retention=retention
+    )

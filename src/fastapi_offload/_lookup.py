@@ -65,7 +65,7 @@ def _default_runtime(app: Any) -> Runtime:
     runtime = defaults.get(app)
     if runtime is None:
         config = OffloadConfig.resolve({})
-        if config.store_path is not None:
+        if config.durable_store:
             raise ConfigError(
                 f"OFFLOAD_STORE={config.store!r} needs the Offload lifespan (it recovers "
                 "unfinished tasks at start-up and renews their leases): use "

@@ -14,7 +14,7 @@ from typing_extensions import Self
 from ._config import OffloadConfig
 from ._declare import LaneName
 from ._errors import OffloadClosed
-from ._lifecycle import Lifecycle, build_backend
+from ._lifecycle import Lifecycle, build_backend, build_store
 from ._lookup import RUNTIME_KEY, STATE_KEY
 from ._models import NO_OPTIONS, CallOptions, OffloadStats, TaskHandle, TaskInfo
 from ._public import public
@@ -74,7 +74,9 @@ class Offload:
             "backend": backend if isinstance(backend, str) else None,
         }
         self.config = OffloadConfig.resolve({k: v for k, v in given.items() if v is not None})
-        self._runtime = Runtime(self.config, build_backend(self.config, backend))
+        self._runtime = Runtime(
+            self.config, build_backend(self.config, backend), build_store(self.config)
+        )
         self._lifecycle = Lifecycle(self._runtime)
         self._started = False
 

@@ -10,10 +10,7 @@ import dataclasses
 import functools
 import inspect
 import logging
-import os
 import pickle
-import secrets
-import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,7 +38,9 @@ class Runtime:
     """Everything one `Offload` runs on. `detached`: started by a lifespan, its tasks
     outlive their requests; otherwise (the default runtime) a request waits for its own."""
 
-    def __init__(self, config: OffloadConfig, backend: Backend | None) -> None:
+    def __init__(
+        self, config: OffloadConfig, backend: Backend | None, store: Store | None = None
+    ) -> None:
         self.config = config
         self.backend = backend
         self.monitor = LoopMonitor(config.loop_block_threshold)
@@ -53,7 +52,7 @@ class Runtime:
             "process": self.process_lane,
         }
         pending = config.max_pending
-        self.store = _build_store(config)
+        self.store: Store = store if store is not None else MemoryStore(config.status_capacity)
         self.ledger = Ledger(
             self.store,
             {
@@ -281,21 +280,6 @@ def _task_call(record: TaskRecord) -> TaskCall:
         timeout=record.timeout,
         retries=record.retries,
         retry_delay=record.retry_delay,
-    )
-
-
-def _build_store(config: OffloadConfig) -> Store:
-    path = config.store_path
-    if path is None:
-        return MemoryStore(config.status_capacity)
-    from ._sqlite_store import SqliteStore
-
-    return SqliteStore(
-        path,
-        owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
-        lease=config.store_lease,
-        capacity=config.status_capacity,
-        retention=config.store_retention,
     )
 
 

@@ -6,30 +6,28 @@ replays the WAL. It does not survive power loss or an OS crash, which may lose t
 commits before it (WAL commits are not fsynced; checkpoints are).
 
 `put` never waits on the disk: it snapshots the record into a tuple and queues it for one
-writer thread, which commits everything waiting in one transaction; `flush` awaits the
-commit of what was queued before it. Each process owns its live rows under a lease that
-`renew` extends; `reclaim` settles the rows of a process whose lease ran out.
+writer thread (`_batched_store`), which commits everything waiting in one transaction;
+`flush` awaits the commit of what was queued before it. Each process owns its live rows
+under a lease that `renew` extends; `reclaim` settles the rows of a process whose lease
+ran out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 
 import anyio
 import anyio.to_thread
 
+from ._batched_store import SETTLED_AT, BatchedStore, interrupted_reason, utc_text
 from ._errors import ConfigError, StoreUnavailable
 from ._models import TaskInfo, TaskState
-from ._record import TaskRecord
 from ._sqlite_schema import (
     INFO,
     INTERRUPT,
@@ -52,20 +50,10 @@ __all__ = ["SqliteStore"]
 logger = logging.getLogger("fastapi_offload")
 
 
-@dataclass(frozen=True, slots=True)
-class _Marker:
-    """Queued for the writer: answer `future` once what was queued before is committed."""
-
-    kind: str  # flush, renew (and flush) or stop (and flush)
-    future: asyncio.Future[None]
-
-
-class SqliteStore:
+class SqliteStore(BatchedStore):
     """Statuses in an SQLite file: live tasks always, finished ones up to `capacity` and
     `retention` seconds. `len()` is approximate: the row count as of this process's last
     batch that settled or deleted rows (writes since, here or elsewhere, are not counted)."""
-
-    durable = True
 
     def __init__(
         self,
@@ -77,56 +65,18 @@ class SqliteStore:
         retention: float,
         busy_timeout: float = 5.0,
     ) -> None:
+        super().__init__()
         self.path, self.owner, self.lease = path, owner, lease
         self._file = os.path.abspath(path)  # what is opened and checked, whatever the cwd
         self.capacity, self.retention, self.busy_timeout = capacity, retention, busy_timeout
-        # This process's records by reference, so a look-up of a task running here needs
-        # no query; a finished one stays until its last state is committed.
-        self._here: dict[str, TaskRecord] = {}
-        self._queue: queue.SimpleQueue[Row | str | _Marker] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None  # the writer thread's
         self._inode: tuple[int, int] = (0, 0)
         self._generation = 0  # bumped when the file is reopened: readers reconnect too
         self._readers: dict[tuple[int, int], sqlite3.Connection] = {}
         self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
-        self._rows = 0
 
     def __repr__(self) -> str:
         return f"SqliteStore(path={self.path!r}, owner={self.owner!r})"
-
-    def __len__(self) -> int:
-        return self._rows
-
-    def put(self, record: TaskRecord) -> None:
-        # Live rows are leased to this owner; settled ones (finished, handed off) are not.
-        now, live = time.time(), record.live
-        self._here[record.id] = record
-        self._queue.put((
-            record.id, record.name, record.lane, record.state, record.created_at,
-            record.started_at, record.finished_at, record.attempts, record.error,
-            self.owner if live else None, now + self.lease if live else None,
-            record.handed_off, record.requeue, record.payload if live else None,
-            record.timeout, record.retries, record.retry_delay, None if live else now,
-        ))  # fmt: skip
-
-    def evict(self, task_id: str) -> None:
-        self._here.pop(task_id, None)
-        self._queue.put(task_id)
-
-    async def flush(self) -> None:
-        """Return once everything `put` before is committed; `StoreUnavailable` if not."""
-        await self._request("flush")
-
-    async def renew(self) -> None:
-        await self._request("renew")
-
-    async def _request(self, kind: str) -> None:
-        if self._writer is None:
-            raise self._unavailable("the store is not open")
-        marker = _Marker(kind, asyncio.get_running_loop().create_future())
-        self._queue.put(marker)
-        await marker.future
 
     async def get(self, task_id: str) -> TaskInfo | None:
         record = self._here.get(task_id)
@@ -147,15 +97,10 @@ class SqliteStore:
     async def open(self) -> None:
         """Open (or create) the file; `ConfigError` naming `store` if it cannot be used."""
         self._conn = await anyio.to_thread.run_sync(self._connect_writer)
-        self._writer = threading.Thread(target=self._write, name="offload:sqlite", daemon=True)
-        self._writer.start()
+        self._start_writer("offload:sqlite")
 
     async def close(self) -> None:
-        if (writer := self._writer) is not None:
-            with contextlib.suppress(StoreUnavailable):  # the writer logged what was lost
-                await self._request("stop")
-            self._writer = None
-            await anyio.to_thread.run_sync(writer.join)
+        await self._stop_writer()
         for conn in self._readers.values():
             conn.close()
         self._readers.clear()
@@ -261,13 +206,7 @@ class SqliteStore:
             )
             info = replace(info, state=TaskState.PENDING)
             return Orphan(info, True, payload, timeout, retries, retry_delay)
-        ran_out = datetime.fromtimestamp(lease_until, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        because = "no copy of its call was saved" if requeue else "it is not declared "
-        error = (
-            f"the process that ran it ({owner}) stopped before it finished: its lease ran "
-            f"out at {ran_out} UTC; it was not run again because {because}"
-            + ("" if requeue else "@task(requeue=True)")
-        )
+        error = interrupted_reason(owner, utc_text(lease_until), bool(requeue))
         conn.execute(INTERRUPT, (now, now, error, info.id))
         return Orphan(
             replace(info, state=TaskState.INTERRUPTED, finished_at=now, error=error), False
@@ -284,42 +223,9 @@ class SqliteStore:
         conn.execute(PRUNE_AGE, (now - self.retention, 2 * MAX_BATCH))
         self._rows = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()[0]
 
-    def _write(self) -> None:
-        # Rows not committed yet, by id (None: delete). One task's transitions within a
-        # batch collapse into one write; a failed batch's rows stay for the next one.
-        pending: dict[str, Row | None] = {}
-        while True:
-            try:  # after a failure, retry within a second even if nothing else comes
-                ops = [self._queue.get(timeout=1.0 if pending else None)]
-            except queue.Empty:
-                ops = []
-            # One consumer: `qsize` items are there to take without waiting.
-            ops += [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), MAX_BATCH))]
-            markers: list[_Marker] = []
-            for op in ops:
-                if isinstance(op, tuple):
-                    pending[op[0]] = op
-                elif isinstance(op, str):
-                    pending[op] = None
-                else:
-                    markers.append(op)
-            kinds = {marker.kind for marker in markers}
-            error = self._commit(pending, "renew" in kinds) if pending or kinds else None
-            if error is None:
-                for task_id, row in pending.items():
-                    record = self._here.get(task_id)
-                    if row is not None and row[9] is None and record and not record.live:
-                        self._here.pop(task_id, None)  # settled and committed
-                pending = {}
-            for marker in markers:
-                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
-                    marker.future.get_loop().call_soon_threadsafe(_settle, marker.future, error)
-            if "stop" in kinds:
-                if pending:
-                    logger.error("task store %s: not written, lost: task ids %s", self, [*pending])
-                if self._conn is not None:
-                    self._conn.close()
-                return
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
 
     def _commit(self, pending: dict[str, Row | None], renew: bool) -> StoreUnavailable | None:
         try:
@@ -334,7 +240,7 @@ class SqliteStore:
                 if renew:
                     conn.execute(RENEW, (now + self.lease, self.owner))
                 # Requests wait for admissions (live rows): prune in the other batches.
-                if deleted or renew or any(row[17] is not None for row in rows):
+                if deleted or renew or any(row[SETTLED_AT] is not None for row in rows):
                     self._prune(conn, now)
                 conn.execute("COMMIT")
             except BaseException:
@@ -395,8 +301,3 @@ class SqliteStore:
             "was not accepted. Check the disk space, and that the file and its directory "
             "exist and are writable."
         )
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if not future.done():  # not cancelled meanwhile
-        future.set_result(None) if error is None else future.set_exception(error)

@@ -1,0 +1,170 @@
+"""What the durable stores (SQLite, Redis) share: a non-blocking `put`, one writer thread
+that commits what is queued in batches, flush markers, and this process's records.
+
+`put` snapshots the record into a tuple (the columns of `_sqlite_schema.COLUMNS`, after
+the id) and queues it; the writer takes everything waiting, collapses one task's
+transitions into one write, and calls the subclass's `_commit`. A failed batch's rows
+stay for the next one, so a flush after the store came back writes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import anyio.to_thread
+
+from ._errors import StoreUnavailable
+from ._record import TaskRecord
+from ._sqlite_schema import Row
+
+__all__ = ["BatchedStore", "interrupted_reason"]
+
+logger = logging.getLogger("fastapi_offload")
+
+MAX_BATCH = 10_000  # operations per commit: bounds one commit's size and duration
+OWNER, SETTLED_AT = 9, 17  # positions in a row: who leases it (None: settled), and when
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    """Queued for the writer: answer `future` once what was queued before is committed."""
+
+    kind: str  # flush, renew (and flush) or stop (and flush)
+    future: asyncio.Future[None]
+
+
+class BatchedStore:
+    """The write path of a durable store; subclasses commit a batch and read."""
+
+    durable = True
+    owner: str
+    lease: float
+
+    def __init__(self) -> None:
+        # This process's records by reference, so a look-up of a task running here needs
+        # no query; a finished one stays until its last state is committed.
+        self._here: dict[str, TaskRecord] = {}
+        self._queue: queue.SimpleQueue[Row | str | _Marker] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._rows = 0
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def put(self, record: TaskRecord) -> None:
+        # Live rows are leased to this owner; settled ones (finished, handed off) are not.
+        now, live = time.time(), record.live
+        self._here[record.id] = record
+        self._queue.put((
+            record.id, record.name, record.lane, record.state, record.created_at,
+            record.started_at, record.finished_at, record.attempts, record.error,
+            self.owner if live else None, now + self.lease if live else None,
+            record.handed_off, record.requeue, record.payload if live else None,
+            record.timeout, record.retries, record.retry_delay, None if live else now,
+        ))  # fmt: skip
+
+    def evict(self, task_id: str) -> None:
+        self._here.pop(task_id, None)
+        self._queue.put(task_id)
+
+    async def flush(self) -> None:
+        """Return once everything `put` before is committed; `StoreUnavailable` if not."""
+        await self._request("flush")
+
+    async def renew(self) -> None:
+        await self._request("renew")
+
+    async def _request(self, kind: str) -> None:
+        if self._writer is None:
+            raise self._unavailable("the store is not open")
+        marker = _Marker(kind, asyncio.get_running_loop().create_future())
+        self._queue.put(marker)
+        await marker.future
+
+    def _start_writer(self, name: str) -> None:
+        self._writer = threading.Thread(target=self._write, name=name, daemon=True)
+        self._writer.start()
+
+    async def _stop_writer(self) -> None:
+        if (writer := self._writer) is not None:
+            with contextlib.suppress(StoreUnavailable):  # the writer logged what was lost
+                await self._request("stop")
+            self._writer = None
+            await anyio.to_thread.run_sync(writer.join)
+
+    # -- for the subclass ---------------------------------------------------------------
+
+    def _commit(self, pending: dict[str, Row | None], renew: bool) -> StoreUnavailable | None:
+        """Write `pending` (None: delete), and renew this owner's leases if asked; on a
+        failure return the error, clearing `pending` if its rows can never be written."""
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        """Close the writer's connection (in the writer thread, after its last batch)."""
+
+    def _unavailable(self, exc: object) -> StoreUnavailable:
+        raise NotImplementedError
+
+    # -- in the writer thread -----------------------------------------------------------
+
+    def _write(self) -> None:
+        # Rows not committed yet, by id (None: delete). One task's transitions within a
+        # batch collapse into one write; a failed batch's rows stay for the next one.
+        pending: dict[str, Row | None] = {}
+        while True:
+            try:  # after a failure, retry within a second even if nothing else comes
+                ops = [self._queue.get(timeout=1.0 if pending else None)]
+            except queue.Empty:
+                ops = []
+            # One consumer: `qsize` items are there to take without waiting.
+            ops += [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), MAX_BATCH))]
+            markers: list[_Marker] = []
+            for op in ops:
+                if isinstance(op, tuple):
+                    pending[op[0]] = op
+                elif isinstance(op, str):
+                    pending[op] = None
+                else:
+                    markers.append(op)
+            kinds = {marker.kind for marker in markers}
+            error = self._commit(pending, "renew" in kinds) if pending or kinds else None
+            if error is None:
+                for task_id, row in pending.items():
+                    record = self._here.get(task_id)
+                    if row is not None and row[OWNER] is None and record and not record.live:
+                        self._here.pop(task_id, None)  # settled and committed
+                pending = {}
+            for marker in markers:
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                    marker.future.get_loop().call_soon_threadsafe(_settle, marker.future, error)
+            if "stop" in kinds:
+                if pending:
+                    logger.error("task store %s: not written, lost: task ids %s", self, [*pending])
+                self._disconnect()
+                return
+
+
+def interrupted_reason(owner: str, ran_out: str, requeue: bool) -> str:
+    """Why a reclaimed task is `interrupted` (`ran_out`: when its lease ran out, UTC)."""
+    because = "no copy of its call was saved" if requeue else "it is not declared "
+    return (
+        f"the process that ran it ({owner}) stopped before it finished: its lease ran "
+        f"out at {ran_out} UTC; it was not run again because {because}"
+        + ("" if requeue else "@task(requeue=True)")
+    )
+
+
+def utc_text(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(None) if error is None else future.set_exception(error)

@@ -1,0 +1,107 @@
+"""The Lua scripts of `RedisStore`: each runs atomically inside Redis (layout version 1:
+a hash per task, the `live` and `settled` sorted sets, an `owned` set per owner)."""
+
+from __future__ import annotations
+
+# Owner-guarded upsert (SQLite's `WHERE owner IS NULL OR owner = ?`): a process that
+# stalled past its lease must not overwrite a task another process reclaimed. Rows are
+# ARGV[3...]: id, lease_until ('' if settled), settled_at, n, then n field/value pairs.
+UPSERT = """
+local p, me, live, settled, i = ARGV[1], ARGV[2], KEYS[1], KEYS[2], 3
+while i <= #ARGV do
+  local id, lease, done, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local key = p .. ':task:' .. id
+  local owner = redis.call('HGET', key, 'owner')
+  if not owner or owner == me then
+    redis.call('DEL', key)
+    redis.call('HSET', key, unpack(ARGV, i + 4, i + 3 + 2 * n))
+    if lease ~= '' then
+      redis.call('ZADD', live, lease, id)
+      redis.call('ZREM', settled, id)
+      redis.call('SADD', p .. ':owned:' .. me, id)
+    else
+      redis.call('ZREM', live, id)
+      redis.call('ZADD', settled, done, id)
+      redis.call('SREM', p .. ':owned:' .. me, id)
+    end
+  end
+  i = i + 4 + 2 * n
+end
+"""
+RENEW = """
+local p, me, lease, live = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
+local owned = p .. ':owned:' .. me
+for _, id in ipairs(redis.call('SMEMBERS', owned)) do
+  local key = p .. ':task:' .. id
+  if redis.call('HGET', key, 'owner') == me and redis.call('ZSCORE', live, id) then
+    redis.call('ZADD', live, lease, id)
+    redis.call('HSET', key, 'lease_until', lease)
+  else
+    redis.call('SREM', owned, id)
+  end
+end
+"""
+# Oldest settled rows beyond `capacity` (once over the slack), then those older than the
+# retention cutoff, each bounded per call; returns how many rows remain.
+PRUNE = """
+local p, live, settled = ARGV[1], KEYS[1], KEYS[2]
+local function drop(ids)
+  for _, id in ipairs(ids) do
+    redis.call('DEL', p .. ':task:' .. id)
+    redis.call('ZREM', settled, id)
+  end
+end
+local excess, most = redis.call('ZCARD', settled) - tonumber(ARGV[2]), tonumber(ARGV[5])
+if excess > tonumber(ARGV[3]) then
+  drop(redis.call('ZRANGE', settled, 0, math.min(excess, most) - 1))
+end
+drop(redis.call('ZRANGEBYSCORE', settled, '-inf', '(' .. ARGV[4], 'LIMIT', 0, most))
+return redis.call('ZCARD', live) + redis.call('ZCARD', settled)
+"""
+# Exactly once across processes: the scan and every claim happen in one atomic script.
+# ARGV: prefix, me, now, the new lease_until, the two reasons (`%s`: owner, ran-out time).
+RECLAIM = """
+local function utc(t)  -- as Python's strftime('%Y-%m-%d %H:%M:%S'): Redis's Lua has no os.date
+  local s = math.floor(t)
+  local days, r = math.floor(s / 86400), s % 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  return string.format('%04d-%02d-%02d %02d:%02d:%02d', yoe + era * 400 + (m <= 2 and 1 or 0),
+    m, doy - math.floor((153 * mp + 2) / 5) + 1, math.floor(r / 3600), math.floor(r % 3600 / 60),
+    r % 60)
+end
+local p, me, now, lease, live, settled = ARGV[1], ARGV[2], ARGV[3], ARGV[4], KEYS[1], KEYS[2]
+local out, expired = {}, redis.call('ZRANGEBYSCORE', live, '-inf', '(' .. now, 'WITHSCORES')
+for j = 1, #expired, 2 do
+  local id, key = expired[j], p .. ':task:' .. expired[j]
+  local f = redis.call('HMGET', key, 'owner', 'requeue', 'payload')
+  if not f[1] then
+    redis.call('ZREM', live, id)  -- no leased row behind it (evicted): nothing to settle
+  elseif f[1] ~= me then
+    redis.call('SREM', p .. ':owned:' .. f[1], id)
+    local requeued = f[2] == '1' and f[3] ~= false
+    if requeued then
+      redis.call('HSET', key, 'state', 'pending', 'owner', me, 'lease_until', lease)
+      redis.call('ZADD', live, lease, id)
+      redis.call('SADD', p .. ':owned:' .. me, id)
+    else
+      local ran_out = utc(tonumber(expired[j + 1]))
+      local why = string.format(f[2] == '1' and ARGV[5] or ARGV[6], f[1], ran_out)
+      redis.call('HDEL', key, 'owner', 'lease_until', 'payload')
+      redis.call('HSET', key, 'state', 'interrupted', 'finished_at', now, 'settled_at', now,
+        'error', why)
+      redis.call('ZREM', live, id)
+      redis.call('ZADD', settled, now, id)
+    end
+    out[#out + 1] = {id, requeued and 1 or 0, redis.call('HGETALL', key)}
+  end
+end
+return out
+"""
+SCRIPTS = {"upsert": UPSERT, "renew": RENEW, "prune": PRUNE, "reclaim": RECLAIM}

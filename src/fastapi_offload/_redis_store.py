@@ -1,0 +1,323 @@
+"""`RedisStore`: task statuses in a Redis shared by the processes (and hosts) of an app.
+
+Key layout (version 1, under `prefix`):
+
+- `{prefix}:meta`: a hash, `version` = the layout version (a newer one is refused);
+- `{prefix}:task:{id}`: a hash per task, the columns of `_sqlite_schema.COLUMNS` (a
+  `None` is an absent field; `payload` is the pickled call's bytes);
+- `{prefix}:live`: a sorted set of the live (pending or running, not handed off) ids,
+  scored by `lease_until`: what `reclaim` scans;
+- `{prefix}:settled`: a sorted set of the other ids, scored by `settled_at`: what is pruned;
+- `{prefix}:owned:{owner}`: a set of the ids an owner leases: what `renew` extends.
+
+Every write that must not race another process is a Lua script, atomic in Redis. The
+write path (non-blocking `put`, one writer thread, batches, flush) is `_batched_store`'s.
+Durability is Redis's: with `appendonly yes` a committed batch survives Redis restarting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import anyio.to_thread
+
+from ._batched_store import SETTLED_AT, BatchedStore, interrupted_reason
+from ._errors import ConfigError, StoreUnavailable
+from ._models import TaskInfo, TaskState
+from ._sqlite_schema import COLUMNS, Row
+from ._store import Orphan
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.client import Pipeline
+    from redis.exceptions import NoScriptError
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'a redis:// store needs the redis package: pip install "fastapi-offload[redis]"'
+    ) from exc
+
+from ._redis_scripts import SCRIPTS
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger("fastapi_offload")
+
+VERSION = 1
+CHUNK = 500  # rows per upsert script call: one call blocks Redis for a few ms at most
+PRUNE_MOST = 20_000  # rows pruned per call, by count and by age (as SQLite's 2 * MAX_BATCH)
+FIELDS = [name.encode() for name in COLUMNS[1:]]
+# Errors worth retrying: Redis is down, starting, read-only (a failover), out of memory.
+_TRANSIENT = (NoScriptError, redis.OutOfMemoryError, redis.ReadOnlyError)
+
+
+class RedisStore(BatchedStore):
+    """Statuses in Redis: live tasks always, finished ones up to `capacity` and `retention`
+    seconds. `len()` is approximate: the count as of this process's last pruning batch."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        owner: str,
+        lease: float,
+        capacity: int,
+        retention: float,
+        prefix: str = "fastapi_offload",
+    ) -> None:
+        super().__init__()
+        self.url, self.owner, self.lease, self.prefix = url, owner, lease, prefix
+        self.capacity, self.retention = capacity, retention
+        self._shown = _masked(url)  # what messages and logs name: never the password
+        self._live, self._settled = f"{prefix}:live", f"{prefix}:settled"
+        self._client: redis.Redis | None = None
+        self._shas: dict[str, str] = {}
+        self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
+
+    def __repr__(self) -> str:
+        return f"RedisStore(url={self._shown!r}, owner={self.owner!r})"
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        record = self._here.get(task_id)
+        if record is not None:
+            return record.info()
+        found = await anyio.to_thread.run_sync(self._read, [task_id], limiter=self._limiter)
+        return found[0] if found else None
+
+    async def active(self) -> list[TaskInfo]:
+        stored = await anyio.to_thread.run_sync(self._read, None, limiter=self._limiter)
+        here = dict(self._here)  # a copy: `put` may run in a sync endpoint's thread
+        found = {info.id: info for info in stored if info.id not in here}
+        found.update((i, record.info()) for i, record in here.items() if record.live)
+        return list(found.values())
+
+    async def open(self) -> None:
+        """Connect and check the layout; `ConfigError` naming `store` if it cannot be used."""
+        self._client = await anyio.to_thread.run_sync(self._connect)
+        self._start_writer("offload:redis")
+
+    async def close(self) -> None:
+        await self._stop_writer()
+        if (client := self._client) is not None:
+            self._client = None
+            client.close()
+
+    async def reclaim(self) -> list[Orphan]:
+        return await anyio.to_thread.run_sync(self._reclaim, limiter=self._limiter)
+
+    # -- in threads ---------------------------------------------------------------------
+
+    def _connect(self) -> redis.Redis:
+        try:  # short timeouts and one retry: a dead Redis fails a flush fast, as a 503
+            client = redis.Redis.from_url(
+                self.url,
+                socket_timeout=3.0,
+                socket_connect_timeout=3.0,
+                retry=Retry(NoBackoff(), 1),
+            )
+        except ValueError as exc:
+            raise self._unusable(f"it is not a usable Redis URL ({exc})") from exc
+        try:
+            client.ping()
+            meta = f"{self.prefix}:meta"
+            client.hsetnx(meta, "version", VERSION)  # the first process to open sets it
+            found = client.hget(meta, "version")
+            version = int(found) if found is not None and found.isdigit() else -1
+            if version > VERSION or version < 0:
+                raise self._unusable(
+                    f"{meta} holds key layout version {found!r}, not one this fastapi-offload "
+                    f"reads (up to {VERSION}): upgrade fastapi-offload in every process that "
+                    "shares it, or use another prefix or database"
+                )
+            self._load(client)
+            self._rows = int(client.zcard(self._live)) + int(client.zcard(self._settled))
+        except (redis.RedisError, OSError) as exc:
+            client.close()
+            raise self._unusable(
+                f"it cannot be reached or used ({type(exc).__name__}: {exc}); check the host, "
+                "port, database and password, and that Redis is running"
+            ) from exc
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def _load(self, client: redis.Redis) -> None:
+        self._shas = {name: str(client.script_load(text)) for name, text in SCRIPTS.items()}
+
+    def _pipeline(self, build: Callable[[Pipeline], object]) -> list[Any]:
+        if (client := self._client) is None:
+            raise self._unavailable("the store is not open")
+        for attempt in (1, 2):
+            pipe = client.pipeline(transaction=False)
+            build(pipe)
+            try:
+                return pipe.execute()
+            except NoScriptError:  # Redis restarted, or SCRIPT FLUSH: load them again
+                if attempt == 2:
+                    raise
+                self._load(client)
+        raise AssertionError("unreachable")
+
+    def _script(self, pipe: Pipeline, name: str, keys: list[str], *args: Any) -> None:
+        pipe.evalsha(self._shas[name], len(keys), *keys, self.prefix, *args)
+
+    def _read(self, ids: list[str] | None) -> list[TaskInfo]:
+        # A row that cannot be read is skipped with a warning: the API keeps serving.
+        what = f"task {ids[0]}" if ids else "the live tasks"
+        try:
+            if ids is None:
+                ids = [i.decode() for i in self._pipeline(lambda p: p.zrange(self._live, 0, -1))[0]]
+            key = f"{self.prefix}:task:"
+            rows = self._pipeline(lambda pipe: [pipe.hgetall(key + i) for i in ids or ()])
+        except (redis.RedisError, OSError, StoreUnavailable) as exc:
+            self._unreadable(what, exc)
+            return []
+        return [
+            info for i, row in zip(ids, rows, strict=True) if row and (info := self._info(i, row))
+        ]
+
+    def _info(self, task_id: str, row: dict[bytes, bytes]) -> TaskInfo | None:
+        def text(name: str) -> str | None:
+            return None if (value := row.get(name.encode())) is None else value.decode()
+
+        def number(name: str) -> float | None:
+            return None if (value := text(name)) is None else float(value)
+
+        try:
+            name, lane, state, attempts = (row[f].decode() for f in [*FIELDS[:3], b"attempts"])
+            return TaskInfo(
+                task_id, name, TaskState(state), lane, number("created_at"),
+                number("started_at"), number("finished_at"), int(attempts), text("error"),
+            )  # fmt: skip
+        except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            self._unreadable(f"task {task_id}", exc)
+            return None
+
+    def _reclaim(self) -> list[Orphan]:
+        now = time.time()
+        reasons = [interrupted_reason("%s", "%s", requeue) for requeue in (True, False)]
+        keys, args = [self._live, self._settled], [self.owner, repr(now), repr(now + self.lease)]
+
+        def build(pipe: Pipeline) -> None:
+            self._script(pipe, "reclaim", keys, *args, *reasons)
+            self._prune(pipe, now)
+
+        try:
+            claimed, *_ = self._pipeline(build)
+        except (redis.RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        orphans = []
+        for raw_id, requeued, flat in claimed:
+            row = dict(zip(flat[::2], flat[1::2], strict=True))
+            task_id = raw_id.decode()
+            if (info := self._info(task_id, row)) is None:
+                continue
+            if not requeued:
+                orphans.append(Orphan(info, False))
+                continue
+            timeout = row.get(b"timeout")
+            orphans.append(Orphan(
+                replace(info, state=TaskState.PENDING), True, row[b"payload"],
+                None if timeout is None else float(timeout), int(row.get(b"retries", 0)),
+                float(row.get(b"retry_delay", 1.0)),
+            ))  # fmt: skip
+        return orphans
+
+    def _prune(self, pipe: Pipeline, now: float) -> None:
+        # As SQLite's: a slack of 5 % before pruning by count (fewer, larger deletes), and
+        # bounded work per call, made for every batch that settles rows, so it keeps up.
+        slack = self.capacity // 20
+        cutoff = repr(now - self.retention)
+        keys = [self._live, self._settled]
+        self._script(pipe, "prune", keys, self.capacity, slack, cutoff, PRUNE_MOST)
+
+    def _commit(self, pending: dict[str, Row | None], renew: bool) -> StoreUnavailable | None:
+        rows = [row for row in pending.values() if row is not None]
+        deleted = [task_id for task_id, row in pending.items() if row is None]
+        # Requests wait for admissions (live rows): prune in the other batches.
+        prune = bool(deleted) or renew or any(row[SETTLED_AT] is not None for row in rows)
+        now, keys = time.time(), [self._live, self._settled]
+
+        def build(pipe: Pipeline) -> None:
+            for start in range(0, len(rows), CHUNK):
+                args = [value for row in rows[start : start + CHUNK] for value in _encode(row)]
+                self._script(pipe, "upsert", keys, self.owner, *args)
+            if deleted:  # a task never accepted: no other process ever ran it
+                pipe.delete(*(f"{self.prefix}:task:{task_id}" for task_id in deleted))
+                pipe.zrem(self._live, *deleted)
+                pipe.zrem(self._settled, *deleted)
+                pipe.srem(f"{self.prefix}:owned:{self.owner}", *deleted)
+            if renew:
+                self._script(pipe, "renew", [self._live], self.owner, repr(now + self.lease))
+            if prune:
+                self._prune(pipe, now)
+
+        try:
+            results = self._pipeline(build)
+        except Exception as exc:
+            # Down, timed out, read-only, out of memory: worth retrying. Anything else (a
+            # key of another type in the way) would fail forever: drop those rows, loudly.
+            retry = not isinstance(exc, redis.ResponseError) or isinstance(exc, _TRANSIENT)
+            retry = (retry and isinstance(exc, redis.RedisError | OSError)) or "BUSY" in str(exc)
+            logger.error(
+                "task store %s: could not write %d task status(es) (%s); %s: task ids %s",
+                self, len(pending), exc, "kept to retry" if retry else "dropped", [*pending][:20],
+            )  # fmt: skip
+            if not retry:
+                pending.clear()
+            return self._unavailable(exc)
+        if prune:
+            self._rows = int(results[-1])
+        return None
+
+    def _unreadable(self, what: str, exc: Exception) -> None:
+        logger.warning("task store %s: cannot read the status of %s: %s", self, what, exc)
+
+    def _unusable(self, what: object) -> ConfigError:
+        return ConfigError(f"store (OFFLOAD_STORE) {self._shown}: {what}")
+
+    def _unavailable(self, exc: object) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"the task store {self._shown} could not record the task ({exc}), so it was not "
+            "accepted. Check that Redis is running and reachable from this host."
+        )
+
+
+def _encode(row: Row) -> list[Any]:
+    # id, lease_until, settled_at, n, then the fields that are not None (absent in the hash).
+    pairs: list[Any] = []
+    for name, value in zip(FIELDS, row[1:], strict=True):
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, TaskState):
+            value = value.value
+        elif isinstance(value, float):
+            value = repr(value)  # every digit: times read back exactly
+        pairs += (name, value)
+    lease, settled = row[10], row[SETTLED_AT]
+    return [
+        row[0],
+        "" if lease is None else repr(lease),
+        repr(settled or 0.0),
+        len(pairs) // 2,
+        *pairs,
+    ]
+
+
+def _masked(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.username or "", parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
