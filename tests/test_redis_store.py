@@ -344,6 +344,52 @@ async def test_a_stalled_owner_does_not_take_back_a_reclaimed_task(
     assert client.zscore(f"{P}:live", "r") is not None and not client.zscore(f"{P}:settled", "r")
 
 
+async def test_a_stalled_owner_does_not_revive_a_task_settled_meanwhile(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    # Found in review: a row with no owner (interrupted) took the stalled process's write.
+    stalled = await open_store("worker-1", lease=0.05)
+    call = record("x", TaskState.RUNNING)
+    stalled.put(call)
+    await stalled.flush()
+    await wait_for_leases_to_expire(client)
+    claimer = await open_store("a")
+    assert [o.info.state for o in await claimer.reclaim()] == [TaskState.INTERRUPTED]
+    stalled.put(call)  # still running, as far as the stalled process knows
+    call.state = TaskState.SUCCEEDED
+    stalled.put(call)
+    await stalled.flush()
+    assert client.hmget(f"{P}:task:x", "owner", "state") == [None, b"interrupted"]
+
+
+async def test_a_claim_whose_reply_was_lost_is_returned_by_the_next_reclaim(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    # Found in review: the script claimed the row, the caller never saw it, and the row
+    # was renewed forever without running.
+    dead = await open_store("worker-1", lease=0.05)
+    dead.put(record("r", TaskState.RUNNING, requeue=True, payload=b"call"))
+    await dead.flush()
+    await wait_for_leases_to_expire(client)
+    claimer = await open_store("a")
+    assert [o.info.id for o in await claimer.reclaim()] == ["r"]  # ... and then lost
+    again = await claimer.reclaim()
+    assert [(o.info.id, o.requeued, o.payload) for o in again] == [("r", True, b"call")]
+
+
+async def test_a_flush_after_close_fails_at_once(open_store: OpenStore) -> None:
+    store = await open_store("a")
+    await store.close()
+    with anyio.fail_after(2), pytest.raises(StoreUnavailable, match="not open"):
+        await store.flush()
+
+
+async def test_a_url_that_decodes_responses_is_refused(url: str) -> None:
+    store = RedisStore(f"{url}?decode_responses=True", owner="a", **SETTINGS)
+    with pytest.raises(ConfigError, match="decode_responses"):
+        await store.open()
+
+
 async def test_an_unexpired_lease_is_not_reclaimed(open_store: OpenStore) -> None:
     alive = await open_store("worker-1", lease=60.0)
     alive.put(record("x", TaskState.RUNNING))

@@ -207,6 +207,36 @@ async def test_a_stalled_owner_does_not_take_back_a_reclaimed_task(
     assert query(db, "SELECT owner, state FROM tasks") == [("a", "pending")]
 
 
+async def test_a_stalled_owner_does_not_revive_a_task_settled_meanwhile(
+    open_store: OpenStore, db: Path
+) -> None:
+    # Found in review: a row with no owner (interrupted) took the stalled process's write.
+    stalled = await open_store("worker-1", lease=0.05)
+    call = record("x", TaskState.RUNNING)
+    stalled.put(call)
+    await stalled.flush()
+    await wait_for_leases_to_expire(db)
+    claimer = await open_store("a")
+    assert [o.info.state for o in await claimer.reclaim()] == [TaskState.INTERRUPTED]
+    call.state = TaskState.SUCCEEDED
+    stalled.put(call)
+    await stalled.flush()
+    assert query(db, "SELECT owner, state FROM tasks") == [(None, "interrupted")]
+
+
+async def test_a_claim_not_taken_up_is_returned_by_the_next_reclaim(
+    open_store: OpenStore, db: Path
+) -> None:
+    dead = await open_store("worker-1", lease=0.05)
+    dead.put(record("r", TaskState.RUNNING, requeue=True, payload=b"call"))
+    await dead.flush()
+    await wait_for_leases_to_expire(db)
+    claimer = await open_store("a")
+    assert [o.info.id for o in await claimer.reclaim()] == ["r"]  # ... never adopted
+    again = await claimer.reclaim()
+    assert [(o.info.id, o.requeued, o.payload) for o in again] == [("r", True, b"call")]
+
+
 async def test_an_unexpired_lease_is_not_reclaimed(open_store: OpenStore) -> None:
     alive = await open_store("worker-1", lease=60.0)
     alive.put(record("x", TaskState.RUNNING))

@@ -29,7 +29,8 @@ __all__ = ["BatchedStore", "interrupted_reason"]
 logger = logging.getLogger("fastapi_offload")
 
 MAX_BATCH = 10_000  # operations per commit: bounds one commit's size and duration
-OWNER, SETTLED_AT = 9, 17  # positions in a row: who leases it (None: settled), and when
+# Positions in a row: who leases it (None: settled), until when, and when it settled.
+OWNER, LEASE_UNTIL, SETTLED_AT = 9, 10, 17
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class BatchedStore:
         self._here: dict[str, TaskRecord] = {}
         self._queue: queue.SimpleQueue[Row | str | _Marker] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._closing = False
         self._rows = 0
 
     def __len__(self) -> int:
@@ -82,13 +84,15 @@ class BatchedStore:
         await self._request("renew")
 
     async def _request(self, kind: str) -> None:
-        if self._writer is None:
-            raise self._unavailable("the store is not open")
+        writer = self._writer
+        if writer is None or self._closing or not writer.is_alive():
+            raise self._unavailable("the store is not open (or is closing)")
         marker = _Marker(kind, asyncio.get_running_loop().create_future())
         self._queue.put(marker)
         await marker.future
 
     def _start_writer(self, name: str) -> None:
+        self._closing = False
         self._writer = threading.Thread(target=self._write, name=name, daemon=True)
         self._writer.start()
 
@@ -96,6 +100,7 @@ class BatchedStore:
         if (writer := self._writer) is not None:
             with contextlib.suppress(StoreUnavailable):  # the writer logged what was lost
                 await self._request("stop")
+            self._closing = True  # a flush from now on fails at once instead of waiting
             self._writer = None
             await anyio.to_thread.run_sync(writer.join)
 
@@ -134,7 +139,17 @@ class BatchedStore:
                 else:
                     markers.append(op)
             kinds = {marker.kind for marker in markers}
-            error = self._commit(pending, "renew" in kinds) if pending or kinds else None
+            # A lease counts from the commit, not from the `put`: rows kept through an
+            # outage must not arrive already expired (and be reclaimed from a live owner).
+            until = time.time() + self.lease
+            for task_id, row in pending.items():
+                if row is not None and row[OWNER] is not None:
+                    pending[task_id] = (*row[:LEASE_UNTIL], until, *row[LEASE_UNTIL + 1 :])
+            try:
+                error = self._commit(pending, "renew" in kinds) if pending or kinds else None
+            except BaseException as exc:  # a bug of ours: answer the waiters, keep the rows
+                logger.exception("task store %s: the writer failed", self)
+                error = self._unavailable(exc)
             if error is None:
                 for task_id, row in pending.items():
                     record = self._here.get(task_id)
@@ -148,7 +163,20 @@ class BatchedStore:
                 if pending:
                     logger.error("task store %s: not written, lost: task ids %s", self, [*pending])
                 self._disconnect()
+                self._fail_waiting()
                 return
+
+    def _fail_waiting(self) -> None:
+        # After the last batch: a flush queued meanwhile must not wait forever.
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(op, _Marker):
+                error = self._unavailable("the store closed")
+                with contextlib.suppress(RuntimeError):
+                    op.future.get_loop().call_soon_threadsafe(_settle, op.future, error)
 
 
 def interrupted_reason(owner: str, ran_out: str, requeue: bool) -> str:

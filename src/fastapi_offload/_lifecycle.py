@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -69,13 +70,19 @@ class Lifecycle:
         # The heartbeat of this process's leases, and the reclaim of the tasks of
         # processes that stopped renewing theirs (a peer worker, or this app's previous
         # run): every third of the lease.
-        store = self._runtime.store
+        store, lease = self._runtime.store, self._runtime.config.store_lease
+        healthy_since: float | None = time.monotonic()
         while True:
-            await anyio.sleep(self._runtime.config.store_lease / 3)
+            await anyio.sleep(lease / 3)
             try:
                 await store.renew()
-                await self._reclaim()
+                healthy_since = healthy_since or time.monotonic()
+                # After an outage every process missed its renewals: reclaim only once
+                # the others had a whole lease to renew theirs, or live peers lose tasks.
+                if time.monotonic() - healthy_since >= lease:
+                    await self._reclaim()
             except Exception as exc:
+                healthy_since = None
                 logger.error(
                     "task store %r: could not renew leases or reclaim tasks: %s", store, exc
                 )

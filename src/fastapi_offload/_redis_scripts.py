@@ -3,8 +3,9 @@ a hash per task, the `live` and `settled` sorted sets, an `owned` set per owner)
 
 from __future__ import annotations
 
-# Owner-guarded upsert (SQLite's `WHERE owner IS NULL OR owner = ?`): a process that
-# stalled past its lease must not overwrite a task another process reclaimed. Rows are
+# Bound to the lease holder (SQLite's `WHERE owner = ?`): a row another process
+# reclaimed, or one already settled, is never changed by a process that stalled past its
+# lease; a new row is written. Rows are
 # ARGV[3...]: id, lease_until ('' if settled), settled_at, n, then n field/value pairs.
 UPSERT = """
 local p, me, live, settled, i = ARGV[1], ARGV[2], KEYS[1], KEYS[2], 3
@@ -12,7 +13,7 @@ while i <= #ARGV do
   local id, lease, done, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local key = p .. ':task:' .. id
   local owner = redis.call('HGET', key, 'owner')
-  if not owner or owner == me then
+  if owner == me or redis.call('EXISTS', key) == 0 then
     redis.call('DEL', key)
     redis.call('HSET', key, unpack(ARGV, i + 4, i + 3 + 2 * n))
     if lease ~= '' then
@@ -77,7 +78,8 @@ local function utc(t)  -- as Python's strftime('%Y-%m-%d %H:%M:%S'): Redis's Lua
     r % 60)
 end
 local p, me, now, lease, live, settled = ARGV[1], ARGV[2], ARGV[3], ARGV[4], KEYS[1], KEYS[2]
-local out, expired = {}, redis.call('ZRANGEBYSCORE', live, '-inf', '(' .. now, 'WITHSCORES')
+local out = {}
+local expired = redis.call('ZRANGEBYSCORE', live, '-inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, 500)
 for j = 1, #expired, 2 do
   local id, key = expired[j], p .. ':task:' .. expired[j]
   local f = redis.call('HMGET', key, 'owner', 'requeue', 'payload')

@@ -124,6 +124,10 @@ class RedisStore(BatchedStore):
             )
         except ValueError as exc:
             raise self._unusable(f"it is not a usable Redis URL ({exc})") from exc
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise self._unusable(
+                "decode_responses is set in the URL; the store reads raw bytes: remove it"
+            )
         try:
             client.ping()
             meta = f"{self.prefix}:meta"
@@ -214,6 +218,10 @@ class RedisStore(BatchedStore):
             claimed, *_ = self._pipeline(build)
         except (redis.RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
+        try:
+            claimed += self._strays({raw_id for raw_id, _, _ in claimed})
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("task store %s: could not look for tasks claimed earlier: %s", self, exc)
         orphans = []
         for raw_id, requeued, flat in claimed:
             row = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -230,6 +238,26 @@ class RedisStore(BatchedStore):
                 float(row.get(b"retry_delay", 1.0)),
             ))  # fmt: skip
         return orphans
+
+    def _strays(self, claimed: set[bytes]) -> list[tuple[bytes, int, list[bytes]]]:
+        # Requeue-able rows this owner claimed but never took up (a reply lost, or the
+        # caller failed after the script ran): returned again instead of renewed forever.
+        assert self._client is not None
+        here = {task_id.encode() for task_id in list(self._here)}
+        found = []
+        members: set[bytes] = self._client.smembers(  # type: ignore[assignment]  # bytes: no decoding
+            f"{self.prefix}:owned:{self.owner}"
+        )
+        for raw_id in members:
+            if raw_id in here or raw_id in claimed:
+                continue
+            key = f"{self.prefix}:task:{raw_id.decode()}"
+            row: dict[bytes, bytes] = self._client.hgetall(key)  # type: ignore[assignment]  # sync client
+            flat = [item for pair in row.items() for item in pair]
+            live = row.get(b"state") in (b"pending", b"running")
+            if live and row.get(b"requeue") == b"1" and b"payload" in row:
+                found.append((raw_id, 1, flat))
+        return found
 
     def _prune(self, pipe: Pipeline, now: float) -> None:
         # As SQLite's: a slack of 5 % before pruning by count (fewer, larger deletes), and

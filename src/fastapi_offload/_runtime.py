@@ -161,6 +161,15 @@ class Runtime:
             payload=orphan.payload,
         )
         self.ledger.adopt(record)
+        if record.attempts > record.retries + 1:
+            # A task that takes its process down each time must not do so forever.
+            self.ledger.failed(
+                record,
+                f"not run again: its process stopped during each of its {record.attempts} "
+                "attempts (a requeue=True task is run again after a crash at most "
+                "1 + retries times)",
+            )
+            return
         try:
             record.func, args, kwargs = pickle.loads(orphan.payload or b"")
             record.args, record.kwargs = tuple(args), dict(kwargs)

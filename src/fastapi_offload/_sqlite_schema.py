@@ -19,9 +19,9 @@ COLUMNS = (
 UPSERT = (
     f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
     f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])} "
-    # Bound to the writer's owner: a process that stalled past its lease must not take
-    # back a row another process reclaimed and runs again.
-    "WHERE tasks.owner IS NULL OR tasks.owner = ?"
+    # Bound to the lease holder: a row another process reclaimed, or one already settled
+    # (finished, interrupted), is never changed by a process that stalled past its lease.
+    "WHERE tasks.owner = ?"
 )
 # `settled_at`: when the row stopped being live here (finished, or handed to a remote
 # backend, which has no `finished_at`): the order in which finished rows are pruned.
@@ -52,7 +52,13 @@ PRUNE_AGE = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('AND settled_at < ?'
 RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
 ORPHANS = (
     f"SELECT {INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
-    f"FROM tasks WHERE {LIVE} AND lease_until < ? AND owner IS NOT ?"
+    f"FROM tasks WHERE {LIVE} AND lease_until < ? AND owner IS NOT ? LIMIT 500"
+)
+# Requeue-able rows this owner claimed but never took up (the reclaim's caller failed
+# after the commit): returned by the next reclaim instead of renewed forever.
+STRAYS = (
+    f"SELECT {INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
+    f"FROM tasks WHERE {LIVE} AND owner = ? AND requeue = 1 AND payload NOTNULL"
 )
 INTERRUPT = (
     "UPDATE tasks SET state = 'interrupted', finished_at = ?, settled_at = ?, owner = NULL, "

@@ -39,6 +39,7 @@ from ._sqlite_schema import (
     RENEW,
     SCHEMA,
     SCHEMA_VERSION,
+    STRAYS,
     UPSERT,
     Row,
     row_info,
@@ -185,6 +186,13 @@ class SqliteStore(BatchedStore):
             try:
                 rows = conn.execute(ORPHANS, (now, self.owner)).fetchall()
                 orphans = [self._claim(conn, row, now) for row in rows]
+                claimed = {row[0] for row in rows}
+                strays = conn.execute(STRAYS, (self.owner,)).fetchall()
+                orphans += [
+                    self._claim(conn, row, now)
+                    for row in strays
+                    if row[0] not in self._here and row[0] not in claimed
+                ]
                 self._prune(conn, now)
                 conn.execute("COMMIT")
             except BaseException:
