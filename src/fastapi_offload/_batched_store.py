@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import anyio
 import anyio.to_thread
 
 from ._errors import StoreUnavailable
+from ._models import TaskInfo
 from ._record import TaskRecord
 from ._sqlite_schema import Row
 
@@ -56,6 +58,7 @@ class BatchedStore:
         self._writer: threading.Thread | None = None
         self._closing = False
         self._rows = 0
+        self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
 
     def __len__(self) -> int:
         return self._rows
@@ -75,6 +78,20 @@ class BatchedStore:
     def evict(self, task_id: str) -> None:
         self._here.pop(task_id, None)
         self._queue.put(task_id)
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        record = self._here.get(task_id)
+        if record is not None:  # a task of this process: current, and no query
+            return record.info()
+        found = await anyio.to_thread.run_sync(self._fetch, task_id, limiter=self._limiter)
+        return found[0] if found else None
+
+    async def active(self) -> list[TaskInfo]:
+        stored = await anyio.to_thread.run_sync(self._fetch_live, limiter=self._limiter)
+        here = dict(self._here)  # a copy: `put` may run in a sync endpoint's thread
+        found = {info.id: info for info in stored if info.id not in here}
+        found.update((i, record.info()) for i, record in here.items() if record.live)
+        return list(found.values())
 
     async def flush(self) -> None:
         """Return once everything `put` before is committed; `StoreUnavailable` if not."""
@@ -109,6 +126,14 @@ class BatchedStore:
     def _commit(self, pending: dict[str, Row | None], renew: bool) -> StoreUnavailable | None:
         """Write `pending` (None: delete), and renew this owner's leases if asked; on a
         failure return the error, clearing `pending` if its rows can never be written."""
+        raise NotImplementedError
+
+    def _fetch(self, task_id: str) -> list[TaskInfo]:
+        """The stored status of `task_id` (empty if none, or unreadable), in a thread."""
+        raise NotImplementedError
+
+    def _fetch_live(self) -> list[TaskInfo]:
+        """Every stored live task, in a thread."""
         raise NotImplementedError
 
     def _disconnect(self) -> None:

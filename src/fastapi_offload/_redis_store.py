@@ -79,24 +79,15 @@ class RedisStore(BatchedStore):
         self._live, self._settled = f"{prefix}:live", f"{prefix}:settled"
         self._client: redis.Redis | None = None
         self._shas: dict[str, str] = {}
-        self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
 
     def __repr__(self) -> str:
         return f"RedisStore(url={self._shown!r}, owner={self.owner!r})"
 
-    async def get(self, task_id: str) -> TaskInfo | None:
-        record = self._here.get(task_id)
-        if record is not None:
-            return record.info()
-        found = await anyio.to_thread.run_sync(self._read, [task_id], limiter=self._limiter)
-        return found[0] if found else None
+    def _fetch(self, task_id: str) -> list[TaskInfo]:
+        return self._read([task_id])
 
-    async def active(self) -> list[TaskInfo]:
-        stored = await anyio.to_thread.run_sync(self._read, None, limiter=self._limiter)
-        here = dict(self._here)  # a copy: `put` may run in a sync endpoint's thread
-        found = {info.id: info for info in stored if info.id not in here}
-        found.update((i, record.info()) for i, record in here.items() if record.live)
-        return list(found.values())
+    def _fetch_live(self) -> list[TaskInfo]:
+        return self._read(None)
 
     async def open(self) -> None:
         """Connect and check the layout; `ConfigError` naming `store` if it cannot be used."""

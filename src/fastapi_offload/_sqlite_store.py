@@ -74,26 +74,15 @@ class SqliteStore(BatchedStore):
         self._inode: tuple[int, int] = (0, 0)
         self._generation = 0  # bumped when the file is reopened: readers reconnect too
         self._readers: dict[tuple[int, int], sqlite3.Connection] = {}
-        self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
 
     def __repr__(self) -> str:
         return f"SqliteStore(path={self.path!r}, owner={self.owner!r})"
 
-    async def get(self, task_id: str) -> TaskInfo | None:
-        record = self._here.get(task_id)
-        if record is not None:
-            return record.info()
-        found = await anyio.to_thread.run_sync(
-            self._select, "id = ?", task_id, limiter=self._limiter
-        )
-        return found[0] if found else None
+    def _fetch(self, task_id: str) -> list[TaskInfo]:
+        return self._select("id = ?", task_id)
 
-    async def active(self) -> list[TaskInfo]:
-        stored = await anyio.to_thread.run_sync(self._select, LIVE, limiter=self._limiter)
-        here = dict(self._here)  # a copy: `put` may run in a sync endpoint's thread
-        found = {info.id: info for info in stored if info.id not in here}
-        found.update((i, record.info()) for i, record in here.items() if record.live)
-        return list(found.values())
+    def _fetch_live(self) -> list[TaskInfo]:
+        return self._select(LIVE)
 
     async def open(self) -> None:
         """Open (or create) the file; `ConfigError` naming `store` if it cannot be used."""
