@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._models import TaskInfo, TaskState
+from ._models import TaskCall, TaskInfo, TaskState
 
 __all__ = ["TaskRecord"]
 
@@ -66,4 +66,16 @@ class TaskRecord:
             finished_at=self.finished_at,
             attempts=self.attempts,
             error=self.error,
+        )
+
+    def task_call(self) -> TaskCall:
+        """The call as a remote backend receives it: a registered name and its arguments."""
+        return TaskCall(
+            id=self.id,
+            name=self.name,
+            args=self.args,
+            kwargs=self.kwargs,
+            timeout=self.timeout,
+            retries=self.retries,
+            retry_delay=self.retry_delay,
         )

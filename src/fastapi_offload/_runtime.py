@@ -20,7 +20,7 @@ from ._config import OffloadConfig
 from ._errors import BackendUnavailable, ConfigError, NotOffloadable, OffloadClosed
 from ._lanes import Lane, LoopLane, ThreadLane
 from ._ledger import LaneBounds, Ledger
-from ._models import CallOptions, OffloadStats, TaskCall, TaskInfo, TaskState
+from ._models import CallOptions, OffloadStats, TaskInfo, TaskState
 from ._monitor import LoopMonitor
 from ._process_lane import ProcessLane
 from ._record import TaskRecord
@@ -209,7 +209,7 @@ class Runtime:
                 "receives only a registered function's name and its arguments. Pass a "
                 "plain function and put what it needs in its arguments."
             )
-        self.backend.prepare(_task_call(record))
+        self.backend.prepare(record.task_call())
         record.lane = self.backend.name
 
     async def _send(self, record: TaskRecord) -> None:
@@ -219,7 +219,7 @@ class Runtime:
         # anyio shield does not stop) must not make it look unsent. The backend bounds
         # the send with its broker timeout.
         sending = asyncio.get_running_loop().create_task(
-            self.backend.submit(_task_call(record)), name=f"offload:send:{record.name}"
+            self.backend.submit(record.task_call()), name=f"offload:send:{record.name}"
         )
         try:
             await asyncio.shield(sending)
@@ -278,18 +278,6 @@ class Runtime:
 
     def idle(self) -> bool:
         return self.ledger.active == 0
-
-
-def _task_call(record: TaskRecord) -> TaskCall:
-    return TaskCall(
-        id=record.id,
-        name=record.name,
-        args=record.args,
-        kwargs=record.kwargs,
-        timeout=record.timeout,
-        retries=record.retries,
-        retry_delay=record.retry_delay,
-    )
 
 
 def _saved_call(record: TaskRecord) -> bytes:
