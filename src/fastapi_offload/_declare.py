@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from ._checks import LANES, check_bool, check_int, check_lane, check_seconds
+from ._errors import ConfigError
 from ._public import public
 
 __all__ = ["LANES", "LaneName", "TaskDefaults", "cpu_bound", "declared", "io_bound", "task"]
@@ -31,29 +32,62 @@ class TaskDefaults:
     retries: int | None = None
     retry_delay: float | None = None
     requeue: bool | None = None
+    keep_result: bool | None = None
+    retry_backoff: bool | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
 
     def __post_init__(self) -> None:
-        check_settings(self.lane, self.timeout, self.retries, self.retry_delay, self.requeue)
+        object.__setattr__(self, "retry_on", check_settings(self))
 
 
-def check_settings(
-    lane: str | None,
-    timeout: float | None,
-    retries: int | None,
-    retry_delay: float | None,
-    requeue: bool | None = None,
-) -> None:
-    """Validate per-task settings; shared by decorators and `tasks.options(...)`."""
-    if lane is not None:
-        check_lane("lane", lane)
-    if timeout is not None:
-        check_seconds("timeout", timeout, minimum=0, exclusive=True)
-    if retries is not None:
-        check_int("retries", retries, minimum=0)
-    if retry_delay is not None:
-        check_seconds("retry_delay", retry_delay, minimum=0)
-    if requeue is not None:
-        check_bool("requeue", requeue)
+class _Settings(Protocol):
+    @property
+    def lane(self) -> str | None: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def retries(self) -> int | None: ...
+    @property
+    def retry_delay(self) -> float | None: ...
+    @property
+    def requeue(self) -> bool | None: ...
+    @property
+    def keep_result(self) -> bool | None: ...
+    @property
+    def retry_backoff(self) -> bool | None: ...
+    @property
+    def retry_on(self) -> Any: ...
+
+
+def check_settings(settings: _Settings) -> tuple[type[BaseException], ...] | None:
+    """Validate per-task settings (decorators and `tasks.options(...)`); return
+    `retry_on` as a tuple (one exception type alone is accepted too)."""
+    if settings.lane is not None:
+        check_lane("lane", settings.lane)
+    if settings.timeout is not None:
+        check_seconds("timeout", settings.timeout, minimum=0, exclusive=True)
+    if settings.retries is not None:
+        check_int("retries", settings.retries, minimum=0)
+    if settings.retry_delay is not None:
+        check_seconds("retry_delay", settings.retry_delay, minimum=0)
+    for name in ("requeue", "keep_result", "retry_backoff"):
+        if (value := getattr(settings, name)) is not None:
+            check_bool(name, value)
+    return _exception_types(settings.retry_on)
+
+
+def _exception_types(value: Any) -> tuple[type[BaseException], ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, type) else value
+    if isinstance(items, tuple | list) and all(
+        isinstance(item, type) and issubclass(item, BaseException) for item in items
+    ):
+        return tuple(items)
+    raise ConfigError(
+        f"retry_on={value!r} must be an exception type or a tuple of them, "
+        "e.g. retry_on=(ConnectionError, TimeoutError)"
+    )
 
 
 def declared(func: Callable[..., Any]) -> TaskDefaults | None:
@@ -85,6 +119,9 @@ def task(
     retries: int | None = None,
     retry_delay: float | None = None,
     requeue: bool | None = None,
+    keep_result: bool | None = None,
+    retry_backoff: bool | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> Callable[[F], F]: ...
 def task(
     func: F | None = None,
@@ -95,6 +132,9 @@ def task(
     retries: int | None = None,
     retry_delay: float | None = None,
     requeue: bool | None = None,
+    keep_result: bool | None = None,
+    retry_backoff: bool | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> F | Callable[[F], F]:
     """Declare a callable's lane, timeout and retries where it is defined.
 
@@ -102,11 +142,16 @@ def task(
     function is returned unchanged, so calling it directly still works. `requeue=True`
     declares it safe to run again: with a durable store, a task whose process died is
     run again by the process that reclaims it (at least once) instead of being marked
-    `interrupted`. Precedence:
+    `interrupted`. `keep_result=True` keeps its return value (JSON) in its status.
+    `retry_on` retries only failures of these exception types (others fail at once);
+    `retry_backoff=True` doubles the wait before each retry, from `retry_delay`, with
+    jitter. Precedence:
     per-call `tasks.options(...)` > `Offload(routes=...)` > a configured remote
     backend > these settings > the kind of callable (`async def` -> loop, else thread).
     """
-    defaults = TaskDefaults(lane, timeout, retries, retry_delay, requeue)
+    defaults = TaskDefaults(
+        lane, timeout, retries, retry_delay, requeue, keep_result, retry_backoff, _tuple(retry_on)
+    )
     if func is not None:
         return _attach(func, defaults)
     return lambda f: _attach(f, defaults)
@@ -121,6 +166,9 @@ def cpu_bound(
     retries: int | None = None,
     retry_delay: float | None = None,
     requeue: bool | None = None,
+    keep_result: bool | None = None,
+    retry_backoff: bool | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> Callable[[F], F]: ...
 def cpu_bound(
     func: F | None = None,
@@ -130,6 +178,9 @@ def cpu_bound(
     retries: int | None = None,
     retry_delay: float | None = None,
     requeue: bool | None = None,
+    keep_result: bool | None = None,
+    retry_backoff: bool | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> F | Callable[[F], F]:
     """Send this sync function to the process lane: it computes, and would hold the GIL.
 
@@ -139,7 +190,14 @@ def cpu_bound(
     if func is not None:
         return _attach(func, TaskDefaults("process"))
     return task(
-        lane="process", timeout=timeout, retries=retries, retry_delay=retry_delay, requeue=requeue
+        lane="process",
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        requeue=requeue,
+        keep_result=keep_result,
+        retry_backoff=retry_backoff,
+        retry_on=retry_on,
     )
 
 
@@ -152,6 +210,9 @@ def io_bound(
     retries: int | None = None,
     retry_delay: float | None = None,
     requeue: bool | None = None,
+    keep_result: bool | None = None,
+    retry_backoff: bool | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> Callable[[F], F]: ...
 def io_bound(
     func: F | None = None,
@@ -161,6 +222,9 @@ def io_bound(
     retries: int | None = None,
     retry_delay: float | None = None,
     requeue: bool | None = None,
+    keep_result: bool | None = None,
+    retry_backoff: bool | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
 ) -> F | Callable[[F], F]:
     """Keep this sync function on the thread lane: it mostly waits (network, disk, sleep).
 
@@ -169,8 +233,20 @@ def io_bound(
     if func is not None:
         return _attach(func, TaskDefaults("thread"))
     return task(
-        lane="thread", timeout=timeout, retries=retries, retry_delay=retry_delay, requeue=requeue
+        lane="thread",
+        timeout=timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        requeue=requeue,
+        keep_result=keep_result,
+        retry_backoff=retry_backoff,
+        retry_on=retry_on,
     )
+
+
+def _tuple(value: Any) -> Any:
+    # One exception type alone is accepted: `retry_on=OSError`.
+    return (value,) if isinstance(value, type) else value
 
 
 for _decorator in (task, cpu_bound, io_bound):

@@ -51,8 +51,12 @@ _FINISHED = frozenset(
 class TaskInfo:
     """A snapshot of one task's status, as returned by `Offload.status()`.
 
-    Times are Unix timestamps (`time.time()`); `error` is the `repr` of the exception
-    of a failed task; `lane` is `loop`, `thread`, `process` or the backend's name.
+    Times are Unix timestamps (`time.time()`); `lane` is `loop`, `thread`, `process`
+    or the backend's name. `error` is the `repr` of the exception of a failed task, or
+    why a cancelled or interrupted one ended; on a succeeded task it says why its
+    result was not kept (not JSON, or too large). `result` is the return value of a
+    succeeded task that keeps results (`keep_results`), as JSON data. `progress` (0.0
+    to 1.0) and `progress_message` are the task's last `report_progress()`.
     """
 
     id: str
@@ -64,6 +68,9 @@ class TaskInfo:
     finished_at: float | None = None
     attempts: int = 0
     error: str | None = None
+    result: Any = None
+    progress: float | None = None
+    progress_message: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +83,9 @@ class TaskInfo:
             "finished_at": self.finished_at,
             "attempts": self.attempts,
             "error": self.error,
+            "result": self.result,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
         }
 
 
@@ -85,7 +95,9 @@ class TaskCall:
     """One call as handed to a remote `Backend`: a registered name and its arguments.
 
     `name` is the callable's import path (`module.qualname`), which is also the name
-    it is registered under on the worker side.
+    it is registered under on the worker side. `retry_on` holds the `module.qualname`
+    of the exception types that are retried (`None`: every failure); `retry_backoff`
+    doubles `retry_delay` on each retry, with jitter (see `fastapi_offload._retry`).
     """
 
     id: str
@@ -95,6 +107,8 @@ class TaskCall:
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 1.0
+    retry_backoff: bool = False
+    retry_on: tuple[str, ...] | None = None
 
 
 @public
@@ -154,9 +168,12 @@ class CallOptions:
     retries: int | None = None
     retry_delay: float | None = None
     requeue: bool | None = None
+    keep_result: bool | None = None
+    retry_backoff: bool | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
 
     def __post_init__(self) -> None:
-        check_settings(self.lane, self.timeout, self.retries, self.retry_delay, self.requeue)
+        object.__setattr__(self, "retry_on", check_settings(self))
 
 
 NO_OPTIONS = CallOptions()

@@ -6,6 +6,7 @@ lanes and runners read records and report to the ledger.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,12 @@ class TaskRecord:
     # whose process died is run again from `payload` instead of marked interrupted.
     requeue: bool = False
     payload: bytes | None = None  # pickle of (func, args, kwargs), durable requeue only
+    retry_backoff: bool = False
+    retry_on: tuple[str, ...] | None = None  # `_retry.type_path` names; None: any failure
+    keep_result: bool = False
+    result: str | None = None  # JSON text of a kept result (`_results.encode`)
+    progress: float | None = None  # the last `report_progress`, 0.0-1.0
+    progress_message: str | None = None
 
     @property
     def live(self) -> bool:
@@ -66,6 +73,9 @@ class TaskRecord:
             finished_at=self.finished_at,
             attempts=self.attempts,
             error=self.error,
+            result=None if self.result is None else json.loads(self.result),
+            progress=self.progress,
+            progress_message=self.progress_message,
         )
 
     def task_call(self) -> TaskCall:
@@ -78,4 +88,6 @@ class TaskRecord:
             timeout=self.timeout,
             retries=self.retries,
             retry_delay=self.retry_delay,
+            retry_backoff=self.retry_backoff,
+            retry_on=self.retry_on,
         )

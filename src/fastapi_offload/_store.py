@@ -7,6 +7,7 @@ Redis) is one more implementation of this protocol.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
@@ -77,6 +78,17 @@ class Store(Protocol):
         expired, and return them."""
         ...
 
+    async def request_cancel(self, task_id: str) -> bool:
+        """Ask the process that owns live task `task_id` to cancel it (a shared store);
+        `False` when the store holds no live task by that id (unknown, finished, or
+        handed to a remote backend). Raise `StoreUnavailable` when it cannot tell."""
+        ...
+
+    async def cancel_requests(self) -> list[str]:
+        """Ids of this owner's live tasks that `request_cancel` asked about since the
+        last call (each returned once; polled about twice a second while tasks run)."""
+        ...
+
     def __len__(self) -> int:
         """How many statuses are held (for `stats()`)."""
         ...
@@ -87,15 +99,20 @@ class MemoryStore:
 
     A live task is held by reference (its status is read off the record, so a transition
     costs a dict write); a finished one keeps only its `TaskInfo`, not its function or
-    arguments, so memory stays bounded however many tasks run.
+    arguments, so memory stays bounded however many tasks run. Kept results are bounded
+    too, at `result_budget` bytes of JSON in all: past it, the oldest results are
+    dropped (their statuses stay, saying so in `error`).
     """
 
     durable = False
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, result_budget: int = 64 * 1024 * 1024) -> None:
         self.capacity = capacity
+        self.result_budget = result_budget
         self._live: dict[str, TaskRecord] = {}
         self._done: OrderedDict[str, TaskInfo] = OrderedDict()
+        self._result_sizes: OrderedDict[str, int] = OrderedDict()
+        self.result_bytes = 0
 
     def __repr__(self) -> str:
         return f"MemoryStore(capacity={self.capacity}, live={len(self._live)})"
@@ -105,14 +122,42 @@ class MemoryStore:
             self._live[record.id] = record
             return
         self._live.pop(record.id, None)
+        self._forget_result(record.id)
         self._done[record.id] = record.info()
         self._done.move_to_end(record.id)
+        if record.result is not None:
+            self._result_sizes[record.id] = len(record.result)
+            self.result_bytes += len(record.result)
+            while self.result_bytes > self.result_budget:
+                self._drop_oldest_result()
         while len(self._done) > self.capacity:
-            self._done.popitem(last=False)
+            task_id, _ = self._done.popitem(last=False)
+            self._forget_result(task_id)
 
     def evict(self, task_id: str) -> None:
         self._live.pop(task_id, None)
         self._done.pop(task_id, None)
+        self._forget_result(task_id)
+
+    def _forget_result(self, task_id: str) -> None:
+        size = self._result_sizes.pop(task_id, None)
+        if size is not None:
+            self.result_bytes -= size
+
+    def _drop_oldest_result(self) -> None:
+        task_id, size = self._result_sizes.popitem(last=False)
+        self.result_bytes -= size
+        info = self._done.get(task_id)
+        if info is not None:
+            self._done[task_id] = dataclasses.replace(
+                info,
+                result=None,
+                error=(
+                    f"result dropped: the memory store keeps {self.result_budget} bytes of "
+                    "results in all, and newer ones took its place; use a durable store "
+                    "(OFFLOAD_STORE) to keep more"
+                ),
+            )
 
     async def get(self, task_id: str) -> TaskInfo | None:
         return self.get_now(task_id)
@@ -141,6 +186,12 @@ class MemoryStore:
 
     async def reclaim(self) -> list[Orphan]:
         return []  # nothing outlives the process
+
+    async def request_cancel(self, task_id: str) -> bool:
+        return False  # no other process shares it: the runtime cancels its own tasks
+
+    async def cancel_requests(self) -> list[str]:
+        return []
 
     def __len__(self) -> int:
         return len(self._live) + len(self._done)

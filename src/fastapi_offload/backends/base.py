@@ -36,7 +36,13 @@ class Backend(Protocol):
 
 
 class BaseBackend:
-    """Convenience base class: no-op `prepare`, `start` and `stop` hooks."""
+    """Convenience base class: no-op `prepare`, `start` and `stop` hooks, and a `cancel`
+    that cannot cancel.
+
+    `cancel` is optional for a backend (it is not part of `Backend`): `Offload.cancel`
+    uses it when the backend has it. It returns `True` when the task was stopped or will
+    not start, `False` for an id the backend does not know or that already ended.
+    """
 
     name: str = "backend"
 
@@ -48,3 +54,6 @@ class BaseBackend:
 
     async def stop(self) -> None:
         return None
+
+    async def cancel(self, task_id: str) -> bool:
+        return False
