@@ -79,6 +79,8 @@ SPECS: dict[str, Spec] = {
     "auto_promote": Spec("bool"),
     "timeout": Spec("seconds", minimum=0, exclusive=True, optional=True),
     "status_capacity": Spec("int", minimum=1),
+    "keep_results": Spec("bool"),
+    "result_max_bytes": Spec("int", minimum=1),
     "routes": Spec("routes", choices=LANES),
     "backend": Spec("backend", choices=("local", *BACKENDS)),
     "store": Spec("store"),

@@ -57,7 +57,7 @@ async def test_a_task_moves_through_its_transitions_and_the_counters_follow() ->
     assert (task.state, counts(ledger)) == (TaskState.PENDING, (1, 0, 0, 0, 0, 0))
     ledger.started(task)
     assert (task.state, task.attempts, counts(ledger)) == (TaskState.RUNNING, 1, (0, 1, 0, 0, 0, 0))
-    ledger.retrying(task, ValueError("once"))
+    ledger.retrying(task, ValueError("once"), 1.0)
     assert (task.state, task.error) == (TaskState.PENDING, "ValueError('once')")
     assert counts(ledger) == (1, 0, 0, 0, 0, 1)
     ledger.started(task)

@@ -25,8 +25,10 @@ def test_public_names_are_pinned() -> None:
         "TaskTimeout",
         "WorkerCrashed",
         "__version__",
+        "cancelled",
         "cpu_bound",
         "io_bound",
+        "report_progress",
         "task",
     ]
     for name in fastapi_offload.__all__:

@@ -10,6 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._context import cancelled as cancelled
+    from ._context import report_progress as report_progress
     from ._declare import TaskDefaults as TaskDefaults
     from ._declare import cpu_bound as cpu_bound
     from ._declare import io_bound as io_bound
@@ -38,6 +40,8 @@ __version__ = "0.1.0"
 
 # Public name -> private module that defines it.
 _MODULES: dict[str, str] = {
+    "cancelled": "._context",
+    "report_progress": "._context",
     "TaskDefaults": "._declare",
     "cpu_bound": "._declare",
     "io_bound": "._declare",
@@ -85,8 +89,10 @@ __all__ = [
     "TaskTimeout",
     "WorkerCrashed",
     "__version__",
+    "cancelled",
     "cpu_bound",
     "io_bound",
+    "report_progress",
     "task",
 ]
 

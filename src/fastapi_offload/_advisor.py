@@ -66,11 +66,12 @@ def measured(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     on_done: Callable[[float, float], None],
-) -> None:
-    """Call `func` in this (worker) thread and report its wall and CPU seconds."""
+) -> Any:
+    """Call `func` in this (worker) thread, report its wall and CPU seconds, return its
+    value."""
     wall, cpu, delay = time.perf_counter(), time.thread_time(), _run_delay()
     try:
-        func(*args, **kwargs)
+        return func(*args, **kwargs)
     finally:
         elapsed = time.perf_counter() - wall - (_run_delay() - delay)
         on_done(max(elapsed, 1e-9), time.thread_time() - cpu)

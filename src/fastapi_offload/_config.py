@@ -98,6 +98,20 @@ class OffloadConfig:
         "Finished tasks whose status is kept (oldest forgotten first). Pending and "
         "running tasks are always kept.",
     )
+    keep_results: bool = _opt(
+        False,
+        "OFFLOAD_KEEP_RESULTS",
+        "Keep every succeeded task's return value (as JSON) in its status, "
+        "`TaskInfo.result`; per task: `@task(keep_result=True)` or "
+        "`tasks.options(keep_result=...)`. Kept as long as the status is.",
+    )
+    result_max_bytes: int = _opt(
+        1_048_576,
+        "OFFLOAD_RESULT_MAX_BYTES",
+        "Largest kept result, in bytes of JSON; a larger one is not kept (the task still "
+        "succeeds, and `error` gives the size). The memory store keeps at most 64 times "
+        "this in all, dropping the oldest results first.",
+    )
     routes: Mapping[str, str] = _opt(
         {},
         "OFFLOAD_ROUTES",
@@ -134,7 +148,7 @@ class OffloadConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("thread_workers", "max_pending", "status_capacity"):
+        for name in ("thread_workers", "max_pending", "status_capacity", "result_max_bytes"):
             check_int(name, getattr(self, name), minimum=1)
         check_int("process_workers", self.process_workers, minimum=0)
         check_seconds("shutdown_timeout", self.shutdown_timeout, minimum=0)
@@ -149,7 +163,7 @@ class OffloadConfig:
                 f"process_priority={self.process_priority!r} is not accepted; "
                 f"use one of {', '.join(_PRIORITIES)}"
             )
-        for name in ("prestart_workers", "auto_promote"):
+        for name in ("prestart_workers", "auto_promote", "keep_results"):
             check_bool(name, getattr(self, name))
         if not isinstance(self.routes, Mapping):
             raise ConfigError(f"routes={self.routes!r} must map name patterns to lanes")

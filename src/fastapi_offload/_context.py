@@ -16,7 +16,15 @@ from contextlib import contextmanager
 
 from ._public import public
 
-__all__ = ["INTERVAL", "MESSAGE_MAX", "TaskContext", "bound", "cancelled", "report_progress"]
+__all__ = [
+    "INTERVAL",
+    "MESSAGE_MAX",
+    "TaskContext",
+    "bound",
+    "cancelled",
+    "enter",
+    "report_progress",
+]
 
 INTERVAL = 0.2  # seconds between two published reports of one task
 MESSAGE_MAX = 200  # characters of a progress message that are kept
@@ -43,13 +51,19 @@ class TaskContext:
 
     def report(self, fraction: float, message: str | None) -> None:
         self.fraction, self.message = fraction, message
-        now = _monotonic()
-        if now < self._due:
+        if not self.due():
             self._unpublished = True
             return
-        self._due = now + INTERVAL
         self._unpublished = False
         self.publish(fraction, message)
+
+    def due(self) -> bool:
+        """Whether a report now may be published (and if so, the next one waits)."""
+        now = _monotonic()
+        if now < self._due:
+            return False
+        self._due = now + INTERVAL
+        return True
 
     def flush(self) -> None:
         """Publish the last report if it was held back (when the call ends)."""
@@ -67,6 +81,12 @@ class TaskContext:
 _current: contextvars.ContextVar[TaskContext | None] = contextvars.ContextVar(
     "fastapi_offload_task", default=None
 )
+
+
+def enter(context: TaskContext) -> None:
+    """Make `context` the current task's for the rest of this context (an asyncio task's
+    own copy: the runner calls it first thing in the task)."""
+    _current.set(context)
 
 
 @contextmanager

@@ -124,10 +124,13 @@ class ConfigError(OffloadError, ValueError):
 class RemoteError(Exception):
     """An exception raised in a worker process, carried back as text (not public)."""
 
-    def __init__(self, error: str, traceback_text: str) -> None:
+    def __init__(self, error: str, traceback_text: str, type_names: tuple[str, ...] = ()) -> None:
         super().__init__(error)
         self.error = error
         self.traceback_text = traceback_text
+        # The `module.qualname` of the original exception's type and bases: what
+        # `retry_on` is matched against, since the exception itself did not travel.
+        self.type_names = type_names
 
     def __repr__(self) -> str:
         return self.error

@@ -5,7 +5,6 @@ owns limits, timeouts, retries and, through the ledger, the task's state.
 
 from __future__ import annotations
 
-import functools
 from typing import Protocol
 
 import anyio.to_thread
@@ -14,6 +13,7 @@ from anyio import CapacityLimiter
 from ._advisor import CpuAdvisor, measured
 from ._monitor import LoopMonitor
 from ._record import TaskRecord
+from ._results import Kept, encode
 
 __all__ = ["Lane", "LoopLane", "ThreadLane"]
 
@@ -35,8 +35,15 @@ class Lane(Protocol):
         """Appended to a timeout's message: what became of the work that was stopped."""
         ...
 
-    async def execute(self, record: TaskRecord) -> None:
-        """Run one attempt of `record`; raise what it raised."""
+    @property
+    def interruptible(self) -> bool:
+        """Whether cancelling a running attempt stops it; `False` (threads): it can only
+        be asked to stop, through `cancelled()`."""
+        ...
+
+    async def execute(self, record: TaskRecord) -> Kept | None:
+        """Run one attempt of `record`; raise what it raised. Return its result encoded
+        (`_results.encode`) when the record keeps it, else `None`."""
         ...
 
 
@@ -46,16 +53,19 @@ class LoopLane:
     name = "loop"
     limiter = None
     timeout_note = ""
+    interruptible = True
 
-    def __init__(self, monitor: LoopMonitor) -> None:
+    def __init__(self, monitor: LoopMonitor, result_limit: int) -> None:
         self.monitor = monitor
+        self.result_limit = result_limit
 
-    async def execute(self, record: TaskRecord) -> None:
+    async def execute(self, record: TaskRecord) -> Kept | None:
         coro = record.func(*record.args, **record.kwargs)
         if self.monitor.threshold > 0:
-            await self.monitor.timed(coro, record.name, record.id)
+            value = await self.monitor.timed(coro, record.name, record.id)
         else:
-            await coro
+            value = await coro
+        return encode(value, self.result_limit) if record.keep_result else None
 
 
 class ThreadLane:
@@ -63,8 +73,10 @@ class ThreadLane:
 
     name = "thread"
     timeout_note = "; the thread cannot be killed and finishes in the background"
+    interruptible = False
 
-    def __init__(self, capacity: int, advisor: CpuAdvisor) -> None:
+    def __init__(self, capacity: int, advisor: CpuAdvisor, result_limit: int) -> None:
+        self.result_limit = result_limit
         self.capacity = capacity
         self.limiter = CapacityLimiter(capacity)
         # anyio's call takes a limiter too; ours is taken first (by the runner) so that
@@ -73,21 +85,24 @@ class ThreadLane:
         self.advisor = advisor
         self.busy = 0  # threads running a task now (loop thread only)
 
-    async def execute(self, record: TaskRecord) -> None:
-        declared = record.declared
+    async def execute(self, record: TaskRecord) -> Kept | None:
+        declared, limit = record.declared, self.result_limit if record.keep_result else 0
 
         def on_done(wall: float, cpu: float) -> None:
             # Runs in the worker thread; `busy` is only read, a stale value is harmless.
             self.advisor.observe(record.name, wall, cpu, self.busy, declared)
 
+        def call() -> Kept | None:
+            # Encoded in the worker thread: a large result never costs the loop.
+            value = measured(record.func, record.args, record.kwargs, on_done)
+            return encode(value, limit) if limit else None
+
         self.busy += 1
         try:
             # abandon_on_cancel: a timeout or shutdown must not wait for a thread that
-            # cannot be interrupted; the thread finishes on its own.
-            await anyio.to_thread.run_sync(
-                functools.partial(measured, record.func, record.args, record.kwargs, on_done),
-                abandon_on_cancel=True,
-                limiter=self._inner,
-            )
+            # cannot be interrupted; the thread finishes on its own. The context (the
+            # task's `report_progress` and `cancelled`) goes with the call: anyio runs
+            # it in a copy of ours.
+            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=self._inner)
         finally:
             self.busy -= 1

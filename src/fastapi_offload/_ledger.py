@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ._errors import QueueFull, RemoteError, TaskTimeout, WorkerCrashed
 from ._models import LaneStats, TaskState
 from ._record import TaskRecord
+from ._results import Kept
 from ._store import Store
 
 __all__ = ["LaneBounds", "Ledger"]
@@ -106,7 +107,7 @@ class Ledger:
             record.state = TaskState.RUNNING
             self.store.put(record)
 
-    def retrying(self, record: TaskRecord, error: BaseException) -> None:
+    def retrying(self, record: TaskRecord, error: BaseException, wait: float) -> None:
         with self._lock:
             if not record.live:
                 return  # settled already (abandoned at shutdown): never brought back
@@ -118,17 +119,34 @@ class Ledger:
             record.error = repr(error)
             self.store.put(record)
         logger.warning(
-            "task %s (id %s) failed (attempt %d of %d), retrying in %s s: %r",
+            "task %s (id %s) failed (attempt %d of %d), retrying in %.3g s: %r",
             record.name,
             record.id,
             record.attempts,
             record.retries + 1,
-            record.retry_delay,
+            wait,
             error,
         )
 
-    def succeeded(self, record: TaskRecord) -> None:
-        self._finish(record, TaskState.SUCCEEDED, None)
+    def succeeded(self, record: TaskRecord, kept: Kept | None = None) -> None:
+        """End a task as succeeded; `kept`: its encoded result, when it keeps one."""
+        if kept is None:
+            self._finish(record, TaskState.SUCCEEDED, None)
+        else:
+            self._finish(record, TaskState.SUCCEEDED, kept[1], kept[0])
+
+    def progress(
+        self, record: TaskRecord, fraction: float, message: str | None, publish: bool = True
+    ) -> None:
+        """The task's latest `report_progress`; `publish`: write it to the store now
+        (the caller coalesces). From the loop or a task's worker thread."""
+        record.progress, record.progress_message = fraction, message
+        if publish:
+            with self._lock:
+                # Under the lock: a snapshot taken in a worker thread must not reach the
+                # store after the task's final state.
+                if record.live:
+                    self.store.put(record)
 
     def failed(self, record: TaskRecord, error: BaseException | str) -> None:
         """End a task as failed; `error` is what it raised, or why it could not run."""
@@ -171,7 +189,9 @@ class Ledger:
             self.store.evict(record.id)
             self._settle(record)
 
-    def _finish(self, record: TaskRecord, state: TaskState, error: str | None) -> bool:
+    def _finish(
+        self, record: TaskRecord, state: TaskState, error: str | None, result: str | None = None
+    ) -> bool:
         with self._lock:
             if not record.live:
                 return False  # settled already (a race between its end and a cancel)
@@ -189,6 +209,7 @@ class Ledger:
                     counters.cancelled += 1
             record.state = state
             record.error = error
+            record.result = result
             record.sending = False
             record.finished_at = time.time()
             self.store.put(record)

@@ -25,6 +25,8 @@ __all__ = ["Lifecycle", "build_backend", "build_store", "started_on_this_loop"]
 
 logger = logging.getLogger("fastapi_offload")
 
+CANCEL_POLL = 0.5  # seconds: a cancel asked through another process acts within a second
+
 
 class Lifecycle:
     """Start and stop of a `Runtime` (kept apart from the per-task interface above)."""
@@ -54,6 +56,9 @@ class Lifecycle:
                 )
             if runtime.store.durable:
                 self._background.append(loop.create_task(self._upkeep(), name="offload:leases"))
+                self._background.append(
+                    loop.create_task(self._watch_cancels(), name="offload:cancels")
+                )
             runtime.monitor.start()
         runtime.attach()
         runtime.detached = detached
@@ -86,6 +91,25 @@ class Lifecycle:
                 logger.error(
                     "task store %r: could not renew leases or reclaim tasks: %s", store, exc
                 )
+
+    async def _watch_cancels(self) -> None:
+        # Cancels asked of this process's tasks through the shared store (by a request
+        # another worker process served): polled while this process runs tasks, so an
+        # idle app makes no queries.
+        runtime, failing = self._runtime, False
+        while True:
+            await anyio.sleep(CANCEL_POLL)
+            if not runtime.ledger.active:
+                continue
+            try:
+                runtime.cancel_requested(await runtime.store.cancel_requests())
+                failing = False
+            except Exception as exc:
+                if not failing:  # once per outage, not twice a second
+                    logger.error(
+                        "task store %r: could not read cancel requests: %s", runtime.store, exc
+                    )
+                failing = True
 
     async def _reclaim(self) -> None:
         if not self._runtime.accepting:
@@ -179,7 +203,7 @@ async def _shielded(stop: Callable[[], Awaitable[None]]) -> None:
 def build_store(config: OffloadConfig) -> Store:
     """The store `config.store` names: memory, a SQLite file or a Redis."""
     if not config.durable_store:
-        return MemoryStore(config.status_capacity)
+        return MemoryStore(config.status_capacity, 64 * config.result_max_bytes)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
     lease, capacity, retention = config.store_lease, config.status_capacity, config.store_retention
     path = config.store_path

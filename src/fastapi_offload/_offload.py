@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Literal, ParamSpec
 
-from fastapi import APIRouter
+from fastapi import APIRouter, params
 from typing_extensions import Self
 
 from ._config import OffloadConfig
@@ -55,6 +55,8 @@ class Offload:
         store: str | None = None,
         store_lease: float | None = None,
         store_retention: float | None = None,
+        keep_results: bool | None = None,
+        result_max_bytes: int | None = None,
     ) -> None:
         given = {
             "thread_workers": thread_workers,
@@ -71,6 +73,8 @@ class Offload:
             "store": store,
             "store_lease": store_lease,
             "store_retention": store_retention,
+            "keep_results": keep_results,
+            "result_max_bytes": result_max_bytes,
             "backend": backend if isinstance(backend, str) else None,
         }
         self.config = OffloadConfig.resolve({k: v for k, v in given.items() if v is not None})
@@ -155,12 +159,27 @@ class Offload:
         retries: int | None = None,
         retry_delay: float | None = None,
         requeue: bool | None = None,
+        keep_result: bool | None = None,
+        retry_backoff: bool | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     ) -> RuntimeOptions:
         """Per-call settings for `submit`: `await offload.options(timeout=5).submit(f, x)`.
 
         Raises `ConfigError` for a bad value, naming the setting.
         """
-        return RuntimeOptions(self, CallOptions(lane, timeout, retries, retry_delay, requeue))
+        return RuntimeOptions(
+            self,
+            CallOptions(
+                lane,
+                timeout,
+                retries,
+                retry_delay,
+                requeue,
+                keep_result,
+                retry_backoff,
+                (retry_on,) if isinstance(retry_on, type) else retry_on,
+            ),
+        )
 
     async def _submit(
         self,
@@ -195,19 +214,52 @@ class Offload:
         """
         return await self._runtime.status(task_id)
 
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task by id; `True` if it was pending or running, `False` for an id
+        that is unknown or already ended.
+
+        A waiting task never starts; a loop task is cancelled at its next `await`; a
+        process task's worker (and what it started) is killed; a thread task, which
+        cannot be interrupted, sees `cancelled()` turn true and ends `cancelled` when
+        its function returns. The state becomes `cancelled` ("cancelled by request").
+        With a durable store, a task running in another worker process is cancelled
+        there within a second; a remote task is revoked in its backend. Raises
+        `StoreUnavailable` or `BackendUnavailable` when the owner cannot be reached.
+        """
+        return await self._runtime.cancel(task_id)
+
     def stats(self) -> OffloadStats:
         """Counters per lane, loop-block reports, process-worker crashes and CPU time."""
         return self._runtime.stats()
 
-    def status_router(self, *, prefix: str = "/tasks", tags: list[str] | None = None) -> APIRouter:
-        """An `APIRouter` with `GET {prefix}/{task_id}`: the task's status as JSON.
+    def status_router(
+        self,
+        *,
+        prefix: str = "/tasks",
+        tags: list[str] | None = None,
+        cancel: bool = False,
+        dependencies: Sequence[params.Depends] | None = None,
+        cancel_dependencies: Sequence[params.Depends] | None = None,
+    ) -> APIRouter:
+        """An `APIRouter` with `GET {prefix}/{task_id}` (the task's status as JSON) and
+        `GET {prefix}/{task_id}/events` (a Server-Sent Events stream of its changes).
 
         Mount it with `app.include_router(offload.status_router())`. An unknown id gets
-        a 404 whose body still has `state: "unknown"`.
+        a 404 whose body still has `state: "unknown"`. `cancel=True` adds
+        `DELETE {prefix}/{task_id}`, which cancels the task (202; 404 for an unknown
+        id, 409 for one that has ended): protect it with `cancel_dependencies=[Depends(...)]`
+        (that route only) or `dependencies=[...]` (every route), as for any FastAPI router.
         """
         from ._router import build_status_router
 
-        return build_status_router(self._runtime, prefix=prefix, tags=tags or ["tasks"])
+        return build_status_router(
+            self._runtime,
+            prefix=prefix,
+            tags=tags or ["tasks"],
+            cancel=cancel,
+            dependencies=list(dependencies or ()),
+            cancel_dependencies=list(cancel_dependencies or ()),
+        )
 
 
 class RuntimeOptions:

@@ -26,26 +26,88 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["PID", "SLOT", "Outcome", "noop", "run"]
+from ._context import TaskContext, bound
+from ._results import Kept, encode
+from ._retry import type_names
 
-# (ok, error repr, error traceback text, log records as dicts, CPU seconds)
-Outcome = tuple[bool, str | None, str | None, list[dict[str, Any]], float]
+__all__ = ["PID", "SLOT", "Outcome", "noop", "read_report", "run"]
+
+# (ok, error repr, error traceback text, log records as dicts, CPU seconds, the kept
+# result (`_results.Kept`) or None, the error's type names (for `retry_on`), the last
+# progress report (fraction, message) or None)
+Outcome = tuple[
+    bool,
+    str | None,
+    str | None,
+    list[dict[str, Any]],
+    float,
+    Kept | None,
+    tuple[str, ...],
+    tuple[float, str | None] | None,
+]
 
 # The slot board: a small file shared by the parent lane and its workers, SLOT bytes per
 # running attempt (the parent hands out slot indexes; at most `capacity` are in use).
-# One cache line per slot, so workers writing their own slots do not contend.
+# Four cache lines per slot, so workers writing their own slots do not contend.
 #
 #   offset  size  field     writer   meaning
 #   0       4     pid       worker   pid (= process group) running the call; 0: none
-#   4       4     seq       worker   (later) seqlock counter around progress + message
-#   8       8     progress  worker   (later) fraction done, float64
-#   16      1     cancel    parent   (later) nonzero: the task is asked to stop
-#   17      1     msg_len   worker   (later) length of the message
-#   18      46    message   worker   (later) short status message, UTF-8
+#   4       4     seq       worker   seqlock counter around progress + message (odd: mid-write)
+#   8       8     progress  worker   fraction done, float64
+#   16      2     (spare)
+#   18      2     msg_len   worker   length of the message in bytes
+#   20      236   message   worker   the progress message, UTF-8
 #
-# Only `pid` is used now. Native byte order and alignment: both sides are one machine.
-SLOT = 64
+# Native byte order and alignment: both sides are one machine.
+SLOT = 256
 PID = struct.Struct("=i")
+SEQ = struct.Struct("=I")
+REPORT = struct.Struct("=d2xH")  # progress, msg_len (at offset 8)
+MESSAGE_AT, MESSAGE_BYTES = 20, SLOT - 20
+
+
+def read_report(board: mmap.mmap, slot: int) -> tuple[int, float, str | None] | None:
+    """The slot's last progress report as (seq, fraction, message), or `None` if none
+    was made or a write is under way (the caller reads again on its next round)."""
+    offset = slot * SLOT
+    (seq,) = SEQ.unpack_from(board, offset + 4)
+    if seq == 0 or seq & 1:
+        return None
+    fraction, length = REPORT.unpack_from(board, offset + 8)
+    start = offset + MESSAGE_AT
+    raw = board[start : start + min(length, MESSAGE_BYTES)]
+    if SEQ.unpack_from(board, offset + 4)[0] != seq:
+        return None  # written meanwhile
+    message = raw.decode("utf-8", "replace") if length != 0xFFFF else None
+    return seq, fraction, message
+
+
+class _SlotContext(TaskContext):
+    """`report_progress` in a worker: written to the attempt's slot for the parent."""
+
+    __slots__ = ("_board", "_offset", "_seq")
+
+    def __init__(self, task_id: str, task_name: str, board: mmap.mmap | None, slot: int) -> None:
+        super().__init__(task_id, task_name)
+        self._board, self._offset, self._seq = board, slot * SLOT, 0
+
+    def publish(self, fraction: float, message: str | None) -> None:
+        board = self._board
+        if board is None:
+            return  # no slot: the last report still travels back with the outcome
+        offset = self._offset
+        data = b"" if message is None else message.encode()[:MESSAGE_BYTES]
+        self._seq += 1  # odd: a reader skips this slot until the write is done
+        SEQ.pack_into(board, offset + 4, self._seq)
+        REPORT.pack_into(board, offset + 8, fraction, 0xFFFF if message is None else len(data))
+        board[offset + MESSAGE_AT : offset + MESSAGE_AT + len(data)] = data
+        self._seq += 1
+        SEQ.pack_into(board, offset + 4, self._seq)
+
+    def clear(self) -> None:
+        if self._board is not None:
+            SEQ.pack_into(self._board, self._offset + 4, 0)
+
 
 _priority_set: str | None = None
 _handler: _Collect | None = None
@@ -195,12 +257,17 @@ def run(
     log_level: int,
     board_path: str,
     slot: int,
+    task: tuple[str, str],
+    result_limit: int,
 ) -> Outcome:
-    """Call `func` in this worker; `slot` (-1: none) is this attempt's place on the board."""
+    """Call `func` in this worker; `slot` (-1: none) is this attempt's place on the board,
+    `task` its (id, name); `result_limit` 0: its result is not kept."""
     _set_priority(priority)
     _lead_group()
     board = _board(board_path) if slot >= 0 else None
+    context = _SlotContext(task[0], task[1], board, slot)
     if board is not None:
+        context.clear()
         PID.pack_into(board, slot * SLOT, os.getpid())
     handler = _collector(log_level)
     root = logging.getLogger()
@@ -215,12 +282,17 @@ def run(
         # only after `run` returns, so the pipes need to be back by then, not before.
         _isolate()
         try:
-            func(*args, **kwargs)
+            with bound(context):
+                value = func(*args, **kwargs)
         finally:
             _restore()
+        # Encoded here: only text crosses back, and a value that does not pickle (or is
+        # huge) never reaches the parent.
+        kept = encode(value, result_limit) if result_limit else None
     except BaseException as exc:
         tb = "".join(traceback.format_exception(exc)).rstrip()
-        return False, repr(exc), tb, handler.records, time.process_time() - cpu_start
+        cpu = time.process_time() - cpu_start
+        return False, repr(exc), tb, handler.records, cpu, None, type_names(exc), _last(context)
     finally:
         handler.active = False
         if root.level != old_level:
@@ -229,4 +301,9 @@ def run(
         # worker died or was killed mid-call, and that its group must go too.
         if board is not None:
             PID.pack_into(board, slot * SLOT, 0)
-    return True, None, None, handler.records, time.process_time() - cpu_start
+    cpu = time.process_time() - cpu_start
+    return True, None, None, handler.records, cpu, kept, (), _last(context)
+
+
+def _last(context: TaskContext) -> tuple[float, str | None] | None:
+    return None if context.fraction is None else (context.fraction, context.message)

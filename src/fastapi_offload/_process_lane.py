@@ -8,6 +8,7 @@ workers write their pid into (layout in `_process`): no extra round trip per cal
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import mmap
@@ -22,8 +23,10 @@ import anyio.to_process
 from anyio import BrokenWorkerProcess, CapacityLimiter
 
 from . import _process
+from ._context import INTERVAL
 from ._errors import RemoteError, WorkerCrashed
 from ._record import TaskRecord
+from ._results import LIMIT, Kept
 
 __all__ = ["ProcessLane"]
 
@@ -69,6 +72,7 @@ class _Board:
         if slot < 0:
             return
         offset = slot * _process.SLOT
+        _process.SEQ.pack_into(self.map, offset + 4, 0)  # the next attempt's reports only
         (pid,) = _process.PID.unpack_from(self.map, offset)
         if pid:
             # The worker writes its pid when the call starts and clears it when the call
@@ -123,10 +127,24 @@ class ProcessLane:
 
     name = "process"
     timeout_note = "; its worker process and the processes it started were killed"
+    interruptible = True
 
-    def __init__(self, capacity: int, priority: str) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        priority: str,
+        result_limit: int = LIMIT,
+        report: Callable[[TaskRecord, float, str | None], None] = lambda *_: None,
+    ) -> None:
         self.capacity = capacity
         self.priority = priority
+        self.result_limit = result_limit
+        # Where progress read off the board goes (the ledger's `progress`).
+        self.report = report
+        # Attempts running with a slot, and the last report seen from each: what the
+        # watcher polls while any runs.
+        self._watched: dict[int, tuple[TaskRecord, int]] = {}
+        self._watcher: asyncio.Task[None] | None = None
         self.limiter = CapacityLimiter(capacity)
         # anyio's call takes a limiter too; ours is taken first (by the runner) so that
         # timeouts count running time only, which leaves this one uncontended.
@@ -173,8 +191,8 @@ class ProcessLane:
                 except Exception as exc:  # a keep-warm failure must not stop the app
                     logger.warning("could not keep the process workers warm: %s", exc)
 
-    async def execute(self, record: TaskRecord) -> None:
-        """Run one attempt in a worker.
+    async def execute(self, record: TaskRecord) -> Kept | None:
+        """Run one attempt in a worker; return its encoded result if it is kept.
 
         Raises `RemoteError` when the function raised there and `WorkerCrashed` when the
         worker died. Cancelled, it kills the worker and the processes the task started.
@@ -184,8 +202,10 @@ class ProcessLane:
             board = self._open_board()
         slot = board.take() if board is not None else -1
         level = logging.getLogger().getEffectiveLevel()
+        if board is not None and slot >= 0:
+            self._watch(slot, record, board)
         try:
-            ok, error, tb, records, cpu = await anyio.to_process.run_sync(
+            ok, error, tb, records, cpu, kept, names, last = await anyio.to_process.run_sync(
                 _process.run,
                 record.func,
                 record.args,
@@ -194,6 +214,8 @@ class ProcessLane:
                 level,
                 board.path if board is not None else "",
                 slot,
+                (record.id, record.name),
+                self.result_limit if record.keep_result else 0,
                 cancellable=True,
                 limiter=self._inner,
             )
@@ -202,15 +224,39 @@ class ProcessLane:
             raise WorkerCrashed(f"{record.name} (id {record.id}): {_why(exc)}") from exc
         finally:
             # On every way out, cancellation included: no await, so nothing can stop it.
+            self._watched.pop(slot, None)
             if board is not None:
                 board.give_back(slot)
         self.cpu_seconds += cpu
+        if last is not None:
+            self.report(record, *last)
         for data in records:
             data["offload_task_id"] = record.id
             log_record = logging.makeLogRecord(data)
             logging.getLogger(log_record.name).handle(log_record)
         if not ok:
-            raise RemoteError(error or "", tb or "")
+            raise RemoteError(error or "", tb or "", names)
+        return kept
+
+    def _watch(self, slot: int, record: TaskRecord, board: _Board) -> None:
+        self._watched[slot] = (record, 0)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(
+                self._poll(board), name="offload:process-progress"
+            )
+
+    async def _poll(self, board: _Board) -> None:
+        # Progress crosses from the workers through the board while their tasks run:
+        # read every `INTERVAL` while any attempt runs, then stop (an idle lane costs
+        # nothing). A report is passed on only when its slot's seqlock counter moved.
+        while self._watched:
+            await asyncio.sleep(INTERVAL)
+            for slot, (record, seen) in list(self._watched.items()):
+                found = _process.read_report(board.map, slot)
+                current = self._watched.get(slot)
+                if found is not None and found[0] != seen and current and current[0] is record:
+                    self._watched[slot] = (record, found[0])
+                    self.report(record, found[1], found[2])
 
     def _open_board(self) -> _Board | None:
         try:

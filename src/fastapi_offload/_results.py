@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["Kept", "decode", "encode", "size_text"]
+__all__ = ["LIMIT", "Kept", "decode", "encode", "size_text"]
+
+LIMIT = 1_048_576  # the default `result_max_bytes`
 
 # (JSON text or None, why it was not kept or None)
 Kept = tuple[str | None, str | None]

@@ -1,16 +1,31 @@
-"""The ready-made status router: `GET /tasks/{task_id}`."""
+"""The ready-made status router: `GET /tasks/{task_id}`, its event stream, and an opt-in
+`DELETE /tasks/{task_id}` that cancels."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request, params
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from ._lookup import runtime_for
-from ._models import TaskState
+from ._models import TaskInfo, TaskState
 from ._runtime import Runtime
 
 __all__ = ["TaskStatus", "build_status_router"]
+
+POLL = 0.25  # seconds between two looks at a streamed task's status
+# A stream ends after this long and the browser's EventSource reconnects by itself: a
+# server waiting for open responses at shutdown (uvicorn without
+# --timeout-graceful-shutdown) is never held by a long task's stream for longer.
+STREAM_MAX = 30.0
+KEEP_ALIVE = 10.0  # seconds of silence before a comment line keeps proxies from closing
+END = "end"  # the id of a stream's last event: a reconnect that carries it gets a 204
 
 
 class TaskStatus(BaseModel):
@@ -25,15 +40,29 @@ class TaskStatus(BaseModel):
     finished_at: float | None = None
     attempts: int = 0
     error: str | None = None
+    result: Any = None
+    progress: float | None = None
+    progress_message: str | None = None
 
 
-def build_status_router(runtime: Runtime, *, prefix: str, tags: list[str]) -> APIRouter:
-    router = APIRouter(prefix=prefix, tags=list(tags))
+def build_status_router(
+    runtime: Runtime,
+    *,
+    prefix: str,
+    tags: list[str],
+    cancel: bool,
+    dependencies: Sequence[params.Depends],
+    cancel_dependencies: Sequence[params.Depends] = (),
+) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies))
+    unknown: dict[int | str, dict[str, Any]] = {
+        404: {"model": TaskStatus, "description": "No task with this id is known"}
+    }
 
     @router.get(
         "/{task_id}",
         response_model=TaskStatus,
-        responses={404: {"model": TaskStatus, "description": "No task with this id is known"}},
+        responses=unknown,
         summary="Status of an offloaded task",
     )
     async def task_status(task_id: str, request: Request) -> JSONResponse:
@@ -42,4 +71,86 @@ def build_status_router(runtime: Runtime, *, prefix: str, tags: list[str]) -> AP
         status_code = 404 if info.state is TaskState.UNKNOWN else 200
         return JSONResponse(info.to_dict(), status_code=status_code)
 
+    @router.get(
+        "/{task_id}/events",
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "`status` events (the task's status as JSON) on each "
+                "change of state or progress, then an `end` event",
+            },
+            204: {"description": "The stream ended already (a reconnect after `end`)"},
+            **unknown,
+        },
+        response_class=StreamingResponse,
+        summary="Live status of an offloaded task (Server-Sent Events)",
+    )
+    async def task_events(task_id: str, request: Request) -> Response:
+        if request.headers.get("last-event-id") == END:
+            # Per the SSE standard, a 204 tells the browser's EventSource to stop
+            # reconnecting: the task had ended when the last stream closed.
+            return Response(status_code=204)
+        found = runtime_for(request, runtime)
+        info = await found.status(task_id)
+        if info.state is TaskState.UNKNOWN:
+            return JSONResponse(info.to_dict(), status_code=404)
+        return StreamingResponse(
+            _events(found, info),
+            media_type="text/event-stream",
+            # no-transform and X-Accel-Buffering: proxies (nginx) must not buffer it.
+            headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+        )
+
+    if cancel:
+
+        @router.delete(
+            "/{task_id}",
+            response_model=TaskStatus,
+            status_code=202,
+            dependencies=list(cancel_dependencies),
+            responses={
+                409: {"model": TaskStatus, "description": "The task has already ended"},
+                **unknown,
+            },
+            summary="Cancel an offloaded task",
+        )
+        async def cancel_task(task_id: str, request: Request) -> JSONResponse:
+            found = runtime_for(request, runtime)
+            cancelled = await found.cancel(task_id)
+            info = await found.status(task_id)
+            if cancelled:
+                status_code = 202  # asked; a thread or another process stops it soon
+            else:
+                status_code = 404 if info.state is TaskState.UNKNOWN else 409
+            return JSONResponse(info.to_dict(), status_code=status_code)
+
     return router
+
+
+async def _events(runtime: Runtime, info: TaskInfo) -> AsyncIterator[str]:
+    # Polled rather than pushed: the task may run in another worker process (a shared
+    # store) or a remote backend, and a look-up of a local task is a dict read.
+    yield f"retry: {int(POLL * 4000)}\n\n"  # reconnect after a second, not the default 3
+    started = last_sent = time.monotonic()
+    shown: tuple[Any, ...] | None = None
+    while True:
+        seen = (info.state, info.attempts, info.progress, info.progress_message)
+        now = time.monotonic()
+        if seen != shown:
+            shown, last_sent = seen, now
+            yield _event("status", info.to_dict())
+        elif now - last_sent >= KEEP_ALIVE:
+            last_sent = now
+            yield ": keep-alive\n\n"
+        if info.state.finished or info.state is TaskState.UNKNOWN:  # ended, or forgotten
+            yield _event(END, {"state": info.state.value}, event_id=END)
+            return
+        if now - started >= STREAM_MAX:
+            return  # the browser reconnects and gets the current status first
+        await anyio.sleep(POLL)
+        info = await runtime.status(info.id)
+
+
+def _event(name: str, data: dict[str, Any], *, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"

@@ -19,6 +19,7 @@ from ._declare import TaskDefaults, declared
 from ._errors import NotOffloadable
 from ._models import CallOptions
 from ._record import TaskRecord
+from ._retry import type_path
 
 __all__ = [
     "IdSource",
@@ -230,6 +231,11 @@ def build_record(
         retry_delay=_first(options.retry_delay, defaults and defaults.retry_delay, 1.0),
         requeue=_first(options.requeue, defaults and defaults.requeue, False),
         declared=defaults is not None,
+        keep_result=_first(
+            options.keep_result, defaults and defaults.keep_result, config.keep_results
+        ),
+        retry_backoff=_first(options.retry_backoff, defaults and defaults.retry_backoff, False),
+        retry_on=_retry_names(_first(options.retry_on, defaults and defaults.retry_on, None)),
     )
     if lane == "remote":
         return record
@@ -255,6 +261,10 @@ def build_record(
                 raise
             record.lane = "thread"
     return record
+
+
+def _retry_names(types: tuple[type[BaseException], ...] | None) -> tuple[str, ...] | None:
+    return None if types is None else tuple(type_path(cls) for cls in types)
 
 
 def _first(first: Any, second: Any, third: Any) -> Any:

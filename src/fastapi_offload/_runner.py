@@ -16,10 +16,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import anyio
 
-from ._errors import OffloadError, TaskTimeout
+from ._context import TaskContext, enter
+from ._errors import OffloadError, RemoteError, TaskTimeout
 from ._lanes import Lane
 from ._ledger import Ledger
+from ._models import TaskState
 from ._record import TaskRecord
+from ._results import Kept
+from ._retry import matches, retry_wait, type_names
 
 __all__ = ["Runner"]
 
@@ -34,6 +38,25 @@ ABANDONED = (
     "produces later is not recorded)"
 )
 BY_SERVER = "cancelled by the server (its request was cancelled, e.g. at shutdown)"
+BY_REQUEST = "cancelled by request"
+
+
+class _RecordContext(TaskContext):
+    """`report_progress` and `cancelled` of a task on the loop or thread lane."""
+
+    __slots__ = ("_ledger", "_record")
+
+    def __init__(self, ledger: Ledger, record: TaskRecord) -> None:
+        super().__init__(record.id, record.name)
+        self._ledger, self._record = ledger, record
+
+    def report(self, fraction: float, message: str | None) -> None:
+        # Every report reaches the record (so the final write has the latest); the store
+        # hears of one every INTERVAL at most.
+        self._ledger.progress(self._record, fraction, message, self.due())
+
+    def is_cancelled(self) -> bool:
+        return self._record.cancel_reason is not None
 
 
 class Runner:
@@ -124,10 +147,16 @@ class Runner:
         if lane is None:
             await self._remote(record)
             return
+        # The task's own context (a copy, made when its asyncio task was created), so
+        # this binding is seen by the task and its thread, and by nothing else.
         ledger = self._ledger
+        if record.cancel_reason is not None:  # cancelled before it could start
+            ledger.cancelled(record, record.cancel_reason)
+            return
+        enter(_RecordContext(ledger, record))
         while True:
             try:
-                await self._attempt(lane, record)
+                kept = await self._attempt(lane, record)
             # Everything a task raises fails that task alone: KeyboardInterrupt,
             # SystemExit and GeneratorExit included. Only a cancellation that came
             # from us or from the server is a cancellation.
@@ -139,49 +168,71 @@ class Runner:
                     if isinstance(exc, asyncio.CancelledError):
                         raise
                     return
-                if record.attempts <= record.retries:
-                    ledger.retrying(record, exc)
+                if record.attempts <= record.retries and _retryable(record, exc):
+                    wait = retry_wait(record.retry_delay, record.attempts, record.retry_backoff)
+                    ledger.retrying(record, exc, wait)
                     try:
-                        await anyio.sleep(record.retry_delay)
+                        await anyio.sleep(wait)
                     except asyncio.CancelledError:
                         ledger.cancelled(record, record.cancel_reason or BY_SERVER)
                         raise
                     continue
                 ledger.failed(record, exc)
                 return
-            ledger.succeeded(record)
+            if record.cancel_reason is not None and not lane.interruptible:
+                # A thread asked to stop returned: it may have stopped early (it checked
+                # `cancelled()`), so what it returned is not its result.
+                ledger.cancelled(record, record.cancel_reason)
+                return
+            ledger.succeeded(record, kept)
             return
 
-    async def _attempt(self, lane: Lane, record: TaskRecord) -> None:
+    async def _attempt(self, lane: Lane, record: TaskRecord) -> Kept | None:
         if lane.limiter is None:
-            await self._execute(lane, record)
-            return
+            return await self._execute(lane, record)
         async with lane.limiter:
-            await self._execute(lane, record)
+            return await self._execute(lane, record)
 
-    async def _execute(self, lane: Lane, record: TaskRecord) -> None:
+    async def _execute(self, lane: Lane, record: TaskRecord) -> Kept | None:
         self._ledger.started(record)
         if record.timeout is None:  # no cancel scope to pay for
-            await lane.execute(record)
-            return
+            return await lane.execute(record)
+        kept = None
         with anyio.move_on_after(record.timeout) as scope:
-            await lane.execute(record)
+            kept = await lane.execute(record)
         if scope.cancelled_caught:
             raise TaskTimeout(
                 f"{record.name} (id {record.id}) ran longer than its timeout of "
                 f"{record.timeout} s{lane.timeout_note}"
             )
+        return kept
 
     # -- stopping -------------------------------------------------------------------
 
-    def cancel(self, task_id: str, reason: str) -> bool:
-        """Cancel a running or waiting task of this runner; False if it has none."""
+    def cancel(self, task_id: str, reason: str, *, force: bool = True) -> bool:
+        """Cancel a running or waiting task of this runner; False if it has none.
+
+        Without `force`, a task running in a thread (which cannot be interrupted) is only
+        asked to stop: `cancelled()` turns true, and the task ends `cancelled` when its
+        function returns. With it (shutdown), its thread is abandoned.
+        """
         task = self._tasks.get(task_id)
         record = self._ledger.find(task_id)
-        if task is None or record is None or task.done():
+        if record is None or not record.live or record.sending:
+            return False
+        if task is None:
+            if record.lane not in self._lanes:
+                return False  # a remote task being sent: the backend has it, or will
+            # Accepted, not started yet (its request is still answering): `_run` sees
+            # the reason first thing and never starts it.
+            record.cancel_reason = record.cancel_reason or reason
+            return True
+        if task.done():
             return False
         record.cancel_reason = record.cancel_reason or reason
-        task.cancel()
+        lane = self._lanes.get(record.lane)
+        if force or record.state is not TaskState.RUNNING or lane is None or lane.interruptible:
+            task.cancel()
         return True
 
     async def close(self, grace: float) -> None:
@@ -209,6 +260,13 @@ class Runner:
                 record = self._ledger.find(task_id)
                 if record is not None and not record.sending:
                     self._ledger.cancelled(record, ABANDONED)
+
+
+def _retryable(record: TaskRecord, exc: BaseException) -> bool:
+    if record.retry_on is None:
+        return True
+    names = exc.type_names if isinstance(exc, RemoteError) else type_names(exc)
+    return matches(record.retry_on, names)
 
 
 def _cancel_requested(record: TaskRecord, exc: BaseException) -> bool:

@@ -25,7 +25,7 @@ from ._monitor import LoopMonitor
 from ._process_lane import ProcessLane
 from ._record import TaskRecord
 from ._routing import IdSource, Profiles, build_record
-from ._runner import Runner
+from ._runner import BY_REQUEST, Runner
 from ._store import MemoryStore, Orphan, Store
 from .backends.base import Backend
 
@@ -45,14 +45,21 @@ class Runtime:
         self.backend = backend
         self.monitor = LoopMonitor(config.loop_block_threshold)
         self.advisor = CpuAdvisor()
-        self.process_lane = ProcessLane(config.effective_process_workers, config.process_priority)
+        limit = config.result_max_bytes
+        self.process_lane = ProcessLane(
+            config.effective_process_workers, config.process_priority, limit
+        )
         self.lanes: dict[str, Lane] = {
-            "loop": LoopLane(self.monitor),
-            "thread": ThreadLane(config.thread_workers, self.advisor),
+            "loop": LoopLane(self.monitor, limit),
+            "thread": ThreadLane(config.thread_workers, self.advisor, limit),
             "process": self.process_lane,
         }
         pending = config.max_pending
-        self.store: Store = store if store is not None else MemoryStore(config.status_capacity)
+        self.store: Store = (
+            store
+            if store is not None
+            else MemoryStore(config.status_capacity, 64 * config.result_max_bytes)
+        )
         self.ledger = Ledger(
             self.store,
             {
@@ -61,6 +68,7 @@ class Runtime:
                 "process": LaneBounds(self.process_lane.capacity, pending),
             },
         )
+        self.process_lane.report = self.ledger.progress
         self.runner = Runner(self.ledger, self.lanes, self._submit_late)
         self.accepting = False
         self.detached = False
@@ -171,14 +179,37 @@ class Runtime:
             )
             return
         try:
-            record.func, args, kwargs = pickle.loads(orphan.payload or b"")
+            record.func, args, kwargs, *extra = pickle.loads(orphan.payload or b"")
             record.args, record.kwargs = tuple(args), dict(kwargs)
+            if extra:  # saved by a version that keeps the retry and result settings
+                record.keep_result, record.retry_backoff, record.retry_on = extra[0]
         except Exception as exc:
             self.ledger.failed(
                 record, f"could not be run again: its saved call does not load ({exc!r})"
             )
             return
         self.start(record)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task by id, wherever it runs: here (a waiting task never starts, a
+        loop or process task is stopped, a thread task is asked to stop), in another
+        process sharing a durable store (which sees the request within a second), or
+        in the remote backend. `False` for an id that is unknown or already ended."""
+        if self.runner.cancel(task_id, BY_REQUEST, force=False):
+            return True
+        if self.store.durable and await self.store.request_cancel(task_id):
+            return True
+        if self.backend is not None:
+            info = await self.store.get(task_id)
+            cancel = getattr(self.backend, "cancel", None)
+            if (info is None or info.lane not in self.lanes) and cancel is not None:
+                return bool(await cancel(task_id))
+        return False
+
+    def cancel_requested(self, task_ids: Sequence[str]) -> None:
+        """Another process asked (through the shared store) to cancel these tasks."""
+        for task_id in task_ids:
+            self.runner.cancel(task_id, BY_REQUEST, force=False)
 
     def start(self, record: TaskRecord) -> None:
         """Start a task after the response (local), or send it (remote, added late)."""
@@ -283,7 +314,9 @@ class Runtime:
 def _saved_call(record: TaskRecord) -> bytes:
     # Saved with the task, so that the process reclaiming it after a crash can run it.
     try:
-        return pickle.dumps((record.func, record.args, record.kwargs), pickle.HIGHEST_PROTOCOL)
+        settings = (record.keep_result, record.retry_backoff, record.retry_on)
+        call = (record.func, record.args, record.kwargs, settings)
+        return pickle.dumps(call, pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
         raise NotOffloadable(
             f"{record.name} is declared requeue=True, so with a durable store its call is "

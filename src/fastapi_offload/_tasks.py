@@ -59,13 +59,28 @@ class TaskCollector:
         retries: int | None = None,
         retry_delay: float | None = None,
         requeue: bool | None = None,
+        keep_result: bool | None = None,
+        retry_backoff: bool | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
     ) -> TaskOptions:
         """Per-call settings, kept apart from the task's own keyword arguments:
         `tasks.options(lane="process", timeout=30).add_task(func, ...)`.
 
         Raises `ConfigError` for a bad value, naming the setting.
         """
-        return TaskOptions(self, CallOptions(lane, timeout, retries, retry_delay, requeue))
+        return TaskOptions(
+            self,
+            CallOptions(
+                lane,
+                timeout,
+                retries,
+                retry_delay,
+                requeue,
+                keep_result,
+                retry_backoff,
+                (retry_on,) if isinstance(retry_on, type) else retry_on,
+            ),
+        )
 
     def _add(
         self,
