@@ -1,0 +1,173 @@
+"""Kept results: `keep_results` / `keep_result`, on the loop, thread and process lanes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from fastapi_offload import ConfigError, Offload, TaskState, task
+from fastapi_offload._declare import LaneName
+from fastapi_offload._record import TaskRecord
+from fastapi_offload._store import MemoryStore
+
+from .apps import progress_jobs as jobs
+from .helpers import serve
+
+pytestmark = pytest.mark.anyio
+
+LANES = ["loop", "thread", "process"]
+
+
+def answer_for(lane: str) -> Any:
+    return jobs.answer_async if lane == "loop" else jobs.answer
+
+
+@pytest.mark.parametrize("lane", LANES)
+async def test_a_kept_result_is_the_return_value_as_json(lane: LaneName) -> None:
+    value = {
+        "name": "thumb",
+        "sizes": (128, 256),
+        "ratio": 0.5,
+        "ok": True,
+        "note": "\u00e9t\u00e9",
+    }
+    async with Offload(keep_results=True) as offload:
+        handle = await offload.options(lane=lane).submit(answer_for(lane), value)
+        await offload.join()
+        info = await offload.status(handle.id)
+    assert info.state is TaskState.SUCCEEDED
+    assert info.result == {
+        "name": "thumb",
+        "sizes": [128, 256],
+        "ratio": 0.5,
+        "ok": True,
+        "note": "\u00e9t\u00e9",
+    }
+    assert info.error is None
+
+
+@pytest.mark.parametrize("lane", LANES)
+async def test_results_are_not_kept_unless_asked(lane: LaneName) -> None:
+    async with Offload() as offload:
+        plain = await offload.options(lane=lane).submit(answer_for(lane), 42)
+        asked = await offload.options(lane=lane, keep_result=True).submit(answer_for(lane), 42)
+        await offload.join()
+        assert (await offload.status(plain.id)).result is None
+        assert (await offload.status(asked.id)).result == 42
+
+
+async def test_a_declared_keep_result_applies_and_an_option_overrides_it() -> None:
+    kept = task(keep_result=True)(jobs.answer)
+    try:
+        async with Offload() as offload:
+            declared = await offload.submit(kept, "yes")
+            overridden = await offload.options(keep_result=False).submit(kept, "no")
+            await offload.join()
+            assert (await offload.status(declared.id)).result == "yes"
+            assert (await offload.status(overridden.id)).result is None
+    finally:
+        del jobs.answer.__fastapi_offload__  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("lane", ["thread", "process"])
+@pytest.mark.parametrize(
+    ("func", "why"),
+    [
+        (jobs.not_json, "set is not JSON-serializable"),
+        (jobs.nan, "float is not JSON-serializable (Out of range float values"),
+        (jobs.unpicklable, "generator is not JSON-serializable"),
+    ],
+    ids=["set", "nan", "generator"],
+)
+async def test_a_result_that_is_not_json_leaves_the_task_succeeded_with_the_reason(
+    lane: LaneName, func: Any, why: str
+) -> None:
+    async with Offload(keep_results=True) as offload:
+        handle = await offload.options(lane=lane).submit(func)
+        await offload.join()
+        info = await offload.status(handle.id)
+    assert info.state is TaskState.SUCCEEDED
+    assert info.result is None
+    assert info.error is not None and info.error.startswith("result not kept: ")
+    assert why in info.error
+    assert "return plain JSON data" in info.error
+
+
+@pytest.mark.parametrize("lane", LANES)
+async def test_a_result_over_the_size_limit_is_not_kept_and_its_size_is_reported(
+    lane: LaneName,
+) -> None:
+    func = jobs.answer_async if lane == "loop" else jobs.answer
+    async with Offload(keep_results=True, result_max_bytes=1000) as offload:
+        small = await offload.options(lane=lane).submit(func, "x" * 900)
+        big = await offload.options(lane=lane).submit(func, "x" * 5000)
+        await offload.join()
+        assert (await offload.status(small.id)).result == "x" * 900
+        info = await offload.status(big.id)
+    assert info.state is TaskState.SUCCEEDED and info.result is None
+    assert info.error is not None
+    assert "too large (5.0 kB of JSON, over result_max_bytes=1000)" in info.error
+    assert "OFFLOAD_RESULT_MAX_BYTES" in info.error
+
+
+def test_result_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match="result_max_bytes=0 must be a whole number, 1 or more"):
+        Offload(result_max_bytes=0)
+    with pytest.raises(ConfigError, match="keep_results='yes' must be True or False"):
+        Offload(keep_results="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="keep_result=1 must be True or False"):
+        Offload().options(keep_result=1)  # type: ignore[arg-type]
+
+
+def test_keep_results_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFLOAD_KEEP_RESULTS", "true")
+    monkeypatch.setenv("OFFLOAD_RESULT_MAX_BYTES", "2048")
+    config = Offload().config
+    assert (config.keep_results, config.result_max_bytes) == (True, 2048)
+
+
+def finished(index: int, result: str | None) -> TaskRecord:
+    record = TaskRecord(
+        id=f"{index:032x}", name="t", lane="thread", func=None, args=(), kwargs={},
+        timeout=None, retries=0, retry_delay=1.0,
+    )  # fmt: skip
+    record.state, record.result = TaskState.SUCCEEDED, result
+    return record
+
+
+def test_the_memory_store_bounds_results_over_100k_tasks() -> None:
+    # 100k results of ~1 kB each: 100 MB if all were kept; the budget holds 2 MB.
+    store = MemoryStore(capacity=200_000, result_budget=2_000_000)
+    text = '"' + "r" * 1000 + '"'
+    for index in range(100_000):
+        store.put(finished(index, text))
+    assert len(store) == 100_000  # every status is kept (capacity)
+    assert store.result_bytes <= 2_000_000
+    newest, oldest = store.get_now(f"{99_999:032x}"), store.get_now(f"{0:032x}")
+    assert newest is not None and newest.result == "r" * 1000
+    assert oldest is not None and oldest.result is None
+    assert oldest.state is TaskState.SUCCEEDED
+    assert oldest.error is not None and oldest.error.startswith("result dropped: the memory store")
+
+
+def test_the_memory_store_forgets_the_result_with_the_status() -> None:
+    store = MemoryStore(capacity=10)
+    for index in range(1000):
+        store.put(finished(index, '"abc"'))
+    assert len(store) == 10
+    assert store.result_bytes == 10 * len('"abc"')
+
+
+async def test_the_status_router_returns_the_result() -> None:
+    offload = Offload(keep_results=True)
+    app = FastAPI(lifespan=offload.lifespan)
+    app.include_router(offload.status_router())
+    async with serve(app, offload) as client:
+        handle = await offload.submit(jobs.answer, [1, "two", {"three": 3}])
+        await offload.join()
+        body = (await client.get(f"/tasks/{handle.id}")).json()
+    assert body["state"] == "succeeded"
+    assert body["result"] == [1, "two", {"three": 3}]
+    assert body["progress"] is None
