@@ -15,6 +15,7 @@ one per test; enable them in your `conftest.py` with::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -26,8 +27,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from ._context import TaskContext, bound
 from ._errors import BackendUnavailable, TaskTimeout
 from ._models import TaskCall, TaskInfo, TaskState
+from ._results import LIMIT, encode
+from ._retry import matches, type_names
 from .backends._payload import Serializer, check_call
 from .backends._registry import Target, TaskRegistry, UnregisteredTask, task_name
 from .backends._settings import check_serializer
@@ -41,8 +45,9 @@ class RecordingBackend(BaseBackend):
 
     `prepare` applies the real backends' argument check, so a test catches an
     argument that could not travel. `status` answers `pending` for a recorded id and
-    `None` for any other. Set `available = False` to make `submit` raise
-    `BackendUnavailable`, as a real backend does when its broker is down.
+    `None` for any other; `cancel` makes a recorded id `cancelled`. Set
+    `available = False` to make `submit` raise `BackendUnavailable`, as a real backend
+    does when its broker is down.
     """
 
     name = "recording"
@@ -52,6 +57,8 @@ class RecordingBackend(BaseBackend):
         self.calls: list[TaskCall] = []
         self.available = True
         self._submitted_at: dict[str, float] = {}
+        #: Ids given to `cancel` while recorded (and not cancelled before).
+        self.cancelled: list[str] = []
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RecordingBackend:
@@ -79,14 +86,23 @@ class RecordingBackend(BaseBackend):
         """`pending` for a recorded id (nothing ever runs), else `None`."""
         for call in self.calls:
             if call.id == task_id:
+                cancelled = call.id in self.cancelled
                 return TaskInfo(
                     id=call.id,
                     name=call.name,
-                    state=TaskState.PENDING,
+                    state=TaskState.CANCELLED if cancelled else TaskState.PENDING,
                     lane=self.name,
                     created_at=self._submitted_at.get(call.id),
+                    error="cancelled by request" if cancelled else None,
                 )
         return None
+
+    async def cancel(self, task_id: str) -> bool:
+        """Mark a recorded, not yet cancelled id `cancelled`; `False` for any other."""
+        if task_id in self.cancelled or all(call.id != task_id for call in self.calls):
+            return False
+        self.cancelled.append(task_id)
+        return True
 
     @property
     def names(self) -> list[str]:
@@ -114,7 +130,10 @@ class InlineBackend(BaseBackend):
     Arguments go through a JSON round trip first (tuples arrive as lists), as on a
     real worker. `async def` tasks run on the test's event loop, under `timeout`;
     sync tasks run in a thread, one at a time, and their timeout is not enforced.
-    Retries happen at once (no delay). A failing task is recorded as `failed`; with
+    Retries happen at once (no delay, whatever `retry_backoff` says), only for the
+    failures `retry_on` names. The status holds the result when it is JSON (as the
+    real backends keep it) and the task's last `report_progress`; `cancel` is always
+    `False` (a task has ended when `submit` returns). A failing task is recorded as `failed`; with
     `raise_errors=True` its exception is raised from `submit` instead, which makes
     the request fail in the test and shows the traceback.
     """
@@ -152,16 +171,29 @@ class InlineBackend(BaseBackend):
         created = time.time()
         attempts = 0
         error: BaseException | None = None
+        context = _InlineContext(call.id, call.name)
         while attempts <= call.retries:
             attempts += 1
             started = time.time()
             self._record(call, TaskState.RUNNING, created, started, None, attempts, None)
             try:
-                self.results[call.id] = await self._run(call)
+                with bound(context):
+                    self.results[call.id] = await self._run(call)
             except Exception as exc:
                 error = exc
+                if not matches(call.retry_on, type_names(exc)):
+                    break
                 continue
-            self._record(call, TaskState.SUCCEEDED, created, started, time.time(), attempts)
+            kept, note = encode(self.results[call.id], LIMIT)
+            self._record(
+                call, TaskState.SUCCEEDED, created, started, time.time(), attempts, None, note
+            )
+            self._infos[call.id] = dataclasses.replace(
+                self._infos[call.id],
+                result=None if kept is None else json.loads(kept),
+                progress=context.fraction,
+                progress_message=context.message,
+            )
             return
         assert error is not None
         self.errors[call.id] = error
@@ -217,6 +249,7 @@ class InlineBackend(BaseBackend):
         finished: float | None,
         attempts: int,
         error: BaseException | None = None,
+        note: str | None = None,
     ) -> None:
         self._infos[call.id] = TaskInfo(
             id=call.id,
@@ -227,8 +260,15 @@ class InlineBackend(BaseBackend):
             started_at=started,
             finished_at=finished,
             attempts=attempts,
-            error=repr(error) if error is not None else None,
+            error=repr(error) if error is not None else note,
         )
+
+
+class _InlineContext(TaskContext):
+    """`report_progress` in an inline task: kept for the status at its end."""
+
+    def publish(self, fraction: float, message: str | None) -> None:
+        return None
 
 
 def _import_by_name(name: str) -> Callable[..., Any] | None:
