@@ -115,6 +115,11 @@ REMOTE: dict[str, tuple[str, str]] = {
         "`BackendUnavailable` (a 503).",
     ),
     "result_ttl": ("`86400`", "Seconds task states (and results) are kept by the broker."),
+    "result_max_bytes": (
+        "`1048576`",
+        "On the workers: the largest return value kept in the broker's result store, in "
+        "bytes of JSON (the same variable as the app's `result_max_bytes`).",
+    ),
 }
 
 

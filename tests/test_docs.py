@@ -127,6 +127,7 @@ REMOTE_SAMPLES = {
     "serializer": ("pickle", "pickle"),
     "broker_timeout": ("7", 7.0),
     "result_ttl": ("60", 60),
+    "result_max_bytes": ("2048", 2048),
 }
 
 

@@ -37,6 +37,7 @@ EXERCISED = {
     "backend_template",
     "backend_usage",
     "backend_worker",
+    "cancel_app",  # tests/test_docs_results.py
     "config_reference",  # tests/test_docs.py
     "durability_app",  # tests/test_docs_durability.py
     "lanes_app",
@@ -46,11 +47,14 @@ EXERCISED = {
     "migrating_order",
     "monitoring_app",
     "monitoring_block",
+    "progress_app",  # tests/test_docs_results.py
     "quickstart_after",
     "quickstart_before",
     "quickstart_lifespan",
     "quickstart_own_lifespan",
     "reliability_app",
+    "results_app",  # tests/test_docs_results.py
+    "retries_app",  # tests/test_docs_results.py
     "status_app",
 }
 
