@@ -225,6 +225,9 @@ class ProcessLane:
         finally:
             # On every way out, cancellation included: no await, so nothing can stop it.
             self._watched.pop(slot, None)
+            if not self._watched and self._watcher is not None:
+                self._watcher.cancel()  # nothing left to watch: no poll outlives the loop
+                self._watcher = None
             if board is not None:
                 board.give_back(slot)
         self.cpu_seconds += cpu
