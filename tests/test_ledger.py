@@ -136,3 +136,35 @@ async def test_join_wakes_when_the_last_task_settles_even_from_another_thread() 
             thread.start()
     thread.join()
     assert ledger.active == 0
+
+
+def test_observers_hear_every_transition_and_a_broken_one_is_contained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    heard: list[tuple[str, str]] = []
+
+    class Listener:
+        def observe(self, event: str, record: TaskRecord) -> None:
+            heard.append((event, record.state.value))
+
+    class Broken:
+        def observe(self, event: str, record: TaskRecord) -> None:
+            raise RuntimeError("oops")
+
+    ledger = make()
+    ledger.add_observer(Listener())
+    ledger.add_observer(Broken())
+    task = record()
+    ledger.admit(task)
+    ledger.started(task)
+    ledger.retrying(task, ValueError("once"), 0.0)
+    ledger.started(task)
+    ledger.succeeded(task)
+    assert heard == [
+        ("admitted", "pending"),
+        ("started", "running"),
+        ("retrying", "pending"),
+        ("started", "running"),
+        ("finished", "succeeded"),
+    ]
+    assert "observer" in caplog.text and "oops" in caplog.text

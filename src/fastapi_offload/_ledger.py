@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from ._errors import QueueFull, RemoteError, TaskTimeout, WorkerCrashed
 from ._models import LaneStats, TaskState
@@ -21,7 +22,7 @@ from ._record import TaskRecord
 from ._results import Kept
 from ._store import Store
 
-__all__ = ["LaneBounds", "Ledger"]
+__all__ = ["LaneBounds", "Ledger", "Observer"]
 
 logger = logging.getLogger("fastapi_offload")
 
@@ -32,6 +33,17 @@ class LaneBounds:
     max_pending: int  # admission bound
     # Coroutines wait for no worker: on the loop lane the bound counts running ones too.
     bound_counts_running: bool = False
+
+
+class Observer(Protocol):
+    """Told of every transition (metrics, the dashboard), under the ledger's lock, from
+    the loop or a sync endpoint's thread: it must be quick and must not raise.
+
+    `event` is `admitted`, `rejected` (its lane was full: `QueueFull`), `started` (an
+    attempt), `retrying`, `finished` (the record's state says how) or `handed_off`.
+    """
+
+    def observe(self, event: str, record: TaskRecord) -> None: ...
 
 
 class _Counters:
@@ -56,6 +68,17 @@ class Ledger:
         self._lock = threading.Lock()
         self._live: dict[str, TaskRecord] = {}
         self._joiners: list[asyncio.Future[None]] = []
+        self._observers: tuple[Observer, ...] = ()
+
+    def add_observer(self, observer: Observer) -> None:
+        self._observers = (*self._observers, observer)
+
+    def _tell(self, event: str, record: TaskRecord) -> None:
+        for observer in self._observers:
+            try:
+                observer.observe(event, record)
+            except Exception:  # noqa: PERF203 - a broken observer must not fail a transition
+                logger.exception("observer %r failed on %s of task %s", observer, event, record.id)
 
     # -- transitions ----------------------------------------------------------------
 
@@ -67,6 +90,8 @@ class Ledger:
                 bounds = self._bounds[record.lane]
                 load = counters.waiting + (counters.running if bounds.bound_counts_running else 0)
                 if load >= bounds.max_pending:
+                    if self._observers:
+                        self._tell("rejected", record)
                     what = "waiting or running" if bounds.bound_counts_running else "waiting"
                     raise QueueFull(
                         f"the {record.lane} lane is full ({load} tasks {what}, "
@@ -77,6 +102,8 @@ class Ledger:
                 counters.waiting += 1
             self._live[record.id] = record
             self.store.put(record)
+            if self._observers:
+                self._tell("admitted", record)
 
     def adopt(self, record: TaskRecord) -> None:
         """Take on a task reclaimed from a process that stopped (no admission bound:
@@ -88,6 +115,8 @@ class Ledger:
             record.state = TaskState.PENDING
             self._live[record.id] = record
             self.store.put(record)
+            if self._observers:
+                self._tell("admitted", record)
         logger.warning(
             "task %s (id %s) is run again: the process that ran it stopped before it "
             "finished (declared requeue=True)",
@@ -106,6 +135,8 @@ class Ledger:
             record.started_at = record.started_at or time.time()
             record.state = TaskState.RUNNING
             self.store.put(record)
+            if self._observers:
+                self._tell("started", record)
 
     def retrying(self, record: TaskRecord, error: BaseException, wait: float) -> None:
         with self._lock:
@@ -118,6 +149,8 @@ class Ledger:
             record.state = TaskState.PENDING
             record.error = repr(error)
             self.store.put(record)
+            if self._observers:
+                self._tell("retrying", record)
         logger.warning(
             "task %s (id %s) failed (attempt %d of %d), retrying in %.3g s: %r",
             record.name,
@@ -177,6 +210,8 @@ class Ledger:
             record.sending = False
             self.store.put(record)
             self._settle(record)
+            if self._observers:
+                self._tell("handed_off", record)
 
     def discarded(self, record: TaskRecord) -> None:
         """Forget a task that was never accepted: its request failed before the response."""
@@ -214,6 +249,8 @@ class Ledger:
             record.finished_at = time.time()
             self.store.put(record)
             self._settle(record)
+            if self._observers:
+                self._tell("finished", record)
             return True
 
     def _settle(self, record: TaskRecord) -> None:

@@ -261,6 +261,52 @@ class Offload:
             cancel_dependencies=list(cancel_dependencies or ()),
         )
 
+    def dashboard_router(
+        self,
+        *,
+        prefix: str = "/offload",
+        tags: list[str] | None = None,
+        dependencies: Sequence[params.Depends] | None = None,
+        cancel: bool = False,
+        show_arguments: bool = False,
+    ) -> APIRouter:
+        """An `APIRouter` serving a live dashboard page at `{prefix}/`: lanes, recent
+        tasks with their progress and errors, loop-block reports, the CPU advisor's
+        findings and process-worker crashes, updated through Server-Sent Events.
+
+        Protect it with `dependencies=[Depends(...)]` (HTTP basic, your auth). Task
+        arguments are not shown unless `show_arguments=True`; `cancel=True` adds a
+        cancel button (and its route, under the same dependencies).
+        """
+        from ._dashboard import build_dashboard_router
+
+        return build_dashboard_router(
+            self._runtime,
+            prefix=prefix,
+            tags=tags or ["offload"],
+            dependencies=list(dependencies or ()),
+            cancel=cancel,
+            show_arguments=show_arguments,
+        )
+
+    def metrics_router(
+        self,
+        *,
+        path: str = "/metrics",
+        tags: list[str] | None = None,
+        dependencies: Sequence[params.Depends] | None = None,
+    ) -> APIRouter:
+        """An `APIRouter` serving `GET {path}` in the Prometheus text format, metric names
+        prefixed `fastapi_offload_` (the metrics page of the docs lists them)."""
+        from ._metrics import build_metrics_router
+
+        return build_metrics_router(
+            self._runtime,
+            path=path,
+            tags=tags or ["offload"],
+            dependencies=list(dependencies or ()),
+        )
+
 
 class RuntimeOptions:
     """`offload.options(...)`: submit calls with per-call lane, timeout and retries."""
