@@ -504,6 +504,82 @@ async def test_a_flush_fails_while_redis_is_unreachable_and_works_once_it_is_bac
     assert await b.get("x") is not None
 
 
+async def test_a_hash_written_before_results_existed_reads_as_before(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    # As an earlier fastapi-offload wrote it (the same layout version): no result,
+    # progress or cancel fields, and no cancels set.
+    lease_until = time.time() + 60
+    client.hset(f"{P}:task:x", mapping={"name": "jobs.f", "lane": "thread", "state": "running",
+        "created_at": "1.5", "attempts": "1", "owner": "old", "lease_until": repr(lease_until),
+        "handed_off": "0", "requeue": "0", "retries": "0", "retry_delay": "1.0"})  # fmt: skip
+    client.zadd(f"{P}:live", {"x": lease_until})
+    a = await open_store("a")
+    assert (info := await a.get("x")) is not None and info.state is TaskState.RUNNING
+    assert (info.created_at, info.result, info.progress, info.progress_message) == (
+        1.5, None, None, None
+    )  # fmt: skip
+    assert await a.request_cancel("x") is True
+    assert client.smembers(f"{P}:cancels:old") == {b"x"}
+
+
+async def test_a_cancel_request_is_kept_on_the_task_and_its_owners_set_until_it_settles(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    a, b = await open_store("a"), await open_store("b")
+    task = record("x", TaskState.RUNNING)
+    a.put(task)
+    await a.flush()
+    assert await b.request_cancel("x") is True
+    task.progress = 0.5
+    a.put(task)  # the upsert rewrites the hash: the request must survive it
+    await a.flush()
+    requested = float(client.hget(f"{P}:task:x", "cancel_requested") or 0)
+    assert 0 < requested <= time.time() and client.smembers(f"{P}:cancels:a") == {b"x"}
+    task.state = TaskState.CANCELLED
+    a.put(task)
+    await a.flush()
+    assert client.hget(f"{P}:task:x", "cancel_requested") is None
+    assert not client.exists(f"{P}:cancels:a") and not client.exists(f"{P}:owned:a")
+
+
+async def test_a_reclaim_moves_a_cancel_request_to_the_new_owners_set(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    dead = await open_store("worker-1", lease=0.05)
+    dead.put(record("r", TaskState.RUNNING, requeue=True, payload=b"call"))
+    dead.put(record("x", TaskState.RUNNING))
+    await dead.flush()
+    heir = await open_store("heir")
+    assert await heir.request_cancel("r") is True and await heir.request_cancel("x") is True
+    await wait_for_leases_to_expire(client)
+    assert {o.info.id for o in await heir.reclaim()} == {"r", "x"}
+    assert not client.exists(f"{P}:cancels:worker-1")
+    assert client.smembers(f"{P}:cancels:heir") == {b"r"}  # x is interrupted: no request
+    assert client.hget(f"{P}:task:x", "cancel_requested") is None
+
+
+async def test_cancel_requests_fail_while_redis_is_unreachable(
+    open_store: OpenStore, url: str
+) -> None:
+    base = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    proxy = Proxy((base["host"], base["port"]))
+    proxy.start()
+    try:
+        a = await open_store("a", at=f"redis://127.0.0.1:{proxy.port}/13")
+        a.put(record("x"))
+        await a.flush()
+        proxy.stop()
+        with pytest.raises(StoreUnavailable, match=r"could not ask for task x to be cancelled"):
+            await a.request_cancel("x")
+        with pytest.raises(StoreUnavailable, match=r"could not read the cancel requests"):
+            await a.cancel_requests()
+        proxy.start()
+        assert await a.request_cancel("x") is True and await a.cancel_requests() == ["x"]
+    finally:
+        proxy.stop()
+
+
 async def test_a_corrupted_row_reads_as_unknown_with_a_warning(
     open_store: OpenStore, client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -511,17 +587,20 @@ async def test_a_corrupted_row_reads_as_unknown_with_a_warning(
     a.put(record("bad", TaskState.SUCCEEDED))
     a.put(record("live"))
     a.put(record("gone", TaskState.SUCCEEDED))
+    a.put(record("result", TaskState.SUCCEEDED, result="[1, 2]"))
     await a.flush()
     client.hset(f"{P}:task:bad", "state", "nonsense")
     client.hset(f"{P}:task:live", "created_at", "garbage")
     client.hdel(f"{P}:task:gone", "name")
+    client.hset(f"{P}:task:result", "result", "[1, 2")
     with caplog.at_level(logging.WARNING, logger="fastapi_offload"):
         assert await b.get("bad") is None and await b.get("gone") is None
-        assert await b.active() == []
+        assert await b.get("result") is None and await b.active() == []
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("status of task bad: " in m for m in warned)
     assert any("status of task live: " in m for m in warned)
     assert any("status of task gone: " in m for m in warned)
+    assert any("status of task result: " in m for m in warned)
 
 
 async def test_close_writes_what_is_left(open_store: OpenStore, client: redis.Redis) -> None:

@@ -19,6 +19,7 @@ import pytest
 from fastapi_offload._errors import ConfigError, StoreUnavailable
 from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
+from fastapi_offload._sqlite_schema import CANCELS
 from fastapi_offload._sqlite_store import SqliteStore
 from fastapi_offload._store import Orphan, Store
 
@@ -296,10 +297,109 @@ asyncio.run(main())
     assert (info := await store.get("k")) is not None and info.state is TaskState.INTERRUPTED
 
 
+# Version 1 of the schema, as fastapi-offload wrote it before results and cancel requests.
+V1_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "INSERT INTO meta VALUES ('schema_version', 1), ('rows', 0), ('settled', 0)",
+    "CREATE TABLE tasks (id TEXT PRIMARY KEY, name TEXT NOT NULL, lane TEXT NOT NULL, state "
+    "TEXT NOT NULL, created_at REAL, started_at REAL, finished_at REAL, attempts INTEGER NOT "
+    "NULL, error TEXT, owner TEXT, lease_until REAL, handed_off INTEGER NOT NULL, requeue "
+    "INTEGER NOT NULL, payload BLOB, timeout REAL, retries INTEGER NOT NULL, retry_delay REAL "
+    "NOT NULL, settled_at REAL)",
+    "CREATE INDEX tasks_live ON tasks (lease_until) WHERE state IN ('pending', 'running') AND "
+    "handed_off = 0",
+    "CREATE INDEX tasks_settled ON tasks (settled_at) WHERE settled_at IS NOT NULL",
+    "CREATE TRIGGER tasks_added AFTER INSERT ON tasks BEGIN UPDATE meta SET value = value + 1 "
+    "WHERE key = 'rows' OR (key = 'settled' AND NEW.settled_at NOTNULL); END",
+    "CREATE TRIGGER tasks_removed AFTER DELETE ON tasks BEGIN UPDATE meta SET value = value - 1 "
+    "WHERE key = 'rows' OR (key = 'settled' AND OLD.settled_at NOTNULL); END",
+    "CREATE TRIGGER tasks_settled_changed AFTER UPDATE OF settled_at ON tasks WHEN "
+    "(OLD.settled_at ISNULL) != (NEW.settled_at ISNULL) BEGIN UPDATE meta SET value = value + "
+    "CASE WHEN NEW.settled_at ISNULL THEN -1 ELSE 1 END WHERE key = 'settled'; END",
+)
+NOW = time.time()
+V1_ROWS = [  # as version 1's UPSERT wrote them: a live row and a finished one
+    ("live", "jobs.f", "thread", "running", NOW - 9, NOW - 8, None, 1, None, "v1-owner",
+     NOW + 60, 0, 1, b"pickled call", None, 0, 1.0, None),
+    ("done", "jobs.g", "process", "failed", NOW - 9, NOW - 8, NOW - 7, 2, "ValueError('x')",
+     None, None, 0, 0, None, 5.0, 1, 1.0, NOW - 7),
+]  # fmt: skip
+
+
+async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_rows(
+    open_store: OpenStore, db: Path
+) -> None:
+    with sqlite3.connect(db) as conn:
+        for statement in V1_SCHEMA:
+            conn.execute(statement)
+        conn.executemany(f"INSERT INTO tasks VALUES ({', '.join('?' * 18)})", V1_ROWS)
+    conn.close()
+    stores: list[SqliteStore] = []
+
+    async def open_one(owner: str) -> None:
+        stores.append(await open_store(owner))
+
+    async with anyio.create_task_group() as group:  # two processes upgrading at once
+        group.start_soon(open_one, "a")
+        group.start_soon(open_one, "b")
+    a, b = stores
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(2,)]
+    assert (info := await a.get("done")) is not None and len(a) == 2
+    assert (info.name, info.lane, info.state, info.attempts, info.finished_at) == (
+        "jobs.g", "process", TaskState.FAILED, 2, NOW - 7
+    )  # fmt: skip
+    assert (info.error, info.result, info.progress) == ("ValueError('x')", None, None)
+    assert [info.id for info in await b.active()] == ["live"]
+    assert await b.request_cancel("live") is True  # the new column, on an old row
+    a.put(record("new", TaskState.SUCCEEDED, result='{"k": "v"}', progress=1.0))
+    await a.flush()
+    assert (info := await b.get("new")) is not None and info.result == {"k": "v"}
+    await a.close()
+    await open_store("c")  # opening it again upgrades nothing twice
+    assert query(db, "SELECT count(*), sum(settled_at NOTNULL) FROM tasks") == [(3, 2)]
+    assert dict(query(db, "SELECT key, value FROM meta"))["rows"] == 3
+
+
+async def test_a_cancel_request_is_kept_on_the_row_until_the_task_settles(
+    open_store: OpenStore, db: Path
+) -> None:
+    a, b = await open_store("a"), await open_store("b")
+    task = record("x", TaskState.RUNNING)
+    a.put(task)
+    await a.flush()
+    assert await b.request_cancel("x") is True
+    ((requested,),) = query(db, "SELECT cancel_requested FROM tasks")
+    assert requested is not None and requested <= time.time()
+    task.state = TaskState.CANCELLED
+    a.put(task)
+    await a.flush()
+    assert query(db, "SELECT owner, cancel_requested FROM tasks") == [(None, None)]
+    ((plan,),) = [row[3:] for row in query(db, "EXPLAIN QUERY PLAN " + CANCELS, "a")]
+    assert "USING INDEX tasks_cancel" in plan  # the poll reads only the requested rows
+
+
+async def test_request_cancel_fails_while_another_connection_locks_the_file(
+    open_store: OpenStore, db: Path
+) -> None:
+    a = await open_store("a", busy_timeout=0.05)
+    a.put(record("x"))
+    await a.flush()
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable, match=r"could not ask for task x to be cancelled"):
+            await a.request_cancel("x")
+        assert await a.cancel_requests() == []  # the poll only reads: it never waits on a lock
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert await a.request_cancel("x") is True and await a.cancel_requests() == ["x"]
+
+
 def newer_schema(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER)")
-        conn.execute("INSERT INTO meta VALUES ('schema_version', 2)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', 3)")
     conn.close()
 
 
@@ -315,7 +415,7 @@ def foreign_table(path: Path) -> None:
         (lambda path: None, "missing/offload.db", "cannot be created or written"),
         (lambda path: path.parent.write_text("a file"), "file/offload.db", "cannot be created"),
         (lambda path: path.write_bytes(b"not sqlite" * 500), "junk.db", "not a usable SQLite"),
-        (newer_schema, "newer.db", "schema version 2, written by a newer fastapi-offload"),
+        (newer_schema, "newer.db", "schema version 3, written by a newer fastapi-offload"),
         (foreign_table, "theirs.db", "`tasks` table fastapi-offload did not create"),
     ],
 )
@@ -382,17 +482,20 @@ async def test_a_corrupted_row_reads_as_unknown_with_a_warning(
     a, b = await open_store("a"), await open_store("b")
     a.put(record("bad", TaskState.SUCCEEDED))
     a.put(record("live"))
+    a.put(record("result", TaskState.SUCCEEDED, result="[1, 2]"))
     await a.flush()
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE tasks SET state = 'nonsense' WHERE id = 'bad'")
         conn.execute("UPDATE tasks SET created_at = 'garbage' WHERE id = 'live'")
+        conn.execute("UPDATE tasks SET result = '[1, 2' WHERE id = 'result'")
     conn.close()
     with caplog.at_level(logging.WARNING, logger="fastapi_offload"):
-        assert await b.get("bad") is None
+        assert await b.get("bad") is None and await b.get("result") is None
         assert await b.active() == []
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("status of task bad: " in m for m in warned)
     assert any("status of task live: " in m for m in warned)
+    assert any("status of task result: " in m for m in warned)
 
 
 async def test_close_writes_what_is_left(open_store: OpenStore, db: Path) -> None:

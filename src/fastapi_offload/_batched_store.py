@@ -1,10 +1,11 @@
 """What the durable stores (SQLite, Redis) share: a non-blocking `put`, one writer thread
 that commits what is queued in batches, flush markers, and this process's records.
 
-`put` snapshots the record into a tuple (the columns of `_sqlite_schema.COLUMNS`, after
-the id) and queues it; the writer takes everything waiting, collapses one task's
-transitions into one write, and calls the subclass's `_commit`. A failed batch's rows
-stay for the next one, so a flush after the store came back writes them.
+`put` (on every transition, and on every progress report) snapshots the record into a
+tuple (the columns of `_sqlite_schema.COLUMNS`) and queues it; the writer takes
+everything waiting, collapses one task's puts into one write, and calls the subclass's
+`_commit`. A failed batch's rows stay for the next one, so a flush after the store came
+back writes them.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class BatchedStore:
         self._closing = False
         self._rows = 0
         self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
+        self._cancels_returned: set[str] = set()
 
     def __len__(self) -> int:
         return self._rows
@@ -73,6 +75,7 @@ class BatchedStore:
             self.owner if live else None, now + self.lease if live else None,
             record.handed_off, record.requeue, record.payload if live else None,
             record.timeout, record.retries, record.retry_delay, None if live else now,
+            record.result, record.progress, record.progress_message,
         ))  # fmt: skip
 
     def evict(self, task_id: str) -> None:
@@ -92,6 +95,24 @@ class BatchedStore:
         found = {info.id: info for info in stored if info.id not in here}
         found.update((i, record.info()) for i, record in here.items() if record.live)
         return list(found.values())
+
+    async def request_cancel(self, task_id: str) -> bool:
+        return await anyio.to_thread.run_sync(self._request_cancel, task_id, limiter=self._limiter)
+
+    async def cancel_requests(self) -> list[str]:
+        # A request stays on the task's row until the task settles, so that it follows the
+        # task to a new owner if this process dies after reading it: what was returned is
+        # remembered instead (only while still requested, so the set stays small).
+        requested = await anyio.to_thread.run_sync(self._cancels, limiter=self._limiter)
+        returned, fresh = self._cancels_returned, []
+        for task_id in requested:
+            record = self._here.get(task_id)
+            # Not run here yet (claimed by a reclaim, not adopted yet): asked again at the
+            # next poll. Finished here, its end not committed yet: nothing to cancel.
+            if task_id not in returned and record is not None and record.live:
+                fresh.append(task_id)
+        self._cancels_returned = returned.intersection(requested).union(fresh)
+        return fresh
 
     async def flush(self) -> None:
         """Return once everything `put` before is committed; `StoreUnavailable` if not."""
@@ -134,6 +155,14 @@ class BatchedStore:
 
     def _fetch_live(self) -> list[TaskInfo]:
         """Every stored live task, in a thread."""
+        raise NotImplementedError
+
+    def _request_cancel(self, task_id: str) -> bool:
+        """Mark the live row `task_id` as asked to cancel (False: no live row), in a thread."""
+        raise NotImplementedError
+
+    def _cancels(self) -> list[str]:
+        """The ids of this owner's live rows marked as asked to cancel, in a thread."""
         raise NotImplementedError
 
     def _disconnect(self) -> None:

@@ -1,29 +1,36 @@
 """The Lua scripts of `RedisStore`: each runs atomically inside Redis (layout version 1:
-a hash per task, the `live` and `settled` sorted sets, an `owned` set per owner)."""
+a hash per task, the `live` and `settled` sorted sets, an `owned` and a `cancels` set
+per owner)."""
 
 from __future__ import annotations
 
 # Bound to the lease holder (SQLite's `WHERE owner = ?`): a row another process
 # reclaimed, or one already settled, is never changed by a process that stalled past its
-# lease; a new row is written. Rows are
+# lease; a new row is written. A cancel request (not a row field) is kept while the row
+# stays live: the owner may not have read it yet. Rows are
 # ARGV[3...]: id, lease_until ('' if settled), settled_at, n, then n field/value pairs.
 UPSERT = """
 local p, me, live, settled, i = ARGV[1], ARGV[2], KEYS[1], KEYS[2], 3
+local owned, cancels = p .. ':owned:' .. me, p .. ':cancels:' .. me
 while i <= #ARGV do
   local id, lease, done, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local key = p .. ':task:' .. id
-  local owner = redis.call('HGET', key, 'owner')
-  if owner == me or redis.call('EXISTS', key) == 0 then
+  local f = redis.call('HMGET', key, 'owner', 'cancel_requested')
+  if f[1] == me or redis.call('EXISTS', key) == 0 then
     redis.call('DEL', key)
     redis.call('HSET', key, unpack(ARGV, i + 4, i + 3 + 2 * n))
     if lease ~= '' then
       redis.call('ZADD', live, lease, id)
       redis.call('ZREM', settled, id)
-      redis.call('SADD', p .. ':owned:' .. me, id)
+      redis.call('SADD', owned, id)
+      if f[2] then
+        redis.call('HSET', key, 'cancel_requested', f[2])
+      end
     else
       redis.call('ZREM', live, id)
       redis.call('ZADD', settled, done, id)
-      redis.call('SREM', p .. ':owned:' .. me, id)
+      redis.call('SREM', owned, id)
+      redis.call('SREM', cancels, id)
     end
   end
   i = i + 4 + 2 * n
@@ -59,8 +66,21 @@ end
 drop(redis.call('ZRANGEBYSCORE', settled, '-inf', '(' .. ARGV[4], 'LIMIT', 0, most))
 return redis.call('ZCARD', live) + redis.call('ZCARD', settled)
 """
+# ARGV: prefix, id, now. Asks the owner of live task `id` to cancel it: 1, or 0 when no
+# live task has that id (unknown, settled, handed off).
+CANCEL = """
+local key = ARGV[1] .. ':task:' .. ARGV[2]
+local f = redis.call('HMGET', key, 'owner', 'state', 'handed_off')
+if not f[1] or (f[2] ~= 'pending' and f[2] ~= 'running') or f[3] == '1' then
+  return 0
+end
+redis.call('HSET', key, 'cancel_requested', ARGV[3])
+redis.call('SADD', ARGV[1] .. ':cancels:' .. f[1], ARGV[2])
+return 1
+"""
 # Exactly once across processes: the scan and every claim happen in one atomic script.
 # ARGV: prefix, me, now, the new lease_until, the two reasons (`%s`: owner, ran-out time).
+# A cancel request follows a requeued task to its new owner.
 RECLAIM = """
 local function utc(t)  -- as Python's strftime('%Y-%m-%d %H:%M:%S'): Redis's Lua has no os.date
   local s = math.floor(t)
@@ -82,20 +102,24 @@ local out = {}
 local expired = redis.call('ZRANGEBYSCORE', live, '-inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, 500)
 for j = 1, #expired, 2 do
   local id, key = expired[j], p .. ':task:' .. expired[j]
-  local f = redis.call('HMGET', key, 'owner', 'requeue', 'payload')
+  local f = redis.call('HMGET', key, 'owner', 'requeue', 'payload', 'cancel_requested')
   if not f[1] then
     redis.call('ZREM', live, id)  -- no leased row behind it (evicted): nothing to settle
   elseif f[1] ~= me then
     redis.call('SREM', p .. ':owned:' .. f[1], id)
+    redis.call('SREM', p .. ':cancels:' .. f[1], id)
     local requeued = f[2] == '1' and f[3] ~= false
     if requeued then
       redis.call('HSET', key, 'state', 'pending', 'owner', me, 'lease_until', lease)
       redis.call('ZADD', live, lease, id)
       redis.call('SADD', p .. ':owned:' .. me, id)
+      if f[4] then
+        redis.call('SADD', p .. ':cancels:' .. me, id)
+      end
     else
       local ran_out = utc(tonumber(expired[j + 1]))
       local why = string.format(f[2] == '1' and ARGV[5] or ARGV[6], f[1], ran_out)
-      redis.call('HDEL', key, 'owner', 'lease_until', 'payload')
+      redis.call('HDEL', key, 'owner', 'lease_until', 'payload', 'cancel_requested')
       redis.call('HSET', key, 'state', 'interrupted', 'finished_at', now, 'settled_at', now,
         'error', why)
       redis.call('ZREM', live, id)
@@ -106,4 +130,10 @@ for j = 1, #expired, 2 do
 end
 return out
 """
-SCRIPTS = {"upsert": UPSERT, "renew": RENEW, "prune": PRUNE, "reclaim": RECLAIM}
+SCRIPTS = {
+    "upsert": UPSERT,
+    "renew": RENEW,
+    "prune": PRUNE,
+    "cancel": CANCEL,
+    "reclaim": RECLAIM,
+}

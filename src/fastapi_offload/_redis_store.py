@@ -4,11 +4,17 @@ Key layout (version 1, under `prefix`):
 
 - `{prefix}:meta`: a hash, `version` = the layout version (a newer one is refused);
 - `{prefix}:task:{id}`: a hash per task, the columns of `_sqlite_schema.COLUMNS` (a
-  `None` is an absent field; `payload` is the pickled call's bytes);
+  `None` is an absent field; `payload` is the pickled call's bytes; see `_redis_rows`),
+  and `cancel_requested` (when) on a live task asked to cancel;
 - `{prefix}:live`: a sorted set of the live (pending or running, not handed off) ids,
   scored by `lease_until`: what `reclaim` scans;
 - `{prefix}:settled`: a sorted set of the other ids, scored by `settled_at`: what is pruned;
-- `{prefix}:owned:{owner}`: a set of the ids an owner leases: what `renew` extends.
+- `{prefix}:owned:{owner}`: a set of the ids an owner leases: what `renew` extends;
+- `{prefix}:cancels:{owner}`: a set of the ids of an owner's live tasks asked to cancel:
+  what `cancel_requests` reads (a reclaim moves an entry to the new owner's set).
+
+Later additions (the `result`, `progress`, `progress_message` and `cancel_requested`
+fields, the `cancels` sets) are optional to a reader, so the layout is still version 1.
 
 Every write that must not race another process is a Lua script, atomic in Redis. The
 write path (non-blocking `put`, one writer thread, batches, flush) is `_batched_store`'s.
@@ -30,7 +36,8 @@ import anyio.to_thread
 from ._batched_store import SETTLED_AT, BatchedStore, interrupted_reason
 from ._errors import ConfigError, StoreUnavailable
 from ._models import TaskInfo, TaskState
-from ._sqlite_schema import COLUMNS, Row
+from ._redis_rows import decode, encode
+from ._sqlite_schema import Row
 from ._store import Orphan
 
 try:
@@ -53,7 +60,6 @@ logger = logging.getLogger("fastapi_offload")
 VERSION = 1
 CHUNK = 500  # rows per upsert script call: one call blocks Redis for a few ms at most
 PRUNE_MOST = 20_000  # rows pruned per call, by count and by age (as SQLite's 2 * MAX_BATCH)
-FIELDS = [name.encode() for name in COLUMNS[1:]]
 # Errors worth retrying: Redis is down, starting, read-only (a failover), out of memory.
 _TRANSIENT = (NoScriptError, redis.OutOfMemoryError, redis.ReadOnlyError)
 
@@ -180,21 +186,28 @@ class RedisStore(BatchedStore):
         ]
 
     def _info(self, task_id: str, row: dict[bytes, bytes]) -> TaskInfo | None:
-        def text(name: str) -> str | None:
-            return None if (value := row.get(name.encode())) is None else value.decode()
-
-        def number(name: str) -> float | None:
-            return None if (value := text(name)) is None else float(value)
-
         try:
-            name, lane, state, attempts = (row[f].decode() for f in [*FIELDS[:3], b"attempts"])
-            return TaskInfo(
-                task_id, name, TaskState(state), lane, number("created_at"),
-                number("started_at"), number("finished_at"), int(attempts), text("error"),
-            )  # fmt: skip
+            return decode(task_id, row)
         except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             self._unreadable(f"task {task_id}", exc)
             return None
+
+    def _request_cancel(self, task_id: str) -> bool:
+        def build(pipe: Pipeline) -> None:
+            self._script(pipe, "cancel", [], task_id, repr(time.time()))
+
+        try:
+            return bool(self._pipeline(build)[0])
+        except (redis.RedisError, OSError) as exc:
+            raise self._unreachable(f"ask for task {task_id} to be cancelled", exc) from exc
+
+    def _cancels(self) -> list[str]:
+        key = f"{self.prefix}:cancels:{self.owner}"
+        try:
+            [members] = self._pipeline(lambda pipe: pipe.smembers(key))
+        except (redis.RedisError, OSError) as exc:
+            raise self._unreachable("read the cancel requests", exc) from exc
+        return [task_id.decode() for task_id in members]
 
     def _reclaim(self) -> list[Orphan]:
         now = time.time()
@@ -267,13 +280,14 @@ class RedisStore(BatchedStore):
 
         def build(pipe: Pipeline) -> None:
             for start in range(0, len(rows), CHUNK):
-                args = [value for row in rows[start : start + CHUNK] for value in _encode(row)]
+                args = [value for row in rows[start : start + CHUNK] for value in encode(row)]
                 self._script(pipe, "upsert", keys, self.owner, *args)
             if deleted:  # a task never accepted: no other process ever ran it
                 pipe.delete(*(f"{self.prefix}:task:{task_id}" for task_id in deleted))
                 pipe.zrem(self._live, *deleted)
                 pipe.zrem(self._settled, *deleted)
                 pipe.srem(f"{self.prefix}:owned:{self.owner}", *deleted)
+                pipe.srem(f"{self.prefix}:cancels:{self.owner}", *deleted)
             if renew:
                 self._script(pipe, "renew", [self._live], self.owner, repr(now + self.lease))
             if prune:
@@ -303,34 +317,14 @@ class RedisStore(BatchedStore):
     def _unusable(self, what: object) -> ConfigError:
         return ConfigError(f"store (OFFLOAD_STORE) {self._shown}: {what}")
 
+    def _unreachable(self, doing: str, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"the task store {self._shown} could not {doing} ({exc})")
+
     def _unavailable(self, exc: object) -> StoreUnavailable:
         return StoreUnavailable(
             f"the task store {self._shown} could not record the task ({exc}), so it was not "
             "accepted. Check that Redis is running and reachable from this host."
         )
-
-
-def _encode(row: Row) -> list[Any]:
-    # id, lease_until, settled_at, n, then the fields that are not None (absent in the hash).
-    pairs: list[Any] = []
-    for name, value in zip(FIELDS, row[1:], strict=True):
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = int(value)
-        elif isinstance(value, TaskState):
-            value = value.value
-        elif isinstance(value, float):
-            value = repr(value)  # every digit: times read back exactly
-        pairs += (name, value)
-    lease, settled = row[10], row[SETTLED_AT]
-    return [
-        row[0],
-        "" if lease is None else repr(lease),
-        repr(settled or 0.0),
-        len(pairs) // 2,
-        *pairs,
-    ]
 
 
 def _masked(url: str) -> str:

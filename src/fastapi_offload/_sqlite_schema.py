@@ -1,28 +1,51 @@
-"""The SQL of `SqliteStore`: schema version 1, its statements, and reading a row."""
+"""The SQL of `SqliteStore`: schema version 2, the upgrade from 1, its statements, and
+reading a row."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ._models import TaskInfo, TaskState
 
 Row = tuple[Any, ...]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_BATCH = 10_000  # operations per transaction: bounds one commit's size and duration
 LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial index's WHERE
-INFO = "id, name, state, lane, created_at, started_at, finished_at, attempts, error"
+INFO = (
+    "id, name, state, lane, created_at, started_at, finished_at, attempts, error, result, "
+    "progress, progress_message"
+)
+INFO_SIZE = len(INFO.split(", "))
+# A live task has no result yet: what reads only live rows does not load the column.
+LIVE_INFO = INFO.replace(" result,", " NULL,")
 COLUMNS = (
     "id, name, lane, state, created_at, started_at, finished_at, attempts, error, owner, "
-    "lease_until, handed_off, requeue, payload, timeout, retries, retry_delay, settled_at"
+    "lease_until, handed_off, requeue, payload, timeout, retries, retry_delay, settled_at, "
+    "result, progress, progress_message"
 ).split(", ")
 UPSERT = (
     f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])} "
+    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}, "
+    # A cancel request (not one of COLUMNS) outlives the owner's puts until the task
+    # settles: the owner may not have read it yet, and a new owner after a reclaim must.
+    "cancel_requested = CASE WHEN excluded.owner ISNULL THEN NULL ELSE cancel_requested END "
     # Bound to the lease holder: a row another process reclaimed, or one already settled
     # (finished, interrupted), is never changed by a process that stalled past its lease.
     "WHERE tasks.owner = ?"
 )
+# Version 1 to 2: kept results, progress, and cancel requests. ADD COLUMN does not
+# rewrite the table, and a process still on version 1 names its columns, so it keeps
+# writing the upgraded file until it restarts (and is then refused: a newer schema).
+UPGRADES = {
+    1: (
+        "ALTER TABLE tasks ADD COLUMN result TEXT",
+        "ALTER TABLE tasks ADD COLUMN progress REAL",
+        "ALTER TABLE tasks ADD COLUMN progress_message TEXT",
+        "ALTER TABLE tasks ADD COLUMN cancel_requested REAL",
+    ),
+}
 # `settled_at`: when the row stopped being live here (finished, or handed to a remote
 # backend, which has no `finished_at`): the order in which finished rows are pruned.
 SCHEMA = (
@@ -33,9 +56,12 @@ SCHEMA = (
     "NOT NULL, state TEXT NOT NULL, created_at REAL, started_at REAL, finished_at REAL, "
     "attempts INTEGER NOT NULL, error TEXT, owner TEXT, lease_until REAL, handed_off INTEGER "
     "NOT NULL, requeue INTEGER NOT NULL, payload BLOB, timeout REAL, retries INTEGER NOT NULL, "
-    "retry_delay REAL NOT NULL, settled_at REAL)",
+    "retry_delay REAL NOT NULL, settled_at REAL, result TEXT, progress REAL, progress_message "
+    "TEXT, cancel_requested REAL)",
     f"CREATE INDEX IF NOT EXISTS tasks_live ON tasks (lease_until) WHERE {LIVE}",
     "CREATE INDEX IF NOT EXISTS tasks_settled ON tasks (settled_at) WHERE settled_at IS NOT NULL",
+    # Only the rows with a pending request: the poll of `cancel_requests` reads a few.
+    "CREATE INDEX IF NOT EXISTS tasks_cancel ON tasks (owner) WHERE cancel_requested NOTNULL",
     # Counts kept by triggers are exact across processes, and pruning by capacity then
     # reads one row instead of counting the table on every batch.
     "CREATE TRIGGER IF NOT EXISTS tasks_added AFTER INSERT ON tasks BEGIN UPDATE meta SET "
@@ -45,35 +71,46 @@ SCHEMA = (
     "CREATE TRIGGER IF NOT EXISTS tasks_settled_changed AFTER UPDATE OF settled_at ON tasks "
     "WHEN (OLD.settled_at ISNULL) != (NEW.settled_at ISNULL) BEGIN UPDATE meta SET value = "
     "value + CASE WHEN NEW.settled_at ISNULL THEN -1 ELSE 1 END WHERE key = 'settled'; END",
+    # After the upgrades (or on a new file): the file is at this version now.
+    f"UPDATE meta SET value = {SCHEMA_VERSION} WHERE key = 'schema_version'",
 )
 OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at LIMIT ?"
 PRUNE_COUNT = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('')})"
 PRUNE_AGE = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('AND settled_at < ?')})"
 RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
 ORPHANS = (
-    f"SELECT {INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
+    f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
     f"FROM tasks WHERE {LIVE} AND lease_until < ? AND owner IS NOT ? LIMIT 500"
 )
 # Requeue-able rows this owner claimed but never took up (the reclaim's caller failed
 # after the commit): returned by the next reclaim instead of renewed forever.
 STRAYS = (
-    f"SELECT {INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
+    f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
     f"FROM tasks WHERE {LIVE} AND owner = ? AND requeue = 1 AND payload NOTNULL"
 )
 INTERRUPT = (
     "UPDATE tasks SET state = 'interrupted', finished_at = ?, settled_at = ?, owner = NULL, "
-    "lease_until = NULL, payload = NULL, error = ? WHERE id = ?"
+    "lease_until = NULL, payload = NULL, cancel_requested = NULL, error = ? WHERE id = ?"
 )
+CANCEL = f"UPDATE tasks SET cancel_requested = ? WHERE id = ? AND {LIVE}"
+# `owner = ?` only matches live rows: a settled one has no owner (and no request).
+CANCELS = "SELECT id FROM tasks WHERE cancel_requested NOTNULL AND owner = ?"
 
 
 def row_info(row: Row) -> TaskInfo:
-    """A row as a `TaskInfo`; `ValueError` if a column holds what this store never writes."""
-    task_id, name, state, lane, created, started, finished, attempts, error = row
-    times_ok = all(t is None or isinstance(t, float | int) for t in (created, started, finished))
-    if not (times_ok and isinstance(name, str) and isinstance(lane, str)) or not (
-        isinstance(attempts, int) and (error is None or isinstance(error, str))
-    ):
+    """A row (the `INFO` columns) as a `TaskInfo`; `ValueError` if a column holds what this
+    store never writes (a result that is not JSON text among them)."""
+    task_id, name, state, lane, created, started, finished, attempts, error = row[:9]
+    result, progress, message = row[9:]
+    numbers = (created, started, finished, progress)
+    numbers_ok = all(n is None or isinstance(n, float | int) for n in numbers)
+    texts_ok = all(t is None or isinstance(t, str) for t in (error, result, message))
+    if not (numbers_ok and texts_ok and isinstance(name, str) and isinstance(lane, str)):
+        raise ValueError(f"a column has an unexpected type: {row!r}")
+    if not isinstance(attempts, int):
         raise ValueError(f"a column has an unexpected type: {row!r}")
     return TaskInfo(
-        task_id, name, TaskState(state), lane, created, started, finished, attempts, error
-    )
+        task_id, name, TaskState(state), lane, created, started, finished, attempts, error,
+        result=None if result is None else json.loads(result),  # JSONDecodeError: ValueError
+        progress=progress, progress_message=message,
+    )  # fmt: skip

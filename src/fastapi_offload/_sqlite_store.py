@@ -29,9 +29,13 @@ from ._batched_store import SETTLED_AT, BatchedStore, interrupted_reason, utc_te
 from ._errors import ConfigError, StoreUnavailable
 from ._models import TaskInfo, TaskState
 from ._sqlite_schema import (
+    CANCEL,
+    CANCELS,
     INFO,
+    INFO_SIZE,
     INTERRUPT,
     LIVE,
+    LIVE_INFO,
     MAX_BATCH,
     ORPHANS,
     PRUNE_AGE,
@@ -40,6 +44,7 @@ from ._sqlite_schema import (
     SCHEMA,
     SCHEMA_VERSION,
     STRAYS,
+    UPGRADES,
     UPSERT,
     Row,
     row_info,
@@ -82,7 +87,7 @@ class SqliteStore(BatchedStore):
         return self._select("id = ?", task_id)
 
     def _fetch_live(self) -> list[TaskInfo]:
-        return self._select(LIVE)
+        return self._select(LIVE, columns=LIVE_INFO)
 
     async def open(self) -> None:
         """Open (or create) the file; `ConfigError` naming `store` if it cannot be used."""
@@ -117,6 +122,7 @@ class SqliteStore(BatchedStore):
         try:
             conn.execute("BEGIN IMMEDIATE")  # two processes opening at once create it once
             tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+            version = SCHEMA_VERSION
             if "meta" in tables:
                 found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
                 version = (found.fetchone() or (0,))[0]
@@ -128,7 +134,10 @@ class SqliteStore(BatchedStore):
                     )
             elif "tasks" in tables:
                 raise self._unusable("it holds a `tasks` table fastapi-offload did not create")
-            # Version 1 is the first: a later version upgrades older files here.
+            if "tasks" in tables:  # in place, in this transaction: once across processes
+                for older in range(max(version, 1), SCHEMA_VERSION):
+                    for statement in UPGRADES[older]:
+                        conn.execute(statement)
             for statement in SCHEMA:
                 conn.execute(statement)
             self._rows = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()[0]
@@ -150,10 +159,10 @@ class SqliteStore(BatchedStore):
             conn = self._readers[key] = self._connect()
         return conn
 
-    def _select(self, where: str, *args: object) -> list[TaskInfo]:
+    def _select(self, where: str, *args: object, columns: str = INFO) -> list[TaskInfo]:
         # A row that cannot be read is skipped with a warning: the API keeps serving.
         try:
-            rows = self._reader().execute(f"SELECT {INFO} FROM tasks WHERE {where}", args)
+            rows = self._reader().execute(f"SELECT {columns} FROM tasks WHERE {where}", args)
             return [info for row in rows.fetchall() if (info := self._info(row))]
         except sqlite3.Error as exc:
             self._unreadable(f"task {args[0]}" if args else "the live tasks", exc)
@@ -193,9 +202,9 @@ class SqliteStore(BatchedStore):
         return [orphan for orphan in orphans if orphan is not None]
 
     def _claim(self, conn: sqlite3.Connection, row: Row, now: float) -> Orphan | None:
-        if (info := self._info(row[:9])) is None:
+        if (info := self._info(row[:INFO_SIZE])) is None:
             return None
-        owner, lease_until, requeue, payload, timeout, retries, retry_delay = row[9:]
+        owner, lease_until, requeue, payload, timeout, retries, retry_delay = row[INFO_SIZE:]
         if requeue and payload is not None:
             conn.execute(
                 "UPDATE tasks SET state = 'pending', owner = ?, lease_until = ? WHERE id = ?",
@@ -208,6 +217,18 @@ class SqliteStore(BatchedStore):
         return Orphan(
             replace(info, state=TaskState.INTERRUPTED, finished_at=now, error=error), False
         )
+
+    def _request_cancel(self, task_id: str) -> bool:
+        try:
+            return self._reader().execute(CANCEL, (time.time(), task_id)).rowcount > 0
+        except sqlite3.Error as exc:
+            raise self._unreachable(f"ask for task {task_id} to be cancelled", exc) from exc
+
+    def _cancels(self) -> list[str]:
+        try:  # a read of the few rows in the partial index: no write lock, no wait
+            return [task_id for (task_id,) in self._reader().execute(CANCELS, (self.owner,))]
+        except sqlite3.Error as exc:
+            raise self._unreachable("read the cancel requests", exc) from exc
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> None:
         # Bounded work per call, and called for every batch that settles rows, so pruning
@@ -291,6 +312,9 @@ class SqliteStore(BatchedStore):
                 "or move this one away"
             )
         return ConfigError(f"store (OFFLOAD_STORE) sqlite:///{self.path}: {what}")
+
+    def _unreachable(self, doing: str, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"the task store sqlite:///{self.path} could not {doing} ({exc})")
 
     def _unavailable(self, exc: object) -> StoreUnavailable:
         return StoreUnavailable(
