@@ -41,6 +41,15 @@ def test_environment_is_read_by_offload(monkeypatch: pytest.MonkeyPatch) -> None
         ({}, {"OFFLOAD_MAX_PENDING": "lots"}, "OFFLOAD_MAX_PENDING='lots' is not a whole number"),
         ({}, {"OFFLOAD_AUTO_PROMOTE": "maybe"}, "OFFLOAD_AUTO_PROMOTE='maybe' is not a boolean"),
         ({}, {"OFFLOAD_ROUTES": "nolane"}, "is not `pattern=lane`"),
+        # A value that parses but is out of range names the variable it came from too.
+        (
+            {},
+            {"OFFLOAD_THREAD_WORKERS": "0"},
+            "^OFFLOAD_THREAD_WORKERS='0' \\(the thread_workers option\\): thread_workers=0 must",
+        ),
+        ({}, {"OFFLOAD_ROUTES": "x.*=gpu"}, "^OFFLOAD_ROUTES='x.\\*=gpu' \\(the routes option\\)"),
+        ({}, {"OFFLOAD_STORE": "mysql://db"}, "^OFFLOAD_STORE='mysql://db' \\(the store option\\)"),
+        ({}, {"OFFLOAD_PROCESS_PRIORITY": "max"}, "^OFFLOAD_PROCESS_PRIORITY='max'"),
     ],
 )
 def test_bad_values_name_the_option(

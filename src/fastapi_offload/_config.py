@@ -198,6 +198,7 @@ class OffloadConfig:
                 f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(fields)}"
             )
         values: dict[str, Any] = {}
+        from_env: dict[str, tuple[str, str]] = {}
         for name, f in fields.items():
             if name in options:
                 values[name] = options[name]
@@ -206,7 +207,15 @@ class OffloadConfig:
             raw = environ.get(env)
             if raw is not None and raw.strip() != "":
                 values[name] = _parse_env(env, raw.strip(), f.metadata["kind"])
-        return cls(**values)
+                from_env[name] = (env, raw)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            # A value from the environment: name the variable, which is what to fix.
+            for name, (env, raw) in from_env.items():
+                if str(exc).startswith((f"{name}=", f"{name}[")):
+                    raise ConfigError(f"{env}={raw!r} (the {name} option): {exc}") from None
+            raise
 
 
 def store_path(url: str) -> str | None:
