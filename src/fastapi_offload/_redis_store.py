@@ -35,6 +35,7 @@ import anyio.to_thread
 
 from ._batched_store import SETTLED_AT, BatchedStore, interrupted_reason
 from ._errors import ConfigError, StoreUnavailable
+from ._extras import install_hint
 from ._models import TaskInfo, TaskState
 from ._redis_rows import decode, encode
 from ._sqlite_schema import Row
@@ -47,9 +48,7 @@ try:
     from redis.exceptions import NoScriptError
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        'a redis:// store needs the redis package: pip install "fastapi-offload[redis]"'
-    ) from exc
+    raise ImportError(f"a redis:// store needs the redis package: {install_hint('redis')}") from exc
 
 from ._redis_scripts import SCRIPTS
 
