@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi_offload.backends.celery import celery_worker_app
 
-from . import jobs
+from . import control_jobs, jobs
 
-app = celery_worker_app(jobs)
+app = celery_worker_app(jobs, control_jobs)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
+from fastapi_offload.backends.base import Backend
 from fastapi_offload.backends.celery import CeleryBackend
 from fastapi_offload.backends.rq import RQBackend
 
@@ -315,6 +316,26 @@ async def rq_backend(rq_url: str) -> AsyncIterator[RQBackend]:
         yield backend
     finally:
         await backend.stop()
+
+
+@dataclass
+class Remote:
+    """A started backend and the worker that runs its tasks."""
+
+    backend: Backend
+    worker: WorkerProcess
+
+    @property
+    def log(self) -> Callable[[], str]:
+        return self.worker.log
+
+
+@pytest.fixture(params=["celery", "rq"])
+def remote(request: pytest.FixtureRequest) -> Remote:
+    """Each test using it runs once with Celery and once with RQ, against real workers."""
+    worker: WorkerProcess = request.getfixturevalue(f"{request.param}_worker")
+    backend: Backend = request.getfixturevalue(f"{request.param}_backend")
+    return Remote(backend, worker)
 
 
 @pytest.fixture

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi_offload.backends.rq import rq_worker_class
 
-from . import jobs
+from . import control_jobs, jobs
 
-Worker = rq_worker_class(jobs)
+Worker = rq_worker_class(jobs, control_jobs)

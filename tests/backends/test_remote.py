@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from fastapi_offload.backends.rq import RQBackend
 
 from . import jobs
 from ._support import call_of, wait_for_state
-from .conftest import WorkerProcess
+from .conftest import Remote
 
 pytestmark = [
     pytest.mark.anyio,
@@ -32,23 +30,6 @@ pytestmark = [
 ]
 
 FINISHED = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
-
-
-@dataclass
-class Remote:
-    backend: Backend
-    worker: WorkerProcess
-
-    @property
-    def log(self) -> Callable[[], str]:
-        return self.worker.log
-
-
-@pytest.fixture(params=["celery", "rq"])
-def remote(request: pytest.FixtureRequest) -> Remote:
-    worker: WorkerProcess = request.getfixturevalue(f"{request.param}_worker")
-    backend: Backend = request.getfixturevalue(f"{request.param}_backend")
-    return Remote(backend, worker)
 
 
 async def test_the_task_runs_in_the_worker_process(remote: Remote, tmp_path: Path) -> None:

@@ -33,6 +33,15 @@ What a client sees, with a remote backend:
   answered from the web process's own record, else `unknown`. So is an id that
   fastapi-offload did not make (32 lowercase hex digits): the broker is not asked. A
   status lookup while the broker is down is a `503` too.
+- In that status: `result`, a succeeded task's return value when it is JSON data of
+  at most `OFFLOAD_RESULT_MAX_BYTES` (else `error` says why it was not kept; workers
+  read the same variable); `progress` and `progress_message`, the task's last
+  `report_progress()` while it runs (RQ keeps it after the end; Celery's final record
+  replaces it).
+- `Offload.cancel(id)`: a queued task never starts and reads `cancelled` at once; a
+  running one is killed on its worker (Celery: SIGTERM to the pool process; RQ: the
+  work horse) and reads `cancelled` moments later. `cancelled()` stays `False` in a
+  remote task, since it is killed instead.
 
 Writing an adapter for another queue: subclass `base.BaseBackend`, call
 `check_call` in `prepare`, and on the worker side run only what a `TaskRegistry`

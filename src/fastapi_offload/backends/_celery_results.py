@@ -4,20 +4,50 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from celery.backends.base import BaseKeyValueStoreBackend
 from kombu.exceptions import SerializationError, SerializerNotInstalled
 
 from .._models import TaskCall, TaskInfo, TaskState
-from ._settings import to_number, to_timestamp
+from .._results import decode, encode
+from ._settings import (
+    CANCELLED_BY_REQUEST,
+    DEFAULT_RESULT_MAX_BYTES,
+    to_number,
+    to_progress,
+    to_timestamp,
+)
 
-__all__ = ["SUBMITTED", "UNREADABLE", "task_info", "write_marker"]
+__all__ = [
+    "NOT_KEPT",
+    "PROGRESS",
+    "SUBMITTED",
+    "UNREADABLE",
+    "cancellable",
+    "task_info",
+    "write_marker",
+    "write_revoked",
+]
 
 #: State written to the result store before a task is published. Celery reports an id
 #: it has no record of as PENDING, so "queued" and "never submitted" look alike; with
 #: this marker, PENDING from the store means "not submitted through this backend".
 SUBMITTED = "SENT"
+
+#: State a running task stores with each `report_progress()`; its result is
+#: `{"progress": 0.0-1.0, "message": str | None}`.
+PROGRESS = "PROGRESS"
+
+#: The key of what a worker stores instead of a return value it does not keep (not JSON,
+#: or over `OFFLOAD_RESULT_MAX_BYTES`): `{NOT_KEPT: "result not kept: <why>"}`.
+NOT_KEPT = "offload_result_not_kept"
+
+# `cancel` revokes a task in any state but these (it has ended); custom states, set by
+# a running task, count as running. Of the others, these are before the task started.
+_ENDED = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED", "IGNORED"})
+_NOT_STARTED = frozenset({SUBMITTED, "RECEIVED", "RETRY"})
 
 # What decoding a record this package's clients and workers did not write can raise:
 # a payload that is not JSON (DecodeError) or is in a refused format (ContentDisallowed),
@@ -44,6 +74,7 @@ _STATES = {
     "RECEIVED": TaskState.PENDING,
     "RETRY": TaskState.PENDING,
     "STARTED": TaskState.RUNNING,
+    PROGRESS: TaskState.RUNNING,
     "SUCCESS": TaskState.SUCCEEDED,
     "FAILURE": TaskState.FAILED,
     "REJECTED": TaskState.FAILED,
@@ -71,8 +102,45 @@ def write_marker(store: Any, call: TaskCall) -> None:
         store.store_result(call.id, marker, SUBMITTED)
 
 
-def task_info(task_id: str, meta: Mapping[str, Any], lane: str) -> TaskInfo | None:
-    """Map a Celery result-store record onto `TaskInfo`; `None` when there is none."""
+def cancellable(meta: Mapping[str, Any] | None) -> bool:
+    """Whether a record is of a task submitted here that has not ended (so `cancel` revokes
+    it). No record (PENDING) is an id never submitted, or expired."""
+    status = None if meta is None else str(meta.get("status", "PENDING"))
+    return status not in (None, "PENDING") and status not in _ENDED
+
+
+def write_revoked(store: Any, task_id: str, meta: Mapping[str, Any]) -> None:
+    """Record a task that has not started as REVOKED (`cancelled by request`) at once.
+
+    Workers learn of a revoke by broadcast and mark a queued task REVOKED only when its
+    message reaches them, which for a busy worker may be much later; until then status
+    would still say pending. A task that has started is left to the worker: it stores
+    REVOKED when it terminates the task. The record keeps the name and retry count (the
+    results app stores extended results); `store_result` never overwrites a SUCCESS.
+    """
+    if str(meta.get("status")) not in _NOT_STARTED:
+        return
+    result = meta.get("result")
+    marker = result if isinstance(result, Mapping) else {}
+    request = SimpleNamespace(
+        task=meta.get("name") or marker.get("name"), retries=meta.get("retries"), chord=None
+    )
+    store.mark_as_revoked(task_id, CANCELLED_BY_REQUEST, request=request)
+
+
+def task_info(
+    task_id: str,
+    meta: Mapping[str, Any],
+    lane: str,
+    *,
+    result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
+) -> TaskInfo | None:
+    """Map a Celery result-store record onto `TaskInfo`; `None` when there is none.
+
+    A SUCCESS record's value is the `result` when it is JSON data of at most
+    `result_max_bytes` (else `error` says why it is not kept); a PROGRESS record's
+    `{"progress", "message"}` are the progress fields. A REVOKED task is cancelled.
+    """
     status = str(meta.get("status", "PENDING"))
     if status == "PENDING":
         # No record at all: Celery cannot tell "queued" from "never existed", and a
@@ -86,9 +154,16 @@ def task_info(task_id: str, meta: Mapping[str, Any], lane: str) -> TaskInfo | No
     attempts = 0
     if status not in (SUBMITTED, "RECEIVED"):
         attempts = (retries if isinstance(retries, int) else 0) + 1
-    error = None
+    value, error = None, None
     if status in ("FAILURE", "RETRY", "REJECTED"):
         error = repr(result) if isinstance(result, BaseException) else str(result)
+    elif status == "REVOKED":
+        error = CANCELLED_BY_REQUEST
+    elif status == "SUCCESS":
+        value, error = _kept(result, result_max_bytes)
+    progress, message = None, None
+    if status == PROGRESS and isinstance(result, Mapping):
+        progress, message = to_progress(result.get("progress"), result.get("message"))
     return TaskInfo(
         id=task_id,
         name=str(name),
@@ -98,4 +173,19 @@ def task_info(task_id: str, meta: Mapping[str, Any], lane: str) -> TaskInfo | No
         finished_at=to_timestamp(meta.get("date_done")) if state.finished else None,
         attempts=attempts,
         error=error,
+        result=value,
+        progress=progress,
+        progress_message=message,
     )
+
+
+def _kept(result: Any, limit: int) -> tuple[Any, str | None]:
+    if isinstance(result, Mapping) and len(result) == 1:
+        why = result.get(NOT_KEPT)
+        if isinstance(why, str):
+            return None, why
+    # Checked on reading too: with pickle messages a worker stores any value, and
+    # `TaskInfo.result` promises JSON data (a tuple reads back as a list, as it would
+    # from a JSON store).
+    text, why = encode(result, limit)
+    return decode(text), why

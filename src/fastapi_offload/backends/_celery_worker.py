@@ -8,19 +8,31 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
+from .._context import bound
 from .._errors import TaskTimeout
+from .._retry import retry_wait
+from ._celery_results import NOT_KEPT, PROGRESS
 from ._payload import Serializer
 from ._registry import Target, TaskRegistry
 from ._settings import RemoteSettings, check_serializer, to_number
-from ._worker import portable_result, run_callable
+from ._worker import RemoteContext, kept_result, retried, retry_on_from, run_callable
 
-__all__ = ["RETRIES_HEADER", "RETRY_DELAY_HEADER", "TIMEOUT_HEADER", "celery_worker_app"]
+__all__ = [
+    "RETRIES_HEADER",
+    "RETRY_BACKOFF_HEADER",
+    "RETRY_DELAY_HEADER",
+    "RETRY_ON_HEADER",
+    "TIMEOUT_HEADER",
+    "celery_worker_app",
+]
 
 # Per-call settings travel as message headers, never in the task's own kwargs;
 # Celery copies custom headers onto `task.request` and keeps them across retries.
-RETRIES_HEADER = "offload_retries"
-RETRY_DELAY_HEADER = "offload_retry_delay"
-TIMEOUT_HEADER = "offload_timeout"
+RETRIES_HEADER = "offload_retries"  # int
+RETRY_DELAY_HEADER = "offload_retry_delay"  # float seconds
+RETRY_BACKOFF_HEADER = "offload_retry_backoff"  # bool
+RETRY_ON_HEADER = "offload_retry_on"  # list of exception type paths, or null for any
+TIMEOUT_HEADER = "offload_timeout"  # float seconds, or null
 
 # Where users import `celery_worker_app` from; also what Celery's task classes name.
 _PUBLIC_MODULE = "fastapi_offload.backends.celery"
@@ -46,11 +58,19 @@ def celery_worker_app(
     target or setting.
 
     Timeouts use Celery's soft limit (the task gets `TaskTimeout`) and, 5 s later,
-    its hard limit; both need the prefork pool, Celery's default. Retries are sent
-    again by the worker with `countdown=retry_delay`. `async def` tasks run with
-    `asyncio.run` in the pool process. The app stores extended results (task name,
-    retry count, and also the arguments) for `result_ttl`; pass
-    `config={"result_extended": False}` to keep arguments out of the result store.
+    its hard limit; both need the prefork pool, Celery's default. A failure that the
+    call's `retry_on` names (any, by default) is sent again by the worker, after
+    `retry_delay`, or with `retry_backoff` a doubling delay with jitter; any other
+    failure fails the task at once. `async def` tasks run with `asyncio.run` in the
+    pool process. The app stores extended results (task name, retry count, and also
+    the arguments) for `result_ttl`; pass `config={"result_extended": False}` to keep
+    arguments out of the result store (the status then has no task name of its own).
+
+    Return values are stored when they are JSON data of at most
+    `OFFLOAD_RESULT_MAX_BYTES`; any other is stored as `{"offload_result_not_kept":
+    "<why>"}` (logged at WARNING), and the task still succeeds. `report_progress()`
+    in a task stores the state `PROGRESS` with `{"progress": 0.0-1.0, "message": ...}`;
+    `cancelled()` stays `False`: a cancelled task's pool process is terminated.
     """
     settings = RemoteSettings.from_env()
     chosen = check_serializer(serializer or settings.serializer)
@@ -77,15 +97,36 @@ def celery_worker_app(
     for name, func in registry.items():
         # Not shared: a Celery task is "shared" by default, which would hand it to every
         # app built later in the process, beyond the tasks that app was given.
-        app.task(name=name, bind=True, shared=False)(_task_body(name, func, chosen))
+        body = _task_body(name, func, chosen, settings.result_max_bytes)
+        app.task(name=name, bind=True, shared=False)(body)
     return app
 
 
-def _task_body(name: str, func: Callable[..., Any], serializer: str) -> Callable[..., Any]:
+class _Progress(RemoteContext):
+    __slots__ = ("_task",)
+
+    passthrough = (SoftTimeLimitExceeded,)
+
+    def __init__(self, task: Any, name: str) -> None:
+        super().__init__(str(task.request.id), name)
+        self._task = task
+
+    def write(self, fraction: float, message: str | None) -> None:
+        # `update_state` passes the task's request, so the extended fields (name,
+        # retries) stay in the record next to the progress.
+        self._task.update_state(state=PROGRESS, meta={"progress": fraction, "message": message})
+
+
+def _task_body(
+    name: str, func: Callable[..., Any], serializer: str, limit: int
+) -> Callable[..., Any]:
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         try:
-            return portable_result(name, run_callable(func, args, kwargs), serializer)
+            with bound(_Progress(self, name)):
+                value = run_callable(func, args, kwargs)
+            kept, why = kept_result(name, value, serializer, limit)
+            return kept if why is None else {NOT_KEPT: why}
         except SoftTimeLimitExceeded as exc:
             error: Exception = TaskTimeout(
                 f"{name} ran longer than its timeout of "
@@ -95,11 +136,12 @@ def _task_body(name: str, func: Callable[..., Any], serializer: str) -> Callable
         except Exception as exc:
             error = exc
         allowed = _whole(getattr(request, RETRIES_HEADER, 0))
-        if request.retries < allowed:
+        retry_on = retry_on_from(getattr(request, RETRY_ON_HEADER, None))
+        if request.retries < allowed and retried(retry_on, error):
             delay = to_number(getattr(request, RETRY_DELAY_HEADER, None))
-            raise self.retry(
-                exc=error, countdown=1.0 if delay is None else delay, max_retries=allowed
-            )
+            backoff = getattr(request, RETRY_BACKOFF_HEADER, False) is True
+            wait = retry_wait(1.0 if delay is None else delay, request.retries + 1, backoff)
+            raise self.retry(exc=error, countdown=wait, max_retries=allowed)
         raise error
 
     run.__name__ = name.rpartition(".")[2]

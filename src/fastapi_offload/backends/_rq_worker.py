@@ -6,13 +6,23 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
+from .._context import bound
 from ._payload import Serializer
 from ._registry import Target, TaskRegistry, UnregisteredTask
+from ._rq_jobs import (
+    NOT_KEPT_META,
+    PROGRESS_MESSAGE_META,
+    PROGRESS_META,
+    RETRIES_META,
+    RETRY_ON_META,
+)
 from ._settings import RemoteSettings, check_serializer
-from ._worker import portable_result
+from ._worker import RemoteContext, kept_result, retried, retry_on_from
 
 __all__ = ["rq_worker_class"]
 
@@ -27,6 +37,7 @@ class _RegisteredJob(Job):
 
     registry: ClassVar[TaskRegistry]
     offload_serializer: ClassVar[str]
+    offload_result_max_bytes: ClassVar[int]
 
     @property
     def func(self) -> Callable[..., Any]:
@@ -40,9 +51,43 @@ class _RegisteredJob(Job):
         return type(self).registry.resolve(self.func_name)
 
     def _execute(self) -> Any:
-        # RQ runs an `async def` task with asyncio.run, like the Celery worker here does.
-        result = super()._execute()
-        return portable_result(self.func_name or "", result, self.offload_serializer)
+        # Runs in the work horse. RQ runs an `async def` task with asyncio.run, like the
+        # Celery worker here does.
+        name = self.func_name or ""
+        try:
+            with bound(_Progress(self, name)):
+                value = super()._execute()
+        except Exception as exc:
+            self._give_up_unless_retried(exc)
+            raise
+        kept, why = kept_result(name, value, self.offload_serializer, self.offload_result_max_bytes)
+        if why is not None and isinstance(self.meta, dict):
+            # RQ saves the job without its meta at the end ("don't clobber" it): save it now.
+            self.meta[NOT_KEPT_META] = why
+            self._save_meta(f"why the return value of {name} (id {self.id}) was not kept")
+        return kept
+
+    def _give_up_unless_retried(self, exc: Exception) -> None:
+        # RQ retries any failure while `retries_left`; for one `retry_on` does not name,
+        # the retries left are given up, here in the horse, whose job object RQ's
+        # failure handling reads next. The meta keeps the count of retries made.
+        if not self.retries_left:
+            return
+        meta = self.meta if isinstance(self.meta, dict) else {}
+        timeout = isinstance(exc, JobTimeoutException)
+        if retried(retry_on_from(meta.get(RETRY_ON_META)), exc, timeout):
+            return
+        allowed = meta.get(RETRIES_META)
+        if isinstance(allowed, int):
+            self.meta[RETRIES_META] = allowed - self.retries_left
+        self.retries_left = 0
+        self._save_meta(f"the attempt count of {self.func_name} (id {self.id})")
+
+    def _save_meta(self, what: str) -> None:
+        try:
+            _store_meta(self)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not store %s (%s)", what, exc)
 
     # Callbacks are imported by name too; jobs from this package never set them, so a
     # job that does is not one of ours: its callbacks are dropped, with a warning.
@@ -68,6 +113,25 @@ class _RegisteredJob(Job):
             )
 
 
+class _Progress(RemoteContext):
+    __slots__ = ("_job",)
+
+    passthrough = (JobTimeoutException,)
+
+    def __init__(self, job: Job, name: str) -> None:
+        super().__init__(job.id, name)
+        self._job = job
+
+    def write(self, fraction: float, message: str | None) -> None:
+        self._job.meta[PROGRESS_META] = fraction
+        self._job.meta[PROGRESS_MESSAGE_META] = message
+        _store_meta(self._job)
+
+
+def _store_meta(job: Job) -> None:
+    job.save_meta()  # type: ignore[no-untyped-call]  # RQ 3 leaves save_meta unannotated
+
+
 def rq_worker_class(*targets: Target, serializer: Serializer | None = None) -> type[Worker]:
     """An RQ worker class that runs exactly the given tasks: `rq worker --worker-class ...`.
 
@@ -78,13 +142,25 @@ def rq_worker_class(*targets: Target, serializer: Serializer | None = None) -> t
     anyone who can write to Redis can run code on the worker, so choose it only for
     a trusted Redis. The class forks a work horse per job, like RQ's default
     `Worker`. Raises `ConfigError` for a bad target or setting.
+
+    In the work horse, `report_progress()` stores the report in the job's `meta`; a
+    failure that the call's `retry_on` does not name fails the job at once, without
+    its retries; a return value that is not JSON data of at most
+    `OFFLOAD_RESULT_MAX_BYTES` is stored as nothing, with the reason in the `meta`.
+    `cancelled()` stays `False`: a cancelled job's work horse is killed.
     """
     registry = TaskRegistry(*targets)
-    chosen = check_serializer(serializer or RemoteSettings.from_env().serializer)
+    settings = RemoteSettings.from_env()
+    chosen = check_serializer(serializer or settings.serializer)
     job_class = type(
         "OffloadJob",
         (_RegisteredJob,),
-        {"registry": registry, "offload_serializer": chosen, "__module__": _PUBLIC_MODULE},
+        {
+            "registry": registry,
+            "offload_serializer": chosen,
+            "offload_result_max_bytes": settings.result_max_bytes,
+            "__module__": _PUBLIC_MODULE,
+        },
     )
 
     class OffloadWorker(Worker):

@@ -15,6 +15,9 @@ configures both sides. The variables, with their defaults:
 - `OFFLOAD_BROKER_TIMEOUT` (`3`): seconds to connect to, or hear back from, the broker
   before a submit fails with `BackendUnavailable` (503).
 - `OFFLOAD_RESULT_TTL` (`86400`): seconds task states and results are kept.
+- `OFFLOAD_RESULT_MAX_BYTES` (`1048576`): the largest return value kept, in bytes of
+  JSON (the same variable as the in-process lanes'). A worker stores a larger one as
+  nothing, and the status says why.
 """
 
 from __future__ import annotations
@@ -31,17 +34,26 @@ from .._errors import BackendUnavailable, ConfigError
 from ._payload import Serializer
 
 __all__ = [
+    "CANCELLED_BY_REQUEST",
+    "DEFAULT_RESULT_MAX_BYTES",
     "RemoteSettings",
     "backend_unavailable",
+    "check_max_bytes",
     "check_serializer",
     "check_timeout",
     "safe_url",
+    "to_number",
+    "to_progress",
     "to_timestamp",
 ]
 
 logger = logging.getLogger("fastapi_offload.backends")
 
+#: `TaskInfo.error` of a task stopped by `cancel`, in the in-process lanes' words.
+CANCELLED_BY_REQUEST = "cancelled by request"
+
 _DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+DEFAULT_RESULT_MAX_BYTES = 1_048_576  # OffloadConfig.result_max_bytes' default too
 _SERIALIZERS = ("json", "pickle")
 
 
@@ -57,6 +69,7 @@ class RemoteSettings:
     serializer: Serializer = "json"
     broker_timeout: float = 3.0
     result_ttl: int = 86400
+    result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RemoteSettings:
@@ -85,6 +98,7 @@ class RemoteSettings:
             result_ttl=math.ceil(
                 _seconds(get("OFFLOAD_RESULT_TTL"), "OFFLOAD_RESULT_TTL", 86400.0)
             ),
+            result_max_bytes=_bytes(get("OFFLOAD_RESULT_MAX_BYTES"), "OFFLOAD_RESULT_MAX_BYTES"),
         )
 
 
@@ -115,6 +129,23 @@ def _seconds(raw: str | None, env: str, default: float) -> float:
     except ValueError:
         raise ConfigError(f"{env}={raw!r} is not a number of seconds") from None
     return check_timeout(value, env)
+
+
+def check_max_bytes(value: object, where: str) -> int:
+    """`value` as a positive whole number of bytes; raises `ConfigError` naming `where`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where}={value!r} must be a whole number of bytes above 0")
+    return value
+
+
+def _bytes(raw: str | None, env: str) -> int:
+    if raw is None:
+        return DEFAULT_RESULT_MAX_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{env}={raw!r} is not a whole number of bytes") from None
+    return check_max_bytes(value, env)
 
 
 def safe_url(url: str) -> str:
@@ -162,3 +193,12 @@ def to_number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None
+
+
+def to_progress(fraction: object, message: object) -> tuple[float | None, str | None]:
+    """A stored progress report as `TaskInfo` fields; `(None, None)` unless the fraction
+    is a number from 0 to 1 (a record a task wrote itself may hold anything)."""
+    value = to_number(fraction)
+    if value is None or not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+        return None, None
+    return value, message if isinstance(message, str) else None

@@ -1,17 +1,26 @@
-"""Worker side: how a registered callable is run and what is kept of its return value."""
+"""Worker side: how a registered callable is run, what is kept of its return value, which
+failures are retried, and how its progress reports leave the worker."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["portable_result", "run_callable"]
+from .._context import TaskContext
+from .._errors import TaskTimeout
+from .._results import encode
+from .._retry import matches, type_names
+
+__all__ = ["TIMEOUT_NAMES", "RemoteContext", "kept_result", "retried", "retry_on_from"]
 
 logger = logging.getLogger("fastapi_offload.worker")
+
+#: What a queue's own timeout error also matches in `retry_on`: `TaskTimeout`, as on the
+#: in-process lanes, so `retry_on=(TaskTimeout,)` means the same on every lane.
+TIMEOUT_NAMES = type_names(TaskTimeout("timeout"))
 
 
 def run_callable(func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -27,23 +36,73 @@ def run_callable(func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[
     return result
 
 
-def portable_result(name: str, value: Any, serializer: str) -> Any:
-    """`value` if the result store can hold it, else `None` (with a warning).
+def kept_result(name: str, value: Any, serializer: str, limit: int) -> tuple[Any, str | None]:
+    """What the result store is given of `value`, and why it is given nothing (or None).
 
-    Return values are not part of fastapi-offload's status API; they are kept only
-    for users who read them through Celery or RQ. A value that does not serialize
-    must not turn a task that ran successfully into a failure.
+    With JSON messages a value must be JSON data of at most `limit` bytes, the test the
+    in-process lanes apply (`fastapi_offload._results.encode`, same wording). One that
+    is not is stored as nothing, with a warning: a value that does not serialize must
+    not turn a task that ran successfully into a failure. With pickle the store takes
+    any value; `status` applies the same test when it reads one.
     """
     if value is None or serializer != "json":
-        return value
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        logger.warning(
-            "the return value of %s (a %s) is not JSON-serializable and was not stored; "
-            "return JSON values from tasks if you need them",
-            name,
-            type(value).__qualname__,
-        )
-        return None
-    return value
+        return value, None
+    _, why = encode(value, limit)
+    if why is None:
+        return value, None
+    logger.warning("task %s ran successfully; %s", name, why)
+    return None, why
+
+
+def retry_on_from(value: object) -> tuple[str, ...] | None:
+    """`retry_on` as it travelled (a list of type paths, or null for every failure)."""
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    # Absent (a message from an older client) or malformed: the default policy.
+    return None
+
+
+def retried(retry_on: tuple[str, ...] | None, exc: BaseException, timeout: bool = False) -> bool:
+    """Whether `exc` is a failure `retry_on` retries; `timeout`: it is the queue's own
+    timeout error, which also answers to `TaskTimeout`."""
+    names = type_names(exc) + (TIMEOUT_NAMES if timeout else ())
+    return matches(retry_on, names)
+
+
+class RemoteContext(TaskContext):
+    """A remote task's side of `report_progress`: `write` puts a report in the task's
+    record in the broker.
+
+    A report that cannot be written is dropped: progress is a hint, and the task must
+    neither fail nor stop for it. The first failure of a task is logged at WARNING,
+    later ones at DEBUG. `passthrough` are the queue's timeout errors, which arrive
+    asynchronously (a signal) and may land inside a write: they must reach the task.
+    """
+
+    __slots__ = ("_warned",)
+
+    passthrough: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, task_id: str, task_name: str) -> None:
+        super().__init__(task_id, task_name)
+        self._warned = False
+
+    def publish(self, fraction: float, message: str | None) -> None:
+        try:
+            self.write(fraction, message)
+        except self.passthrough:
+            raise
+        except Exception as exc:
+            logger.log(
+                logging.DEBUG if self._warned else logging.WARNING,
+                "task %s (id %s): a progress report could not be written to the broker "
+                "(%s: %s) and was dropped; the task goes on",
+                self.task_name,
+                self.task_id,
+                type(exc).__name__,
+                exc,
+            )
+            self._warned = True
+
+    def write(self, fraction: float, message: str | None) -> None:
+        raise NotImplementedError

@@ -39,16 +39,18 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from .._errors import ConfigError
 from .._models import TaskCall, TaskInfo
+from ._celery_conf import client_conf, publish_retry_policy, send_options
 from ._celery_results import SUBMITTED as SUBMITTED
-from ._celery_results import UNREADABLE, write_marker
+from ._celery_results import UNREADABLE, cancellable, write_marker, write_revoked
 from ._celery_results import task_info as task_info
-from ._celery_worker import RETRIES_HEADER, RETRY_DELAY_HEADER, TIMEOUT_HEADER
 from ._celery_worker import celery_worker_app as celery_worker_app
 from ._ids import is_task_id
 from ._payload import Serializer, check_call
 from ._settings import (
+    DEFAULT_RESULT_MAX_BYTES,
     RemoteSettings,
     backend_unavailable,
+    check_max_bytes,
     check_serializer,
     check_timeout,
     safe_url,
@@ -59,9 +61,6 @@ __all__ = ["SUBMITTED", "CeleryBackend", "celery_worker_app"]
 
 logger = logging.getLogger("fastapi_offload.backends.celery")
 
-# The soft limit raises inside the task; the hard limit, this much later, kills the
-# pool process when the task ignores the soft one (e.g. stuck in C code).
-_HARD_LIMIT_GRACE = 5.0
 _REDIS = ("redis://", "rediss://")
 
 
@@ -73,7 +72,10 @@ class CeleryBackend(BaseBackend):
     cannot be reached within `broker_timeout` raises `BackendUnavailable`.
     `status` returns `None` for an id that was never submitted (or whose record
     expired after `result_ttl`), for any id fastapi-offload did not make (32 lowercase
-    hex digits), and always `None` when no result backend is set.
+    hex digits), and always `None` when no result backend is set. It carries the
+    task's return value (`result`, JSON data of at most `result_max_bytes`) once it
+    succeeded, and its last `report_progress()` while it runs; Celery replaces the
+    record when the task ends, so progress is not kept past the end.
 
     `result_backend` defaults to the broker URL when that is Redis (else none);
     `queue` must be the queue the workers consume (their `task_default_queue`);
@@ -92,10 +94,12 @@ class CeleryBackend(BaseBackend):
         serializer: Serializer = "json",
         broker_timeout: float = 3.0,
         result_ttl: int = 86400,
+        result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         max_threads: int = 8,
         config: Mapping[str, Any] | None = None,
     ) -> None:
         self._serializer = check_serializer(serializer)
+        self._result_max_bytes = check_max_bytes(result_max_bytes, "result_max_bytes")
         self._timeout = check_timeout(broker_timeout, "broker_timeout")
         if not queue:
             raise ConfigError("queue='' is not a queue name; leave it unset for 'celery'")
@@ -105,7 +109,7 @@ class CeleryBackend(BaseBackend):
         self._broker_url = broker_url
         self._result_url = result_backend
         self._limiter = anyio.CapacityLimiter(max_threads)
-        common = _client_conf(self._serializer, self._timeout, queue, result_ttl)
+        common = client_conf(self._serializer, self._timeout, queue, result_ttl)
         common.update(config or {})
         # Two apps on purpose: Celery's Redis result backend subscribes to each sent
         # task's result channel (`on_task_call`) and never drains it unless someone
@@ -117,7 +121,10 @@ class CeleryBackend(BaseBackend):
         self._results_app: Any = None
         if result_backend:
             self._results_app = Celery("fastapi_offload.results", set_as_current=False)
-            self._results_app.conf.update(common, result_backend=result_backend)
+            # Extended: the REVOKED record `cancel` writes keeps the task's name.
+            self._results_app.conf.update(
+                common, result_backend=result_backend, result_extended=True
+            )
             self._results = self._results_app.backend
 
     @classmethod
@@ -131,6 +138,7 @@ class CeleryBackend(BaseBackend):
             serializer=settings.serializer,
             broker_timeout=settings.broker_timeout,
             result_ttl=settings.result_ttl,
+            result_max_bytes=settings.result_max_bytes,
         )
 
     def __repr__(self) -> str:
@@ -159,8 +167,24 @@ class CeleryBackend(BaseBackend):
         """
         if self._results is None or not is_task_id(task_id):
             return None
-        meta = await anyio.to_thread.run_sync(self._meta, task_id, limiter=self._limiter)
-        return None if meta is None else task_info(task_id, meta, self.name)
+        return await anyio.to_thread.run_sync(self._status, task_id, limiter=self._limiter)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Revoke the task: one not started yet never starts, and the pool process running
+        a started one is terminated (SIGTERM). Its status becomes `cancelled`, with
+        `error` "cancelled by request" (at once for a task not started yet).
+
+        Returns `False`, and sends nothing, for an id the result store has no record of
+        (never submitted, expired, or not an id fastapi-offload makes) and for a task
+        that already ended. Without a result store neither can be checked: the revoke
+        is sent and `True` returned. Workers keep revoked ids in memory, so a task
+        queued while no worker runs starts anyway when one comes up, unless the workers
+        keep state (`celery worker --statedb`). Raises `BackendUnavailable` when the
+        broker or the result store cannot be reached.
+        """
+        if not is_task_id(task_id):
+            return False
+        return await anyio.to_thread.run_sync(self._cancel, task_id, limiter=self._limiter)
 
     async def start(self) -> None:
         """Connect to the broker once, so a wrong URL is logged at startup (not raised)."""
@@ -185,12 +209,6 @@ class CeleryBackend(BaseBackend):
                     exc,
                     f"{call.name} (id {call.id}) was not submitted",
                 ) from exc
-        limits: dict[str, float] = {}
-        if call.timeout is not None:
-            limits = {
-                "soft_time_limit": call.timeout,
-                "time_limit": call.timeout + _HARD_LIMIT_GRACE,
-            }
         try:
             self._publisher.send_task(
                 call.name,
@@ -198,14 +216,9 @@ class CeleryBackend(BaseBackend):
                 kwargs=dict(call.kwargs),
                 task_id=call.id,
                 queue=self._queue,
-                headers={
-                    RETRIES_HEADER: call.retries,
-                    RETRY_DELAY_HEADER: call.retry_delay,
-                    TIMEOUT_HEADER: call.timeout,
-                },
                 retry=True,
-                retry_policy=_publish_retry_policy(),
-                **limits,
+                retry_policy=publish_retry_policy(),
+                **send_options(call),
             )
         except (OperationalError, OSError) as exc:
             self._forget(call.id)
@@ -213,7 +226,38 @@ class CeleryBackend(BaseBackend):
                 self.name, self._broker_url, exc, f"{call.name} (id {call.id}) was not submitted"
             ) from exc
 
-    def _meta(self, task_id: str) -> Mapping[str, Any] | None:
+    def _status(self, task_id: str) -> TaskInfo | None:
+        # Here rather than on the loop: reading the result re-encodes it (up to
+        # `result_max_bytes` of JSON) to check that it is kept.
+        meta = self._meta(task_id, "its status is not known")
+        if meta is None:
+            return None
+        return task_info(task_id, meta, self.name, result_max_bytes=self._result_max_bytes)
+
+    def _cancel(self, task_id: str) -> bool:
+        meta = None
+        if self._results is not None:
+            meta = self._meta(task_id, "the task was not cancelled")
+            if not cancellable(meta):
+                return False
+        try:
+            # `terminate`: the worker running it signals its pool process; a worker that
+            # has it queued (or receives it later) drops it. Sent to every worker.
+            self._publisher.control.revoke(task_id, terminate=True, signal="SIGTERM")
+        except (OperationalError, OSError) as exc:
+            raise backend_unavailable(
+                self.name, self._broker_url, exc, f"task {task_id}: the task was not cancelled"
+            ) from exc
+        if meta is not None:
+            try:
+                write_revoked(self._results, task_id, meta)
+            except self._store_errors() as exc:
+                # The revoke went out: the task will not run, and a worker records
+                # REVOKED when the message reaches it.
+                logger.warning("could not record task %s as revoked yet (%s)", task_id, exc)
+        return True
+
+    def _meta(self, task_id: str, what: str) -> Mapping[str, Any] | None:
         try:
             meta: object = self._results.get_task_meta(task_id)
         except UNREADABLE as exc:
@@ -228,7 +272,7 @@ class CeleryBackend(BaseBackend):
             return None
         except self._store_errors() as exc:
             raise backend_unavailable(
-                self.name, self._result_url or "", exc, f"the status of {task_id} is not known"
+                self.name, self._result_url or "", exc, f"task {task_id}: {what}"
             ) from exc
         return meta if isinstance(meta, Mapping) else None
 
@@ -260,32 +304,6 @@ class CeleryBackend(BaseBackend):
         self._publisher.close()
         if self._results_app is not None:
             self._results_app.close()
-
-
-def _client_conf(serializer: str, timeout: float, queue: str, result_ttl: int) -> dict[str, Any]:
-    return {
-        "task_serializer": serializer,
-        "result_serializer": serializer,
-        "accept_content": [serializer],
-        "result_accept_content": [serializer],
-        "task_default_queue": queue,
-        "result_expires": result_ttl,
-        "broker_connection_timeout": timeout,
-        "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {
-            "socket_connect_timeout": timeout,
-            "socket_timeout": timeout,
-        },
-        "redis_socket_connect_timeout": timeout,
-        "redis_socket_timeout": timeout,
-        # The Redis result backend retries a failed write 20 times, a second apart, by
-        # default: a 20 s hang in the request. One quick retry, then 503.
-        "result_backend_transport_options": {"retry_policy": _publish_retry_policy()},
-    }
-
-
-def _publish_retry_policy() -> dict[str, float]:
-    return {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
 # Tracebacks and docs show the public path of what is defined in private modules.

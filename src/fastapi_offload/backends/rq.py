@@ -20,6 +20,12 @@ A stock RQ worker imports whatever `module.function` a job names; this worker
 looks the name up in its registration instead, refuses anything else (the job
 fails with `UnregisteredTask`, logged with its traceback) and reads jobs as JSON
 only. `--with-scheduler` is needed for retries with a delay (RQ schedules them).
+
+What travels besides the job's own arguments (RQ's fields hold timeout, ttl and
+retries): `job.meta` keys `offload_retries` and `offload_retry_on` from the web
+process, and `offload_progress`, `offload_progress_message` and
+`offload_result_not_kept` from the worker; a `retry_backoff` call's doubling delays
+are its `Retry` intervals, drawn at submit (whole seconds, as RQ counts them).
 """
 
 from __future__ import annotations
@@ -41,14 +47,17 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from .._errors import ConfigError
 from .._models import TaskCall, TaskInfo
+from .._retry import retry_wait
 from ._ids import is_task_id
 from ._payload import Serializer, check_call
-from ._rq_jobs import RETRIES_META, read_job
+from ._rq_jobs import RETRIES_META, RETRY_ON_META, cancel_job, read_job
 from ._rq_jobs import job_info as job_info
 from ._rq_worker import rq_worker_class as rq_worker_class
 from ._settings import (
+    DEFAULT_RESULT_MAX_BYTES,
     RemoteSettings,
     backend_unavailable,
+    check_max_bytes,
     check_serializer,
     check_timeout,
     safe_url,
@@ -69,7 +78,9 @@ class RQBackend(BaseBackend):
     with `broker_timeout` bounding connects and replies: an unreachable Redis raises
     `BackendUnavailable`. `status` returns `None` for an id RQ has no job for (never
     enqueued, or expired after `result_ttl`) and for any id fastapi-offload did not
-    make (32 lowercase hex digits), without asking Redis.
+    make (32 lowercase hex digits), without asking Redis. A succeeded job's status
+    carries its return value (`result`, JSON data of at most `result_max_bytes`), and
+    any job's its last `report_progress()`, which stays in the record after the end.
 
     `queue` must be a queue the workers listen on; `max_threads` bounds the threads
     running blocking Redis calls. Raises `ConfigError` for a bad setting.
@@ -85,9 +96,11 @@ class RQBackend(BaseBackend):
         serializer: Serializer = "json",
         broker_timeout: float = 3.0,
         result_ttl: int = 86400,
+        result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         max_threads: int = 8,
     ) -> None:
         self._serializer = check_serializer(serializer)
+        self._result_max_bytes = check_max_bytes(result_max_bytes, "result_max_bytes")
         timeout = check_timeout(broker_timeout, "broker_timeout")
         if not queue:
             raise ConfigError("queue='' is not a queue name; leave it unset for 'default'")
@@ -115,6 +128,7 @@ class RQBackend(BaseBackend):
             serializer=settings.serializer,
             broker_timeout=settings.broker_timeout,
             result_ttl=settings.result_ttl,
+            result_max_bytes=settings.result_max_bytes,
         )
 
     def __repr__(self) -> str:
@@ -143,6 +157,21 @@ class RQBackend(BaseBackend):
             return None
         return await anyio.to_thread.run_sync(self._status, task_id, limiter=self._limiter)
 
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel the job: one not started yet (queued, or waiting for a retry) leaves its
+        queue and never starts; the worker running a started one kills its work horse.
+        Its status becomes `cancelled`, with `error` "cancelled by request" (at once for
+        a job not started yet, within moments for a running one).
+
+        Returns `False` for an id RQ has no job for (or not an id fastapi-offload makes)
+        and for a job that already ended. A started job whose worker died is not stopped
+        by anyone (RQ's command goes to that worker). Raises `BackendUnavailable` when
+        Redis cannot be reached.
+        """
+        if not is_task_id(task_id):
+            return False
+        return await anyio.to_thread.run_sync(self._cancel, task_id, limiter=self._limiter)
+
     async def start(self) -> None:
         """Ping Redis once, so a wrong URL is logged at startup (not raised)."""
         await anyio.to_thread.run_sync(self._ping, limiter=self._limiter)
@@ -158,7 +187,11 @@ class RQBackend(BaseBackend):
         if call.retries:
             # RQ counts retry intervals in whole seconds; 0 requeues at once, anything
             # else is scheduled and needs a worker started with --with-scheduler.
-            retry = Retry(max=call.retries, interval=math.ceil(call.retry_delay))
+            intervals = [
+                math.ceil(retry_wait(call.retry_delay, n, call.retry_backoff))
+                for n in range(1, call.retries + 1)
+            ]
+            retry = Retry(max=call.retries, interval=intervals)
         try:
             self._queue.enqueue_call(
                 call.name,  # a name, not the function: the client never imports tasks
@@ -170,7 +203,10 @@ class RQBackend(BaseBackend):
                 failure_ttl=self._result_ttl,
                 job_id=call.id,
                 retry=retry,
-                meta={RETRIES_META: call.retries},
+                meta={
+                    RETRIES_META: call.retries,
+                    RETRY_ON_META: None if call.retry_on is None else list(call.retry_on),
+                },
             )
         except _CONNECTION_ERRORS as exc:
             raise backend_unavailable(
@@ -178,11 +214,21 @@ class RQBackend(BaseBackend):
             ) from exc
 
     def _status(self, task_id: str) -> TaskInfo | None:
+        serializer = self._queue.serializer
         try:
-            return read_job(self._redis, self._queue.serializer, task_id, self.name)
+            return read_job(self._redis, serializer, task_id, self.name, self._result_max_bytes)
         except _CONNECTION_ERRORS as exc:
             raise backend_unavailable(
-                self.name, self._url, exc, f"the status of {task_id} is not known"
+                self.name, self._url, exc, f"task {task_id}: its status is not known"
+            ) from exc
+
+    def _cancel(self, task_id: str) -> bool:
+        serializer = self._queue.serializer
+        try:
+            return cancel_job(self._redis, serializer, task_id, self._result_ttl)
+        except _CONNECTION_ERRORS as exc:
+            raise backend_unavailable(
+                self.name, self._url, exc, f"task {task_id}: the task was not cancelled"
             ) from exc
 
     def _ping(self) -> None:
