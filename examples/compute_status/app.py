@@ -1,57 +1,49 @@
-"""Start a CPU-heavy computation, answer 202 at once, let the client poll.
+"""Start a CPU-heavy computation, answer 202 at once, follow it from a page or a client.
 
     uvicorn examples.compute_status.app:app
 
-then, in another shell, `python -m examples.compute_status.client 300000`.
-Results are written to `$RESULTS_DIR` (default: a directory in the system's temp dir).
+then open http://127.0.0.1:8000/ for a progress bar, or, in another shell, run
+`python -m examples.compute_status.client 1000000`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, Query
+from fastapi.responses import HTMLResponse
 
 from fastapi_offload import Offload, OffloadTasks
 
 from .jobs import count_primes
 
-RESULTS_DIR = Path(os.environ.get("RESULTS_DIR") or Path(tempfile.gettempdir()) / "primes")
-
 offload = Offload(prestart_workers=True)  # the first request does not wait for a worker
 app = FastAPI(lifespan=offload.lifespan)
-app.include_router(offload.status_router())  # GET /tasks/{task_id}
+# GET /tasks/{id} (status, progress, result), GET /tasks/{id}/events (the same, live) and
+# DELETE /tasks/{id}. Here anyone may cancel any count; a real app protects the DELETE
+# with `cancel_dependencies=[Depends(...)]` (e.g. only the user who started it).
+app.include_router(offload.status_router(cancel=True))
+
+# Read once at import: the page is static, its script asks the routes above for the rest.
+PAGE = (Path(__file__).parent / "page.html").read_text()
 
 
-def result_path(below: int) -> Path:
-    return RESULTS_DIR / f"primes-below-{below}.json"
+@app.get("/", response_class=HTMLResponse)
+async def page() -> str:
+    return PAGE
 
 
 @app.post("/primes", status_code=202)
 async def start_count(
     below: Annotated[int, Query(gt=2, le=50_000_000)], tasks: OffloadTasks
 ) -> dict[str, str]:
-    await anyio.Path(RESULTS_DIR).mkdir(parents=True, exist_ok=True)
-    handle = tasks.add_task(count_primes, below, str(result_path(below)))
+    handle = tasks.add_task(count_primes, below)
     return {
         "task_id": handle.id,
         "status_url": f"/tasks/{handle.id}",
-        "result_url": f"/primes/{below}",
+        "events_url": f"/tasks/{handle.id}/events",
     }
-
-
-@app.get("/primes/{below}")
-async def get_count(below: int) -> dict[str, Any]:
-    path = anyio.Path(result_path(below))
-    if not await path.exists():
-        raise HTTPException(404, f"primes below {below} have not been counted yet")
-    result: dict[str, Any] = json.loads(await path.read_text())
-    return result
 
 
 @app.get("/health")
