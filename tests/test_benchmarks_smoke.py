@@ -68,3 +68,43 @@ def _tiny_results() -> dict[str, object]:
             },
         },
     }
+
+
+def _run_module(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", module, *args]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_progress_cost_prints_both_tables_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "progress.json"
+    args = ["--n", "2000", "--loop", "3:2000", "--rounds", "2", "--json", str(out)]
+    done = _run_module("benchmarks.progress_cost", *args)
+    for lane in ("loop", "thread", "process"):
+        assert f"| {lane} " in done.stdout  # a row per lane in the tables
+    assert "report_progress ns/call" in done.stdout
+    assert "3 (" in done.stdout  # the tight-loop case, with its measured work per iteration
+
+    document = json.loads(out.read_text())
+    assert set(document["per_call"]) == {"loop", "thread", "process"}
+    assert set(document["loops"]) == {"loop:3", "thread:3", "process:3"}
+    for lane, runs in document["runs"]["0:2000"].items():
+        assert len(runs) == 2, lane  # one pair per round
+        # Every reporting task wrote progress to the store, coalesced; no wall-clock claim.
+        assert document["per_call"][lane]["store_writes"]["writes"] >= 1
+
+
+def test_results_cost_prints_every_variant_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = _run_module("benchmarks.results_cost", "--n", "40", "--pairs", "2", "--json", str(out))
+    assert "wall vs default" in done.stdout
+    document = json.loads(out.read_text())
+    assert set(document["summary"]) == {
+        f"{lane}:{store}:{keep}"
+        for lane in ("loop", "thread")
+        for store in ("memory", "sqlite")
+        for keep in ("default", "keep")
+    }
+    kept = document["summary"]["thread:sqlite:keep"]
+    assert kept["wall_ratio"] > 0 and kept["loop_cpu_ratio"] > 0  # paired with the default
