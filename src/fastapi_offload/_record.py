@@ -62,7 +62,9 @@ class TaskRecord:
         state = self.state
         return (state is _PENDING or state is _RUNNING) and not self.handed_off
 
-    def info(self) -> TaskInfo:
+    def info(self, *, with_result: bool = True) -> TaskInfo:
+        """The status as a `TaskInfo`; `with_result=False` leaves the kept result out
+        (the memory store keeps its JSON text, and decodes it only when it is read)."""
         return TaskInfo(
             id=self.id,
             name=self.name,
@@ -73,7 +75,7 @@ class TaskRecord:
             finished_at=self.finished_at,
             attempts=self.attempts,
             error=self.error,
-            result=None if self.result is None else json.loads(self.result),
+            result=None if self.result is None or not with_result else json.loads(self.result),
             progress=self.progress,
             progress_message=self.progress_message,
         )

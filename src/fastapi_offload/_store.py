@@ -8,6 +8,7 @@ Redis) is one more implementation of this protocol.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
@@ -111,7 +112,9 @@ class MemoryStore:
         self.result_budget = result_budget
         self._live: dict[str, TaskRecord] = {}
         self._done: OrderedDict[str, TaskInfo] = OrderedDict()
-        self._result_sizes: OrderedDict[str, int] = OrderedDict()
+        # Kept results as JSON text, oldest first: decoded when read, not when stored
+        # (most results are never read, and a decode on the loop costs microseconds).
+        self._results: OrderedDict[str, str] = OrderedDict()
         self.result_bytes = 0
 
     def __repr__(self) -> str:
@@ -123,10 +126,10 @@ class MemoryStore:
             return
         self._live.pop(record.id, None)
         self._forget_result(record.id)
-        self._done[record.id] = record.info()
+        self._done[record.id] = record.info(with_result=False)
         self._done.move_to_end(record.id)
         if record.result is not None:
-            self._result_sizes[record.id] = len(record.result)
+            self._results[record.id] = record.result
             self.result_bytes += len(record.result)
             while self.result_bytes > self.result_budget:
                 self._drop_oldest_result()
@@ -140,13 +143,13 @@ class MemoryStore:
         self._forget_result(task_id)
 
     def _forget_result(self, task_id: str) -> None:
-        size = self._result_sizes.pop(task_id, None)
-        if size is not None:
-            self.result_bytes -= size
+        text = self._results.pop(task_id, None)
+        if text is not None:
+            self.result_bytes -= len(text)
 
     def _drop_oldest_result(self) -> None:
-        task_id, size = self._result_sizes.popitem(last=False)
-        self.result_bytes -= size
+        task_id, text = self._results.popitem(last=False)
+        self.result_bytes -= len(text)
         info = self._done.get(task_id)
         if info is not None:
             self._done[task_id] = dataclasses.replace(
@@ -167,7 +170,11 @@ class MemoryStore:
         record = self._live.get(task_id)
         if record is not None:
             return record.info()
-        return self._done.get(task_id)
+        info = self._done.get(task_id)
+        text = self._results.get(task_id)
+        if info is None or text is None:
+            return info
+        return dataclasses.replace(info, result=json.loads(text))
 
     async def active(self) -> list[TaskInfo]:
         return [record.info() for record in list(self._live.values())]
