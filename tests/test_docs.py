@@ -8,6 +8,7 @@ mkdocs and Chromium are optional locally (skipped with the reason); with
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -304,3 +305,39 @@ def test_pages_render_in_headless_chromium(
     # Added by the theme's JavaScript: the page ran in the browser, not just parsed.
     assert rendered.copy_buttons >= 1
     assert rendered.palette
+
+
+_MEASURE = """<script>
+addEventListener("load", () => {
+  const cut = [...document.querySelectorAll("pre > code")]
+    .filter((code) => code.scrollWidth > code.clientWidth + 1)
+    .map((code) => code.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a)));
+  document.body.setAttribute("data-cut", JSON.stringify(cut));
+});
+</script>"""
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "cancel", "durability", "examples", "lanes", "monitoring", "progress", "quickstart",
+        "reliability", "remote", "results", "status", "testing",
+    ],
+)  # fmt: skip
+def test_code_blocks_are_not_cut_off_at_1280_px(
+    site: Path, browser: str, tmp_path: Path, page: str
+) -> None:
+    # The page as built, with a script that lists the code blocks wider than their box.
+    html = (site / page / "index.html").read_text()
+    measured = site / page / "measured.html"
+    measured.write_text(html.replace("</body>", _MEASURE + "</body>"))
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,900",
+        "--virtual-time-budget=3000", "--dump-dom", measured.as_uri(),
+    ]  # fmt: skip
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'data-cut="([^"]*)"', dom)
+    assert found is not None, "the measuring script did not run"
+    cut = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert cut == [], f"code blocks cut off at 1280 px on {page}: longest lines {cut}"

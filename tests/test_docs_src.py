@@ -38,12 +38,14 @@ EXERCISED = {
     "backend_usage",
     "backend_worker",
     "cancel_app",  # tests/test_docs_results.py
+    "dashboard_app",  # tests/test_dashboard.py
     "config_reference",  # tests/test_docs.py
     "durability_app",  # tests/test_docs_durability.py
     "lanes_app",
     "lifespans_app",  # tests/test_docs_lifespans.py
     "lanes_jobs",
     "lanes_pickle",
+    "metrics_app",  # tests/test_metrics.py
     "migrating_order",
     "monitoring_app",
     "monitoring_block",

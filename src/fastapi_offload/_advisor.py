@@ -5,11 +5,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CpuAdvisor", "measured"]
+__all__ = ["CpuAdvisor", "CpuFinding", "measured"]
 
 logger = logging.getLogger("fastapi_offload")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuFinding:
+    """The run that got a callable flagged: `cpu` of its `wall` seconds on the CPU, with
+    `busy` lane threads sharing the GIL."""
+
+    name: str
+    wall: float
+    cpu: float
+    busy: int
+    at: float  # `time.time()` when it was flagged
+
+    @property
+    def share(self) -> float:
+        """The part of its time it kept the GIL (0.0-1.0), as the advisor judges it:
+        CPU time over its fair share of the wall time (`wall / busy`)."""
+        return min(self.cpu * max(self.busy, 1) / self.wall, 1.0)
 
 
 class CpuAdvisor:
@@ -28,12 +47,15 @@ class CpuAdvisor:
 
     def __init__(self) -> None:
         self.flagged: set[str] = set()
+        # What got each flagged callable flagged, for the dashboard (one per callable).
+        self.findings: dict[str, CpuFinding] = {}
 
     def observe(self, name: str, wall: float, cpu: float, busy: int, declared: bool) -> None:
         if declared or name in self.flagged or cpu < self.MIN_CPU:
             return
         if cpu * max(busy, 1) < self.RATIO * wall:
             return
+        self.findings[name] = CpuFinding(name, wall, cpu, busy, time.time())
         self.flagged.add(name)
         logger.warning(
             "%s spent %.0f%% of its %.2f s on the CPU in the thread lane (%d busy threads): "

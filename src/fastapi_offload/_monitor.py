@@ -15,21 +15,39 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Coroutine, Generator
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
-__all__ = ["LoopMonitor"]
+__all__ = ["LoopBlock", "LoopMonitor"]
 
 logger = logging.getLogger("fastapi_offload.monitor")
 T = TypeVar("T")
 
 
+@dataclass(frozen=True, slots=True)
+class LoopBlock:
+    """One report: the task, how long its step held the loop, where the step ended, and
+    the loop thread's stack sampled meanwhile (`None`: no watchdog, or it was too late)."""
+
+    name: str
+    task_id: str
+    seconds: float
+    where: str
+    stack: str | None
+    at: float  # `time.time()` of the report
+
+
 class LoopMonitor:
+    KEPT = 20  # recent reports kept for the dashboard; the log has them all
+
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
         self.blocks = 0
         self.longest = 0.0
+        self.recent: deque[LoopBlock] = deque(maxlen=self.KEPT)
         # (start time, step id) of the step running now, written by the loop thread and
         # read by the watchdog; a tuple swap is atomic under the GIL.
         self._current: tuple[float, int] | None = None
@@ -79,6 +97,7 @@ class LoopMonitor:
         self.longest = max(self.longest, elapsed)
         sampled = self._sampled
         stack = sampled[1] if sampled is not None and sampled[0] == step else None
+        self.recent.append(LoopBlock(name, task_id, elapsed, where, stack, time.time()))
         logger.warning(
             "task %s (id %s) held the event loop for %.0f ms in one step, which ended at %s. "
             "Every request waited meanwhile. Move the blocking part out of the coroutine: "

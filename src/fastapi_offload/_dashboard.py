@@ -1,0 +1,162 @@
+"""The dashboard router: a page at `{prefix}/`, its snapshot as JSON and as a Server-Sent
+Events stream, and an opt-in `DELETE {prefix}/tasks/{task_id}` behind its cancel buttons.
+
+The page is static (HTML, CSS and JS shipped in `_dashboard_assets/`, no CDN, no build
+step); everything it shows comes from the snapshot of the runtime serving the request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from importlib.resources import files
+
+import anyio
+from fastapi import APIRouter, Request, params
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ._dashboard_feed import Feed
+from ._lookup import runtime_for
+from ._models import TaskState
+from ._router import KEEP_ALIVE, STREAM_MAX, TaskStatus
+from ._runtime import Runtime
+
+__all__ = ["build_dashboard_router"]
+
+POLL = 0.5  # seconds between two snapshots of a stream (sent only when they differ)
+ASSETS = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+}
+# The page runs only its own script and talks only to its own origin: even if a task
+# name or error slipped past the script's escaping, no injected code would run.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def build_dashboard_router(
+    runtime: Runtime,
+    *,
+    prefix: str,
+    tags: list[str],
+    dependencies: Sequence[params.Depends],
+    cancel: bool,
+    show_arguments: bool,
+) -> APIRouter:
+    router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies))
+    # One feed per runtime served: this Offload's, or (no lifespan started it) the app's
+    # default runtime, found at the first request. Weak keys: the feed, which the
+    # runtime's ledger holds, holds no runtime, so neither keeps the other alive.
+    feeds: weakref.WeakKeyDictionary[Runtime, Feed] = weakref.WeakKeyDictionary()
+
+    def feed_for(found: Runtime) -> Feed:
+        feed = feeds.get(found)
+        if feed is None:
+            feed = feeds[found] = Feed(show_arguments)
+            found.ledger.add_observer(feed)
+            feed.seed(found)
+        return feed
+
+    feed_for(runtime)  # from now on: tasks started before the page is opened are shown
+    page = _asset("index.html")
+
+    @router.get("/", response_class=Response, summary="The dashboard page")
+    async def dashboard_page() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    @router.get("/assets/{name}", response_class=Response, include_in_schema=False)
+    async def dashboard_asset(name: str) -> Response:
+        if name not in ASSETS:
+            return Response(status_code=404)
+        # Read once per request is cheap and keeps a reinstalled package's assets current.
+        return Response(_asset(name), media_type=ASSETS[name], headers=PAGE_HEADERS)
+
+    @router.get("/snapshot", summary="What the dashboard shows, as JSON")
+    async def dashboard_snapshot(request: Request) -> JSONResponse:
+        found = runtime_for(request, runtime)
+        snapshot = await feed_for(found).snapshot(found, cancel=cancel)
+        return JSONResponse(snapshot, headers={"Cache-Control": "no-store"})
+
+    @router.get(
+        "/events",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "`snapshot` events (the dashboard's snapshot as JSON), "
+                "sent when it changes, every 0.5 s at most",
+            }
+        },
+        summary="What the dashboard shows, live (Server-Sent Events)",
+    )
+    async def dashboard_events(request: Request) -> StreamingResponse:
+        found = runtime_for(request, runtime)
+        return StreamingResponse(
+            _events(found, feed_for(found), cancel),
+            media_type="text/event-stream",
+            # no-transform and X-Accel-Buffering: proxies (nginx) must not buffer it.
+            headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+        )
+
+    if cancel:
+
+        @router.delete(
+            "/tasks/{task_id}",
+            response_model=TaskStatus,
+            status_code=202,
+            responses={
+                404: {"model": TaskStatus, "description": "No task with this id is known"},
+                409: {"model": TaskStatus, "description": "The task has already ended"},
+            },
+            summary="Cancel a task (the dashboard's cancel button)",
+        )
+        async def dashboard_cancel(task_id: str, request: Request) -> JSONResponse:
+            # DELETE, not POST: a form on another site cannot send it, and a cross-origin
+            # script needs a CORS preflight first, so cached basic credentials are no
+            # way in for another site.
+            found = runtime_for(request, runtime)
+            cancelled = await found.cancel(task_id)
+            info = await found.status(task_id)
+            if cancelled:
+                status_code = 202
+            else:
+                status_code = 404 if info.state is TaskState.UNKNOWN else 409
+            return JSONResponse(info.to_dict(), status_code=status_code)
+
+    return router
+
+
+def _asset(name: str) -> bytes:
+    return files("fastapi_offload").joinpath("_dashboard_assets", name).read_bytes()
+
+
+async def _events(runtime: Runtime, feed: Feed, cancel: bool) -> AsyncIterator[str]:
+    # Polled, like the status stream: progress and the other processes' tasks (a shared
+    # store) change without a ledger event, and an unchanged snapshot is not sent again.
+    yield f"retry: {int(POLL * 2000)}\n\n"  # reconnect after a second, not the default 3
+    started = last_sent = time.monotonic()
+    shown = ""
+    while True:
+        snapshot = await feed.snapshot(runtime, cancel=cancel)
+        # `now` (the server's clock, for the page's "ago") alone is no change.
+        text = json.dumps({**snapshot, "now": None}, separators=(",", ":"))
+        now = time.monotonic()
+        if text != shown:
+            shown, last_sent = text, now
+            data = json.dumps(snapshot, separators=(",", ":"))
+            yield f"event: snapshot\ndata: {data}\n\n"
+        elif now - last_sent >= KEEP_ALIVE:
+            last_sent = now
+            yield ": keep-alive\n\n"
+        if now - started >= STREAM_MAX:
+            return  # the browser reconnects and gets the current snapshot first
+        await anyio.sleep(POLL)

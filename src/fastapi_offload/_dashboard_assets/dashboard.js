@@ -1,0 +1,312 @@
+// The fastapi-offload dashboard. Every string shown is user data (task names, errors,
+// stacks): it reaches the page through textContent only, never as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const pageError = $("page-error");
+
+window.addEventListener("error", (event) => {
+  pageError.textContent = `Page error: ${event.message}`;
+});
+window.addEventListener("unhandledrejection", (event) => {
+  pageError.textContent = `Page error: ${event.reason}`;
+});
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function setText(node, text) {
+  const value = text === undefined || text === null ? "" : String(text);
+  if (node.textContent !== value) node.textContent = value; // keeps a selection alive
+}
+
+function seconds(value) {
+  if (value === null || value === undefined) return "";
+  if (value < 1) return `${Math.round(value * 1000)} ms`;
+  if (value < 60) return `${value.toFixed(1)} s`;
+  if (value < 3600) return `${Math.floor(value / 60)}m ${Math.floor(value % 60)}s`;
+  return `${Math.floor(value / 3600)}h ${Math.floor((value % 3600) / 60)}m`;
+}
+
+function ago(now, then) {
+  if (!then) return "";
+  const gap = Math.max(now - then, 0);
+  if (gap < 60) return `${Math.floor(gap)}s ago`;
+  if (gap < 3600) return `${Math.floor(gap / 60)}m ago`;
+  return `${Math.floor(gap / 3600)}h ago`;
+}
+
+// `package.module.function` -> ["function", "package.module"]: the name that tells tasks
+// apart first, its module below.
+function splitName(name) {
+  const dot = name.lastIndexOf(".");
+  return dot < 0 ? [name, ""] : [name.slice(dot + 1), name.slice(0, dot)];
+}
+
+function firstLine(text, limit = 140) {
+  const line = String(text).split("\n")[0];
+  return line.length > limit ? `${line.slice(0, limit - 1)}…` : line;
+}
+
+// A <details> whose summary is the first line and whose body is the whole text; kept
+// across updates so that an opened one stays open.
+function disclosure(holder, text, summaryText) {
+  let details = holder.querySelector("details");
+  if (!text) {
+    if (details) details.remove();
+    return;
+  }
+  if (!details) {
+    details = el("details");
+    details.append(el("summary"), el("pre"));
+    holder.append(details);
+  }
+  setText(details.firstChild, summaryText ?? firstLine(text));
+  setText(details.lastChild, text);
+}
+
+// -- lanes -----------------------------------------------------------------------------
+
+const lanes = new Map();
+
+function renderLane(lane) {
+  let view = lanes.get(lane.name);
+  if (!view) {
+    const card = el("section", "card lane");
+    const head = el("div", "lane-head");
+    const big = el("div", "big");
+    const running = el("span");
+    const capacity = el("span", "muted");
+    big.append(running, capacity);
+    head.append(el("h2", "", lane.name), big);
+    const bar = el("progress");
+    const counts = el("dl", "counts");
+    const cells = {};
+    for (const [key, label] of [
+      ["waiting", "waiting"], ["succeeded", "done"], ["failed", "failed"],
+      ["cancelled", "cancelled"], ["retried", "retried"],
+    ]) {
+      cells[key] = el("dd", key);
+      counts.append(el("dt", "", label), cells[key]);
+    }
+    card.append(head, bar, counts);
+    $("lanes").append(card);
+    view = { running, capacity, bar, cells };
+    lanes.set(lane.name, view);
+  }
+  // The loop lane has no workers: its bound counts running tasks, there is no "full".
+  const unbounded = lane.capacity >= lane.max_pending;
+  setText(view.running, lane.running);
+  setText(view.capacity, unbounded ? " running" : ` / ${lane.capacity} running`);
+  view.bar.max = Math.max(lane.capacity, 1);
+  view.bar.value = lane.running;
+  view.bar.classList.toggle("invisible", unbounded); // keeps the cards' rows aligned
+  for (const key of Object.keys(view.cells)) setText(view.cells[key], lane[key]);
+}
+
+// -- tasks -----------------------------------------------------------------------------
+
+const rows = new Map();
+
+function taskRow(id) {
+  let row = rows.get(id);
+  if (row) return row;
+  const tr = el("tr");
+  const cells = Array.from({ length: 7 }, () => el("td"));
+  cells[3].className = cells[5].className = "num";
+  tr.append(...cells);
+  const state = el("span", "state");
+  const attempts = el("div", "sub");
+  cells[0].append(state, attempts);
+  const title = el("div", "mono");
+  const name = el("span", "name");
+  const call = el("span", "muted");
+  const sub = el("span", "sub");
+  title.append(name, call, sub);
+  const result = el("div", "sub mono result");
+  const problem = el("div");
+  cells[1].append(title, result, problem);
+  const bar = el("progress");
+  const message = el("div", "message");
+  cells[4].append(bar, message);
+  row = { tr, cells, state, attempts, name, call, sub, result, problem, bar, message };
+  row.button = null;
+  rows.set(id, row);
+  return row;
+}
+
+function renderTask(task, snapshot) {
+  const row = taskRow(task.id);
+  setText(row.state, task.state);
+  row.state.dataset.state = task.state;
+  const retrying = task.live && task.attempts > 0 && task.state === "pending";
+  const tries = task.retries === null ? "" : ` of ${task.retries + 1}`;
+  setText(row.attempts, task.attempts > 1 || retrying ? `attempt ${task.attempts}${tries}` : "");
+  const [short] = splitName(task.name);
+  setText(row.name, short);
+  row.name.title = task.name; // the module on hover: one line per task
+  setText(row.call, snapshot.show_arguments ? `(${task.arguments ?? ""})` : "");
+  setText(row.sub, ` ${task.id.slice(0, 8)}${task.here ? "" : " · in another process"}`);
+  row.sub.title = task.id;
+  setText(row.result, task.result === null ? "" : `→ ${task.result}`);
+  const label = retrying ? `retrying after: ${firstLine(task.error || "")}` : undefined;
+  disclosure(row.problem, task.error, label);
+  row.problem.dataset.state = retrying ? "retrying" : task.state; // colours the summary
+  setText(row.cells[2], task.lane);
+  setText(row.cells[3], seconds(task.duration));
+  const progress = task.progress;
+  row.bar.hidden = progress === null;
+  if (progress !== null) row.bar.value = progress;
+  const percent = progress === null ? "" : `${Math.round(progress * 100)}%`;
+  setText(row.message, [percent, task.progress_message].filter(Boolean).join(" · "));
+  setText(row.cells[5], ago(snapshot.now, task.created_at));
+  renderCancel(row, task, snapshot);
+  return row.tr;
+}
+
+function renderCancel(row, task, snapshot) {
+  const wanted = snapshot.cancel && task.live;
+  if (!wanted) {
+    if (row.button) row.button.remove();
+    row.button = null;
+    return;
+  }
+  if (row.button) return;
+  row.button = el("button", "", "Cancel");
+  row.button.type = "button";
+  row.button.title = `Cancel ${task.name}`;
+  row.button.addEventListener("click", () => cancelTask(task.id, row.button));
+  row.cells[6].append(row.button);
+}
+
+async function cancelTask(id, button) {
+  button.disabled = true;
+  setText(button, "Cancelling…");
+  try {
+    const response = await fetch(`tasks/${encodeURIComponent(id)}`, { method: "DELETE" });
+    if (!response.ok && response.status !== 409) {
+      notice(`Could not cancel task ${id}: HTTP ${response.status}`);
+    }
+  } catch (error) {
+    notice(`Could not cancel task ${id}: ${error}`);
+  }
+}
+
+function renderTasks(snapshot) {
+  const seen = new Set();
+  const ordered = snapshot.tasks.map((task) => {
+    seen.add(task.id);
+    return renderTask(task, snapshot);
+  });
+  for (const id of [...rows.keys()]) if (!seen.has(id)) rows.delete(id);
+  $("tasks").tBodies[0].replaceChildren(...ordered); // the same nodes: open details stay open
+  $("no-tasks").hidden = ordered.length > 0;
+  $("tasks").hidden = ordered.length === 0;
+  setText($("task-count"), ordered.length ? `${ordered.length} shown` : "");
+}
+
+// -- reports ---------------------------------------------------------------------------
+
+function renderList(id, items, build) {
+  const list = $(id);
+  list.replaceChildren(...items.map(build));
+  $(`no-${id}`).hidden = items.length > 0;
+}
+
+function code(text) {
+  return el("code", "", text);
+}
+
+function renderReports(snapshot) {
+  const blocks = snapshot.loop_blocks;
+  setText($("block-count"), blocks.count
+    ? `${blocks.count} · longest ${seconds(blocks.longest)}` : "");
+  renderList("blocks", blocks.recent, (block) => {
+    const item = el("li");
+    const line = el("div");
+    line.append(code(splitName(block.name)[0]), ` held the loop for ${seconds(block.seconds)}`);
+    item.append(line, el("div", "sub mono", `${block.where} · ${ago(snapshot.now, block.at)}`));
+    disclosure(item, block.stack, "stack while the loop was blocked");
+    return item;
+  });
+  renderList("advice", snapshot.advice, (finding) => {
+    const item = el("li");
+    const share = `${Math.round(finding.share * 100)}%`;
+    item.append(code(splitName(finding.name)[0]), ` holds the GIL ${share} of its time: `);
+    if (finding.promoted) item.append("promoted to the process lane (auto_promote).");
+    else item.append("mark it ", code("@cpu_bound"), ".");
+    const where = `${finding.name} · measured over ${seconds(finding.wall)} on the thread lane`;
+    item.append(el("div", "sub mono", where));
+    return item;
+  });
+  const crashes = snapshot.crashes;
+  const used = snapshot.process_cpu_seconds;
+  const cpu = used ? ` · ${seconds(used)} of CPU used` : "";
+  setText($("crash-count"), `${crashes.count} crash${crashes.count === 1 ? "" : "es"}${cpu}`);
+  renderList("crashes", crashes.tasks, (task) => {
+    const item = el("li");
+    item.append(code(splitName(task.name)[0]), ` ${ago(snapshot.now, task.finished_at)}`);
+    disclosure(item, task.error);
+    return item;
+  });
+}
+
+// -- the stream ------------------------------------------------------------------------
+
+function notice(text) {
+  const node = $("notice");
+  setText(node, text);
+  node.hidden = !text;
+}
+
+function workers(snapshot) {
+  const found = snapshot.workers;
+  if (!snapshot.backend || !found) return "";
+  if (found.count === null) return ` (could not tell its workers)`;
+  return ` (${found.count} worker${found.count === 1 ? "" : "s"})`;
+}
+
+function render(snapshot) {
+  setText($("where"), [
+    snapshot.backend ? `backend: ${snapshot.backend}${workers(snapshot)}` : "local lanes",
+    `store: ${snapshot.store}`,
+  ].join(" · "));
+  for (const lane of snapshot.lanes) renderLane(lane);
+  renderTasks(snapshot);
+  renderReports(snapshot);
+  const problems = [];
+  if (!snapshot.accepting) problems.push("Not accepting tasks (starting or shutting down).");
+  if (snapshot.rejected) problems.push(`${snapshot.rejected} task(s) refused: a lane was full.`);
+  if (snapshot.store_error) problems.push(`Task store: ${snapshot.store_error}`);
+  if (snapshot.backend && snapshot.workers && snapshot.workers.count === 0) {
+    problems.push(`No ${snapshot.backend} worker consumes the queue: tasks sent there stay ` +
+      "pending until one starts.");
+  }
+  notice(problems.join(" "));
+}
+
+function connect() {
+  const status = $("connection");
+  const show = (state, text) => {
+    status.dataset.state = state;
+    setText(status, text);
+  };
+  const events = new EventSource("events");
+  events.addEventListener("open", () => show("live", "live"));
+  events.addEventListener("snapshot", (event) => {
+    show("live", "live");
+    render(JSON.parse(event.data));
+  });
+  events.addEventListener("error", () => {
+    // The stream ends every 30 s and the browser reconnects by itself; CLOSED means it
+    // gave up (the server refused: a 401 or 403).
+    if (events.readyState === EventSource.CLOSED) show("closed", "disconnected: reload");
+    else show("reconnecting", "reconnecting…");
+  });
+}
+
+connect();
