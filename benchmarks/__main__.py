@@ -58,7 +58,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--chart",
         choices=("auto", "yes", "no"),
         default="auto",
-        help=f"render {CHART.relative_to(ROOT)} (auto: only after a full run)",
+        help=f"render the charts {CHART.relative_to(ROOT).with_suffix('')}-*.png (auto: only after a full run)",
     )
     args = parser.parse_args(argv)
     only = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart == "yes" or (args.chart == "auto" and full):
         from .chart import render
 
-        render(args.out / "latest.json", CHART)
-        _log(f"chart: {CHART}")
+        for path in render(args.out / "latest.json", CHART):
+            _log(f"chart: {path}")
     return 0
 
 

@@ -1,7 +1,9 @@
-"""Render the results JSON as one PNG: `python -m benchmarks.chart [RESULTS] [PNG]`.
+"""Render the results JSON as one PNG per scenario: `python -m benchmarks.chart [RESULTS] [PNG]`.
 
-Defaults: `benchmarks/results/latest.json` to `docs/img/benchmarks.png`. One panel per
-scenario; a scenario missing from the results gets an empty panel that says so.
+Defaults: `benchmarks/results/latest.json` to `docs/img/benchmarks-<scenario>.png` (the
+name given, with the scenario's name added). One chart per scenario, drawn at the width
+of the docs' content column so its labels stay readable there (six panels in one image
+were not); a scenario missing from the results is skipped.
 """
 
 from __future__ import annotations
@@ -137,32 +139,44 @@ PANELS = {
 }
 
 
-def render(results: Path = DEFAULT_RESULTS, png: Path = DEFAULT_PNG) -> Path:
+def chart_path(png: Path, scenario: str) -> Path:
+    """Where the chart of `scenario` goes, given the base name `png`."""
+    return png.with_name(f"{png.stem}-{scenario}{png.suffix}")
+
+
+def render(results: Path = DEFAULT_RESULTS, png: Path = DEFAULT_PNG) -> list[Path]:
     document = json.loads(results.read_text())
     scenarios: dict[str, Any] = document["scenarios"]
-    fig, axes = plt.subplots(3, 2, figsize=(14, 13))
-    for ax, (name, (title, draw)) in zip(axes.flat, PANELS.items(), strict=True):
-        if name in scenarios:
-            draw(ax, scenarios[name])
-        else:
-            _missing(ax, title)
     meta = document["meta"]
-    fig.suptitle(
-        f"fastapi-offload benchmarks, {meta['started'][:10]}: {meta['cpus']} CPUs, "
-        f"Python {meta['python']}, medians of {meta['repeat']} run(s); green = OffloadTasks"
-    )
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
-    return png
+    written = []
+    for name, (_, draw) in PANELS.items():
+        if name not in scenarios:
+            continue
+        rows = len(scenarios[name]["strategies"])
+        # 9 x (rows) inches at 100 dpi: 900 px, about the content column's width, so
+        # text is drawn at the size it is read (no shrinking of a wide figure).
+        fig, ax = plt.subplots(figsize=(9, 1.6 + 0.36 * rows * (2 if name == "blocking" else 1)))
+        draw(ax, scenarios[name])
+        ax.set_title(
+            f"{ax.get_title()}\n{meta['started'][:10]}, {meta['cpus']} CPUs, "
+            f"medians of {meta['repeat']} run(s); green = OffloadTasks",
+            fontsize="medium",
+        )
+        fig.tight_layout()
+        path = chart_path(png, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     results = Path(args[0]) if args else DEFAULT_RESULTS
     png = Path(args[1]) if len(args) > 1 else DEFAULT_PNG
-    print(render(results, png))
+    for path in render(results, png):
+        print(path)
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 MARKS = {True: "met", False: "**not met**", None: "not measured"}
+CHARTS = ("cpu", "blocking", "dispatch", "process", "memory", "scale")
 
 
 def render(document: dict[str, Any]) -> str:
@@ -24,8 +25,11 @@ def render(document: dict[str, Any]) -> str:
         f" {meta['cpus']} CPUs, {meta['platform']}, Python {meta['python']};",
         f"medians of {meta['repeat']} run(s) per strategy. Versions: {versions}.",
     ]
-    for scenario in document["scenarios"].values():
-        lines += ["", f"### {scenario['title']}", "", scenario["table"]]
+    for name, scenario in document["scenarios"].items():
+        lines += ["", f"### {scenario['title']}", ""]
+        if name in CHARTS:  # drawn by `python -m benchmarks.chart` from the same run
+            lines += [f"![{scenario['title']}](img/benchmarks-{name}.png)", ""]
+        lines.append(scenario["table"])
         if scenario["targets"]:
             lines.append("")
             lines += [
