@@ -81,6 +81,7 @@ SPECS: dict[str, Spec] = {
     "status_capacity": Spec("int", minimum=1),
     "keep_results": Spec("bool"),
     "result_max_bytes": Spec("int", minimum=1),
+    "tracing": Spec("bool"),
     "routes": Spec("routes", choices=LANES),
     "backend": Spec("backend", choices=("local", *BACKENDS)),
     "store": Spec("store"),

@@ -112,6 +112,12 @@ class OffloadConfig:
         "succeeds, and `error` gives the size). The memory store keeps at most 64 times "
         "this in all, dropping the oldest results first.",
     )
+    tracing: bool = _opt(
+        False,
+        "OFFLOAD_TRACING",
+        "An OpenTelemetry span per local task (all its attempts), a child of the request's "
+        "span when the app is instrumented; needs the `otel` extra.",
+    )
     routes: Mapping[str, str] = _opt(
         {},
         "OFFLOAD_ROUTES",
@@ -163,7 +169,7 @@ class OffloadConfig:
                 f"process_priority={self.process_priority!r} is not accepted; "
                 f"use one of {', '.join(_PRIORITIES)}"
             )
-        for name in ("prestart_workers", "auto_promote", "keep_results"):
+        for name in ("prestart_workers", "auto_promote", "keep_results", "tracing"):
             check_bool(name, getattr(self, name))
         if not isinstance(self.routes, Mapping):
             raise ConfigError(f"routes={self.routes!r} must map name patterns to lanes")

@@ -57,6 +57,7 @@ class Offload:
         store_retention: float | None = None,
         keep_results: bool | None = None,
         result_max_bytes: int | None = None,
+        tracing: bool | None = None,
     ) -> None:
         given = {
             "thread_workers": thread_workers,
@@ -75,6 +76,7 @@ class Offload:
             "store_retention": store_retention,
             "keep_results": keep_results,
             "result_max_bytes": result_max_bytes,
+            "tracing": tracing,
             "backend": backend if isinstance(backend, str) else None,
         }
         self.config = OffloadConfig.resolve({k: v for k, v in given.items() if v is not None})

@@ -13,6 +13,7 @@ import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -24,6 +25,9 @@ from ._models import TaskState
 from ._record import TaskRecord
 from ._results import Kept
 from ._retry import matches, retry_wait, type_names
+
+if TYPE_CHECKING:
+    from ._tracing import TaskTracer
 
 __all__ = ["Runner"]
 
@@ -75,6 +79,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self._closed = False
+        self.tracer: TaskTracer | None = None  # a span per task, with tracing=True
 
     def open(self) -> None:
         """Bind to the running event loop; tasks start on it from now on."""
@@ -149,11 +154,18 @@ class Runner:
             return
         # The task's own context (a copy, made when its asyncio task was created), so
         # this binding is seen by the task and its thread, and by nothing else.
-        ledger = self._ledger
         if record.cancel_reason is not None:  # cancelled before it could start
-            ledger.cancelled(record, record.cancel_reason)
+            self._ledger.cancelled(record, record.cancel_reason)
             return
-        enter(_RecordContext(ledger, record))
+        enter(_RecordContext(self._ledger, record))
+        if self.tracer is None:
+            await self._attempts(lane, record)
+            return
+        with self.tracer.span(record):
+            await self._attempts(lane, record)
+
+    async def _attempts(self, lane: Lane, record: TaskRecord) -> None:
+        ledger = self._ledger
         while True:
             try:
                 kept = await self._attempt(lane, record)

@@ -70,6 +70,10 @@ class Runtime:
         )
         self.process_lane.report = self.ledger.progress
         self.runner = Runner(self.ledger, self.lanes, self._submit_late)
+        if config.tracing:
+            from ._tracing import TaskTracer  # imports OpenTelemetry only when asked
+
+            self.runner.tracer = TaskTracer()
         self.accepting = False
         self.detached = False
         self._profiles = Profiles()
