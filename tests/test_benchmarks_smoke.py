@@ -46,7 +46,7 @@ def test_chart_renders_from_results(tmp_path: Path) -> None:
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     # One chart per scenario in the results, named after it.
-    written = [tmp_path / "chart-dispatch.png"]
+    written = [tmp_path / "chart-dispatch.png", tmp_path / "chart-scale.png"]
     assert done.stdout.split() == [str(path) for path in written]
     assert all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in written)
 
