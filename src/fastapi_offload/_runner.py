@@ -9,6 +9,7 @@ every step to the ledger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -43,6 +44,7 @@ ABANDONED = (
 )
 BY_SERVER = "cancelled by the server (its request was cancelled, e.g. at shutdown)"
 BY_REQUEST = "cancelled by request"
+_NO_SPAN = contextlib.nullcontext()
 
 
 class _RecordContext(TaskContext):
@@ -152,52 +154,49 @@ class Runner:
         if lane is None:
             await self._remote(record)
             return
-        # The task's own context (a copy, made when its asyncio task was created), so
-        # this binding is seen by the task and its thread, and by nothing else.
         if record.cancel_reason is not None:  # cancelled before it could start
             self._ledger.cancelled(record, record.cancel_reason)
             return
+        # The task's own context (a copy, made when its asyncio task was created), so
+        # this binding is seen by the task and its thread, and by nothing else.
         enter(_RecordContext(self._ledger, record))
-        if self.tracer is None:
-            await self._attempts(lane, record)
-            return
-        with self.tracer.span(record):
-            await self._attempts(lane, record)
-
-    async def _attempts(self, lane: Lane, record: TaskRecord) -> None:
-        ledger = self._ledger
-        while True:
-            try:
-                kept = await self._attempt(lane, record)
-            # Everything a task raises fails that task alone: KeyboardInterrupt,
-            # SystemExit and GeneratorExit included. Only a cancellation that came
-            # from us or from the server is a cancellation.
-            except BaseException as exc:
-                if _cancel_requested(record, exc):
-                    # Whatever the task made of it (a cleanup that raised something
-                    # else too): cancelled, and never retried.
-                    ledger.cancelled(record, record.cancel_reason or BY_SERVER)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    return
-                if record.attempts <= record.retries and _retryable(record, exc):
-                    wait = retry_wait(record.retry_delay, record.attempts, record.retry_backoff)
-                    ledger.retrying(record, exc, wait)
-                    try:
-                        await anyio.sleep(wait)
-                    except asyncio.CancelledError:
+        # The attempt loop stays in this frame, not in a coroutine it awaits: a
+        # GeneratorExit that asyncio throws in here (a thread task raised it) would close
+        # an awaited coroutine and be raised again here, past its handler (PEP 380).
+        with _NO_SPAN if self.tracer is None else self.tracer.span(record):
+            ledger = self._ledger
+            while True:
+                try:
+                    kept = await self._attempt(lane, record)
+                # Everything a task raises fails that task alone: KeyboardInterrupt,
+                # SystemExit and GeneratorExit included. Only a cancellation that came
+                # from us or from the server is a cancellation.
+                except BaseException as exc:
+                    if _cancel_requested(record, exc):
+                        # Whatever the task made of it (a cleanup that raised something
+                        # else too): cancelled, and never retried.
                         ledger.cancelled(record, record.cancel_reason or BY_SERVER)
-                        raise
-                    continue
-                ledger.failed(record, exc)
+                        if isinstance(exc, asyncio.CancelledError):
+                            raise
+                        return
+                    if record.attempts <= record.retries and _retryable(record, exc):
+                        wait = retry_wait(record.retry_delay, record.attempts, record.retry_backoff)
+                        ledger.retrying(record, exc, wait)
+                        try:
+                            await anyio.sleep(wait)
+                        except asyncio.CancelledError:
+                            ledger.cancelled(record, record.cancel_reason or BY_SERVER)
+                            raise
+                        continue
+                    ledger.failed(record, exc)
+                    return
+                if record.cancel_reason is not None and not lane.interruptible:
+                    # A thread asked to stop returned: it may have stopped early (it checked
+                    # `cancelled()`), so what it returned is not its result.
+                    ledger.cancelled(record, record.cancel_reason)
+                    return
+                ledger.succeeded(record, kept)
                 return
-            if record.cancel_reason is not None and not lane.interruptible:
-                # A thread asked to stop returned: it may have stopped early (it checked
-                # `cancelled()`), so what it returned is not its result.
-                ledger.cancelled(record, record.cancel_reason)
-                return
-            ledger.succeeded(record, kept)
-            return
 
     async def _attempt(self, lane: Lane, record: TaskRecord) -> Kept | None:
         if lane.limiter is None:
