@@ -58,7 +58,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--chart",
         choices=("auto", "yes", "no"),
         default="auto",
-        help=f"render the charts {CHART.relative_to(ROOT).with_suffix('')}-*.png (auto: only after a full run)",
+        help=f"render the charts {CHART.relative_to(ROOT).with_suffix('')}-*.png "
+        "(auto: only after a full run)",
     )
     args = parser.parse_args(argv)
     only = [name.strip() for item in args.only for name in item.split(",") if name.strip()]

@@ -4,8 +4,11 @@ Redis is found at `OFFLOAD_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). W
 none answers, a `redis-server` from `PATH` is started on a free port; without one the
 tests that need Redis are skipped, or fail when `OFFLOAD_REQUIRE_SERVICES=1` (CI).
 Celery uses database 13 and RQ database 14; both are flushed before and after the
-session. Workers are started once per session, as subprocesses in their own process
-groups, with their output in files whose paths appear in every failure message.
+session (15 is for a worker told the wrong database). RabbitMQ, for Celery's AMQP
+broker, is found at `OFFLOAD_TEST_AMQP_URL` (default amqp://guest:guest@127.0.0.1:5672//),
+or its tests are skipped the same way. Workers are started once per session, as
+subprocesses in their own process groups, with their output in files whose paths appear
+in every failure message.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -27,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+from celery import Celery
 
 from fastapi_offload.backends.base import Backend
 from fastapi_offload.backends.celery import CeleryBackend
@@ -41,8 +45,11 @@ from fastapi_offload.testing import recording_backend as recording_backend
 ROOT = Path(__file__).resolve().parents[2]
 CELERY_DB = 13
 RQ_DB = 14
+OTHER_DB = 15
 TEST_QUEUE = "offload-tests"
 EXAMPLE_QUEUE = "offload-example"
+AMQP_QUEUE = "offload-amqp-tests"
+NO_URL_QUEUE = "offload-no-url"
 
 
 @pytest.fixture
@@ -155,6 +162,30 @@ def rq_url(redis_base_url: str) -> Iterator[str]:
     yield from _flushed(f"{redis_base_url}/{RQ_DB}")
 
 
+@pytest.fixture(scope="session")
+def other_url(redis_base_url: str) -> Iterator[str]:
+    """A Redis database that no web process of the tests uses (flushed before and after)."""
+    yield from _flushed(f"{redis_base_url}/{OTHER_DB}")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The URL of a RabbitMQ that answers (or skip)."""
+    url = os.environ.get("OFFLOAD_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    probe = Celery("probe", broker=url, set_as_current=False)
+    probe.conf.update(task_default_queue=AMQP_QUEUE, broker_connection_timeout=1)
+    try:
+        with probe.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=1)
+        # Messages a crashed earlier run left in the queue would run first.
+        probe.control.purge()
+    except Exception as exc:
+        _unavailable(f"no RabbitMQ answers at {url} ({exc})")
+    finally:
+        probe.close()
+    return url
+
+
 @dataclass
 class WorkerProcess:
     """A worker started by a fixture, and where its output goes."""
@@ -177,10 +208,16 @@ class WorkerProcess:
         raise AssertionError(f"{text!r} not in the worker log {self.log_path}:\n{self.log()}")
 
 
+# What `rq worker` reads when given no --url; kept from the workers the tests start, so
+# that only what a test gives them counts.
+_RQ_VARIABLES = ("RQ_REDIS_URL", "RQ_CONFIG", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB")
+
+
 def _start_worker(
     command: list[str], env: dict[str, str], log_path: Path, ready: str
-) -> Iterator[WorkerProcess]:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
+) -> Generator[WorkerProcess]:
+    inherited = {k: v for k, v in os.environ.items() if k not in _RQ_VARIABLES}
+    full_env = {**inherited, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
     with log_path.open("wb") as out:
         process = subprocess.Popen(
             command,
@@ -217,18 +254,18 @@ def _celery_command(module: str, node: str) -> list[str]:
     ]
 
 
-def _rq_command(url: str, worker_class: str, queue: str) -> list[str]:
+def _rq_command(url: str | None, worker_class: str, *queues: str) -> list[str]:
+    given = ["--url", url] if url is not None else []
     return [
         sys.executable,
         "-m",
         "rq.cli",
         "worker",
         "--with-scheduler",
-        "--url",
-        url,
+        *given,
         "--worker-class",
         worker_class,
-        queue,
+        *queues,
     ]
 
 
@@ -261,6 +298,35 @@ def rq_worker(rq_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield from _start_worker(
         _rq_command(rq_url, "tests.backends.rq_worker.Worker", TEST_QUEUE),
         {"OFFLOAD_REDIS_URL": rq_url},
+        log,
+        "Listening on",
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_amqp_worker(
+    amqp_url: str, celery_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """The tests' Celery worker with RabbitMQ as its broker and Redis as its result store."""
+    log = tmp_path_factory.mktemp("celery") / "celery-amqp.log"
+    yield from _start_worker(
+        _celery_command("tests.backends.celery_worker", "amqp"),
+        {**_celery_env(celery_url, AMQP_QUEUE), "OFFLOAD_CELERY_BROKER_URL": amqp_url},
+        log,
+        "ready.",
+    )
+
+
+@pytest.fixture(scope="session")
+def rq_no_url_worker(
+    rq_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """`rq worker --worker-class ...` given neither `--url` nor a queue: only the
+    `OFFLOAD_*` variables say where to listen (a non-zero db, and its own queue)."""
+    log = tmp_path_factory.mktemp("rq") / "rq-no-url.log"
+    yield from _start_worker(
+        _rq_command(None, "tests.backends.rq_worker.Worker"),
+        {"OFFLOAD_REDIS_URL": rq_url, "OFFLOAD_RQ_QUEUE": NO_URL_QUEUE},
         log,
         "Listening on",
     )

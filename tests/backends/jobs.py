@@ -39,7 +39,7 @@ def flaky(path: str, failures: int) -> str:
     file = Path(path)
     attempts = len(file.read_text().splitlines()) + 1 if file.exists() else 1
     with file.open("a") as out:
-        out.write(f"attempt {attempts} pid {os.getpid()}\n")
+        out.write(f"attempt {attempts} pid {os.getpid()} at {time.time()}\n")
     if attempts <= failures:
         raise RuntimeError(f"attempt {attempts} fails on purpose")
     return f"succeeded on attempt {attempts}"

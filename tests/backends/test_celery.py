@@ -66,6 +66,32 @@ def test_celery_states_map_onto_task_states() -> None:
     assert custom is not None and custom.state is TaskState.RUNNING
 
 
+def test_the_stamped_times_are_created_and_started_in_every_later_record() -> None:
+    # The web process stamps the message when it sends it, the worker when the task
+    # starts; Celery's extended results copy the stamps into each record it writes.
+    stamps = {
+        "offload_submitted_at": 10.0,
+        "offload_started_at": 11.0,
+        "stamped_headers": ["offload_submitted_at", "offload_started_at"],
+    }
+    records = [
+        ("STARTED", {"pid": 1, "hostname": "w"}),
+        ("PROGRESS", {"progress": 0.5, "message": None}),
+        ("RETRY", KeyError("k")),
+        ("SUCCESS", 1),
+        ("FAILURE", ValueError("x")),
+    ]
+    for status, result in records:
+        info = task_info("abc", {"status": status, "result": result, **stamps}, "celery")
+        assert info is not None and (info.created_at, info.started_at) == (10.0, 11.0), status
+    # A stamp may come back as a one-item list; a task not started has no start time.
+    listed = task_info("abc", {"status": "STARTED", "offload_started_at": [11.0]}, "celery")
+    assert listed is not None and listed.started_at == 11.0
+    sent = {"status": SUBMITTED, "result": {"name": "f", "submitted_at": 9.0}, **stamps}
+    marker = task_info("abc", sent, "celery")
+    assert marker is not None and (marker.created_at, marker.started_at) == (9.0, None)
+
+
 @pytest.mark.anyio
 @pytest.mark.redis
 async def test_a_task_no_worker_has_taken_yet_is_pending_not_unknown(celery_url: str) -> None:

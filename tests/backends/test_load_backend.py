@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -9,6 +10,7 @@ import textwrap
 import pytest
 
 from fastapi_offload import ConfigError
+from fastapi_offload._extras import install_hint
 from fastapi_offload.backends import load_backend
 from fastapi_offload.backends._settings import RemoteSettings, safe_url
 from fastapi_offload.backends.celery import CeleryBackend
@@ -80,14 +82,73 @@ def test_passwords_never_reach_messages() -> None:
 
 
 @pytest.mark.parametrize(("name", "library"), [("celery", "celery"), ("rq", "rq")])
-def test_a_missing_extra_names_the_pip_command(
+def test_a_missing_extra_names_a_pip_command_that_works(
     name: str, library: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As if the library were not installed: a None entry makes its import fail.
     monkeypatch.setitem(sys.modules, library, None)
     monkeypatch.delitem(sys.modules, f"fastapi_offload.backends.{name}")
-    with pytest.raises(ImportError, match=rf'pip install "fastapi-offload\[{name}\]"'):
+    # From this checkout, `pip install -e "<checkout>[rq]"` (the package is not on PyPI).
+    with pytest.raises(ImportError, match=re.escape(install_hint(name))) as caught:
         load_backend(name, environ={})
+    assert str(caught.value).count("pip install") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "environ", "starts"),
+    [
+        (
+            "rq",
+            {"OFFLOAD_REDIS_URL": "http://user:pw@cache:6379/0"},
+            "OFFLOAD_REDIS_URL='http://user:***@cache:6379/0' (the redis_url option): ",
+        ),
+        (
+            "celery",
+            {"OFFLOAD_CELERY_BROKER_URL": "kafka://broker:9092"},
+            "OFFLOAD_CELERY_BROKER_URL='kafka://broker:9092' (the broker_url option): ",
+        ),
+        (
+            # The broker defaults to OFFLOAD_REDIS_URL: that is the variable to fix.
+            "celery",
+            {"OFFLOAD_REDIS_URL": "http://cache/0"},
+            "OFFLOAD_REDIS_URL='http://cache/0' (the broker_url option): ",
+        ),
+        (
+            "celery",
+            {"OFFLOAD_CELERY_RESULT_BACKEND": "nosuchstore://x"},
+            "OFFLOAD_CELERY_RESULT_BACKEND='nosuchstore://x' (the result_backend option): ",
+        ),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_its_variable(
+    name: str, environ: dict[str, str], starts: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_backend(name, environ=environ)
+    assert str(caught.value).startswith(starts), caught.value
+    assert "pw@" not in str(caught.value)
+
+
+def test_a_bad_value_given_in_code_names_the_keyword() -> None:
+    with pytest.raises(ConfigError, match=r"^broker_url='kafka://b'"):
+        CeleryBackend(broker_url="kafka://b", result_backend=None)
+    with pytest.raises(ConfigError, match=r"^result_backend='nosuchstore://x'"):
+        CeleryBackend(broker_url="redis://b", result_backend="nosuchstore://x")
+    with pytest.raises(ConfigError, match=r"^redis_url='http://b'"):
+        RQBackend(redis_url="http://b")
+
+
+def test_the_celery_worker_app_names_the_variable_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi_offload.backends.celery import celery_worker_app
+
+    from . import jobs
+
+    monkeypatch.setenv("OFFLOAD_CELERY_BROKER_URL", "kafka://broker:9092")
+    with pytest.raises(ConfigError, match=r"^OFFLOAD_CELERY_BROKER_URL='kafka://broker:9092'"):
+        celery_worker_app(jobs)
+    # Given in code, the keyword is what to fix.
+    with pytest.raises(ConfigError, match=r"^broker_url='kafka://other'"):
+        celery_worker_app(jobs, broker_url="kafka://other")
 
 
 def test_importing_the_package_imports_neither_celery_nor_rq() -> None:

@@ -13,6 +13,7 @@ from rq.serializers import JSONSerializer
 
 from fastapi_offload import ConfigError, NotOffloadable
 from fastapi_offload.backends import UnregisteredTask
+from fastapi_offload.backends._rq_jobs import _error_of
 from fastapi_offload.backends.rq import RQBackend, rq_worker_class
 
 from . import jobs
@@ -77,6 +78,17 @@ def test_a_job_naming_an_unregistered_task_or_callbacks_gets_neither(rq_url: str
             _ = other.func
     finally:
         connection.close()
+
+
+def test_a_failure_the_worker_could_not_describe_reads_in_the_same_format() -> None:
+    # A work horse that died (killed, out of memory) leaves only RQ's formatted traceback:
+    # its last line is read as the `repr` the worker stores for every other failure.
+    traceback = "Traceback (most recent call last):\n  ...\nmyapp.jobs.QuotaError: over: 3"
+    assert _error_of(traceback) == "QuotaError('over: 3')"
+    assert _error_of("Traceback ...\nKeyError") == "KeyError()"
+    died = "Work-horse terminated unexpectedly; waitpid returned 9 (signal 9); "
+    assert _error_of(died) == died.strip()
+    assert _error_of(None) is None
 
 
 def test_a_bad_setting_is_a_config_error() -> None:

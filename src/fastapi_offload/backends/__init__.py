@@ -7,8 +7,10 @@ so `import fastapi_offload` never imports Celery or RQ. Both read the same
 - `OFFLOAD_REDIS_URL` (`redis://127.0.0.1:6379/0`): RQ's Redis, and Celery's broker
   unless `OFFLOAD_CELERY_BROKER_URL` is set.
 - `OFFLOAD_CELERY_BROKER_URL`, `OFFLOAD_CELERY_RESULT_BACKEND` (defaults to the broker
-  URL when it is Redis; `none` disables it), `OFFLOAD_CELERY_QUEUE` (`celery`).
-- `OFFLOAD_RQ_QUEUE` (`default`).
+  URL when it is Redis, and must be set for another broker; `none` disables it),
+  `OFFLOAD_CELERY_QUEUE` (`celery`).
+- `OFFLOAD_RQ_QUEUE` (`default`). An RQ worker given no `--url` reads
+  `OFFLOAD_REDIS_URL` too.
 - `OFFLOAD_SERIALIZER` (`json`; `pickle` is a trust decision, see below).
 - `OFFLOAD_BROKER_TIMEOUT` (`3` seconds), `OFFLOAD_RESULT_TTL` (`86400` seconds).
 
@@ -43,6 +45,10 @@ What a client sees, with a remote backend:
   work horse) and reads `cancelled` moments later. `cancelled()` stays `False` in a
   remote task, since it is killed instead.
 
+At start-up (the `Offload` lifespan), each backend connects once and logs a WARNING,
+naming the queue, the broker and the command to run, when no worker serves its queue;
+`await backend.workers()` counts them (`None`: cannot tell).
+
 Writing an adapter for another queue: subclass `base.BaseBackend`, call
 `check_call` in `prepare`, and on the worker side run only what a `TaskRegistry`
 built from explicit targets resolves (it raises `UnregisteredTask` for the rest).
@@ -55,6 +61,7 @@ import os
 from collections.abc import Mapping
 
 from .._errors import ConfigError
+from .._extras import install_hint
 from ._payload import Serializer as Serializer
 from ._payload import check_call as check_call
 from ._registry import TaskRegistry as TaskRegistry
@@ -87,8 +94,9 @@ def load_backend(name: str, environ: Mapping[str, str] | None = None) -> Backend
     """Build the backend called `name` from the `OFFLOAD_*` variables.
 
     Imports its module only now. Raises `ConfigError` for an unknown name (listing
-    the accepted ones) or a bad variable, and `ImportError` naming the extra to
-    install (`pip install "fastapi-offload[celery]"`) when its library is missing.
+    the accepted ones) or a bad variable (naming it), and `ImportError` with the command
+    that installs the missing extra (`pip install -e "<checkout>[celery]"` from a
+    checkout, else `pip install "fastapi-offload[celery]"`) when its library is missing.
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in BACKENDS:
@@ -100,11 +108,10 @@ def load_backend(name: str, environ: Mapping[str, str] | None = None) -> Backend
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        if not extra or "fastapi-offload[" in str(exc):
+        hint = install_hint(extra) if extra else ""
+        if not hint or hint in str(exc):  # the adapter's own message already says it
             raise
-        raise ImportError(
-            f'the {key} backend needs its extra: pip install "fastapi-offload[{extra}]" ({exc})'
-        ) from exc
+        raise ImportError(f"the {key} backend needs its extra: {hint} ({exc})") from exc
     factory = getattr(module, class_name)
     backend: Backend = factory.from_env(os.environ if environ is None else environ)
     return backend

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._models import TaskCall
+from ._celery_results import SUBMITTED_AT
 from ._celery_worker import (
     RETRIES_HEADER,
     RETRY_BACKOFF_HEADER,
@@ -21,16 +22,19 @@ __all__ = ["client_conf", "publish_retry_policy", "send_options"]
 _HARD_LIMIT_GRACE = 5.0
 
 
-def send_options(call: TaskCall) -> dict[str, Any]:
-    """`send_task` keywords for `call`: its settings as headers, its timeout as limits."""
+def send_options(call: TaskCall, submitted_at: float) -> dict[str, Any]:
+    """`send_task` keywords for `call`: its settings as headers, its timeout as limits, and
+    when it was sent as a stamp (so that every record of the task has its `created_at`)."""
     options: dict[str, Any] = {
+        "stamped_headers": [SUBMITTED_AT],
+        SUBMITTED_AT: submitted_at,
         "headers": {
             RETRIES_HEADER: call.retries,
             RETRY_DELAY_HEADER: call.retry_delay,
             RETRY_BACKOFF_HEADER: call.retry_backoff,
             RETRY_ON_HEADER: None if call.retry_on is None else list(call.retry_on),
             TIMEOUT_HEADER: call.timeout,
-        }
+        },
     }
     if call.timeout is not None:
         options["soft_time_limit"] = call.timeout

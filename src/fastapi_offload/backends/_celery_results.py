@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -23,9 +22,12 @@ from ._settings import (
 __all__ = [
     "NOT_KEPT",
     "PROGRESS",
+    "STARTED_AT",
     "SUBMITTED",
+    "SUBMITTED_AT",
     "UNREADABLE",
     "cancellable",
+    "stamp",
     "task_info",
     "write_marker",
     "write_revoked",
@@ -39,6 +41,13 @@ SUBMITTED = "SENT"
 #: State a running task stores with each `report_progress()`; its result is
 #: `{"progress": 0.0-1.0, "message": str | None}`.
 PROGRESS = "PROGRESS"
+
+#: Stamps (Celery's message stamping): the web process sets the first when it sends a
+#: task, the worker the second when the task starts (Unix times). Celery's extended
+#: results copy a task's stamps into each record it writes, and a retry's message carries
+#: them on, so both survive the SENT marker, retries and the end of the task.
+SUBMITTED_AT = "offload_submitted_at"
+STARTED_AT = "offload_started_at"
 
 #: The key of what a worker stores instead of a return value it does not keep (not JSON,
 #: or over `OFFLOAD_RESULT_MAX_BYTES`): `{NOT_KEPT: "result not kept: <why>"}`.
@@ -83,9 +92,9 @@ _STATES = {
 }
 
 
-def write_marker(store: Any, call: TaskCall) -> None:
+def write_marker(store: Any, call: TaskCall, submitted_at: float) -> None:
     """Record `call` as submitted (`SENT`, with its name and time) in the result store."""
-    marker = {"name": call.name, "submitted_at": time.time()}
+    marker = {"name": call.name, "submitted_at": submitted_at}
     if isinstance(store, BaseKeyValueStoreBackend):
         # One round trip instead of `store_result`'s two: its read-before-write
         # guards against overwriting a SUCCESS, which a fresh id cannot have.
@@ -169,7 +178,9 @@ def task_info(
         name=str(name),
         state=state,
         lane=lane,
-        created_at=to_number(marker.get("submitted_at")),
+        created_at=to_number(marker.get("submitted_at")) or stamp(meta, SUBMITTED_AT),
+        # A RETRY record keeps the first attempt's start: it did start.
+        started_at=stamp(meta, STARTED_AT) if status not in (SUBMITTED, "RECEIVED") else None,
         finished_at=to_timestamp(meta.get("date_done")) if state.finished else None,
         attempts=attempts,
         error=error,
@@ -177,6 +188,14 @@ def task_info(
         progress=progress,
         progress_message=message,
     )
+
+
+def stamp(stamps: object, key: str) -> float | None:
+    """The time stamped as `key` in a record or a request's stamps, else None."""
+    value = stamps.get(key) if isinstance(stamps, Mapping) else None
+    if isinstance(value, list | tuple) and len(value) == 1:
+        value = value[0]  # Celery may carry a stamp on as a one-item list
+    return to_number(value)
 
 
 def _kept(result: Any, limit: int) -> tuple[Any, str | None]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -9,12 +12,19 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .._context import bound
-from .._errors import TaskTimeout
+from .._errors import ConfigError, TaskTimeout
 from .._retry import retry_wait
-from ._celery_results import NOT_KEPT, PROGRESS
+from ._celery_results import NOT_KEPT, PROGRESS, STARTED_AT, stamp
+from ._celery_urls import celery_variables, check_broker_url, result_store
 from ._payload import Serializer
 from ._registry import Target, TaskRegistry
-from ._settings import RemoteSettings, check_serializer, to_number
+from ._settings import (
+    RemoteSettings,
+    celery_result_choice,
+    check_serializer,
+    named_variable,
+    to_number,
+)
 from ._worker import RemoteContext, kept_result, retried, retry_on_from, run_callable
 
 __all__ = [
@@ -37,6 +47,8 @@ TIMEOUT_HEADER = "offload_timeout"  # float seconds, or null
 # Where users import `celery_worker_app` from; also what Celery's task classes name.
 _PUBLIC_MODULE = "fastapi_offload.backends.celery"
 
+logger = logging.getLogger("fastapi_offload.backends.celery")
+
 
 def celery_worker_app(
     *targets: Target,
@@ -55,7 +67,8 @@ def celery_worker_app(
     messages only, unless `serializer="pickle"`: with pickle, anyone who can write
     to the broker can run code on the worker, so choose it only for a trusted broker.
     `config` is applied last (any Celery setting). Raises `ConfigError` for a bad
-    target or setting.
+    target or setting, and for a broker that keeps no results (RabbitMQ) without a
+    result store (`result_backend`, `OFFLOAD_CELERY_RESULT_BACKEND`, or `none` there).
 
     Timeouts use Celery's soft limit (the task gets `TaskTimeout`) and, 5 s later,
     its hard limit; both need the prefork pool, Celery's default. A failure that the
@@ -70,15 +83,31 @@ def celery_worker_app(
     `OFFLOAD_RESULT_MAX_BYTES`; any other is stored as `{"offload_result_not_kept":
     "<why>"}` (logged at WARNING), and the task still succeeds. `report_progress()`
     in a task stores the state `PROGRESS` with `{"progress": 0.0-1.0, "message": ...}`;
-    `cancelled()` stays `False`: a cancelled task's pool process is terminated.
+    `cancelled()` stays `False`: a cancelled task's pool process is terminated. Each
+    record from the task's start on carries `offload_started_at` (the first attempt's
+    start, a Unix time) for the status's `started_at`.
     """
     settings = RemoteSettings.from_env()
     chosen = check_serializer(serializer or settings.serializer)
     registry = TaskRegistry(*targets)
+    config = dict(config or {})
+    try:
+        broker = check_broker_url(
+            config.get("broker_url") or broker_url or settings.celery_broker_url
+        )
+        results = result_store(broker, _given_store(result_backend, config))
+    except ConfigError as exc:
+        # Only what came from the environment is named by its variable.
+        given = {
+            "broker_url": broker_url or config.get("broker_url"),
+            "result_backend": result_backend or config.get("result_backend"),
+        }
+        variables = {k: v for k, v in celery_variables(os.environ).items() if not given[k]}
+        raise named_variable(exc, os.environ, variables) from None
     app = Celery("fastapi_offload", set_as_current=False)
     app.conf.update(
-        broker_url=broker_url or settings.celery_broker_url,
-        result_backend=result_backend or settings.celery_result_backend,
+        broker_url=broker,
+        result_backend=results,
         task_serializer=chosen,
         result_serializer=chosen,
         accept_content=[chosen],
@@ -93,7 +122,7 @@ def celery_worker_app(
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
     )
-    app.conf.update(config or {})
+    app.conf.update(config)
     for name, func in registry.items():
         # Not shared: a Celery task is "shared" by default, which would hand it to every
         # app built later in the process, beyond the tasks that app was given.
@@ -117,12 +146,46 @@ class _Progress(RemoteContext):
         self._task.update_state(state=PROGRESS, meta={"progress": fraction, "message": message})
 
 
+def _given_store(result_backend: str | None, config: Mapping[str, Any]) -> Any:
+    if result_backend:
+        return result_backend
+    if "result_backend" in config:
+        return config["result_backend"] or None
+    return celery_result_choice(os.environ)
+
+
+def _mark_started(task: Any) -> None:
+    """Record when the task started in every record Celery writes for it from now on.
+
+    Celery keeps no start time (its STARTED record holds the pid and host), and replaces
+    the record at each state. What its extended results do copy into every record are
+    the request's stamps, and a retry's message carries them on: a stamp set at the first
+    attempt's start is that attempt's start time in every later record, SUCCESS and
+    FAILURE included, which is what `started_at` means on the in-process lanes.
+    """
+    request = task.request
+    if stamp(request.stamps, STARTED_AT) is not None:
+        return  # a retry: the first attempt's start time travelled with the message
+    request.stamps = {**(request.stamps or {}), STARTED_AT: time.time()}
+    request.stamped_headers = [*(request.stamped_headers or []), STARTED_AT]
+    if not task.app.conf.task_track_started:
+        return
+    try:
+        # Celery wrote STARTED just before the task body ran, without the stamp.
+        task.update_state(state="STARTED", meta={"pid": os.getpid(), "hostname": request.hostname})
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as exc:  # a start time is a detail: it must not fail the task
+        logger.warning("task %s: could not record its start time (%s)", request.id, exc)
+
+
 def _task_body(
     name: str, func: Callable[..., Any], serializer: str, limit: int
 ) -> Callable[..., Any]:
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         try:
+            _mark_started(self)
             with bound(_Progress(self, name)):
                 value = run_callable(func, args, kwargs)
             kept, why = kept_result(name, value, serializer, limit)

@@ -4,6 +4,7 @@ process side), and the `job.meta` keys both sides share."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,9 +16,17 @@ from rq.job import Job, JobStatus
 
 from .._models import TaskInfo, TaskState
 from .._results import decode, encode
-from ._settings import CANCELLED_BY_REQUEST, DEFAULT_RESULT_MAX_BYTES, to_progress, to_timestamp
+from ._settings import (
+    CANCELLED_BY_REQUEST,
+    DEFAULT_RESULT_MAX_BYTES,
+    to_number,
+    to_progress,
+    to_timestamp,
+)
 
 __all__ = [
+    "ERROR_META",
+    "FIRST_STARTED_META",
     "NOT_KEPT_META",
     "PROGRESS_MESSAGE_META",
     "PROGRESS_META",
@@ -41,6 +50,10 @@ PROGRESS_META = "offload_progress"
 PROGRESS_MESSAGE_META = "offload_progress_message"
 #: Why the return value was not stored (not JSON, or over OFFLOAD_RESULT_MAX_BYTES).
 NOT_KEPT_META = "offload_result_not_kept"
+#: The `repr` of the last attempt's exception (RQ itself keeps the formatted traceback).
+ERROR_META = "offload_error"
+#: When the first attempt started (a Unix time): RQ's `started_at` is the latest one's.
+FIRST_STARTED_META = "offload_first_started_at"
 
 # What `Job.fetch` can raise besides "no such job" and connection errors: ValueError for
 # an id RQ would not create (`a.b`, `ü`), and, for a record RQ did not write, a key of
@@ -62,6 +75,9 @@ _STATES = {
 }
 
 T = TypeVar("T")
+
+# The last line of a formatted traceback: `ValueError: bad input`, or a bare `KeyError`.
+_EXCEPTION_LINE = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?:: (?P<message>.*))?")
 
 
 def read_job(
@@ -152,8 +168,10 @@ def job_info(job: Job, lane: str, result_max_bytes: int = DEFAULT_RESULT_MAX_BYT
     meta = job.meta if isinstance(job.meta, dict) else {}  # a foreign job's may be anything
     value, error = None, None
     if state is TaskState.FAILED:
-        result = job.latest_result()
-        error = _last_line(result.exc_string if result is not None else None)
+        error = meta.get(ERROR_META) if isinstance(meta.get(ERROR_META), str) else None
+        if error is None:  # the work horse died before it could say (killed, OOM)
+            result = job.latest_result()
+            error = _error_of(result.exc_string if result is not None else None)
     elif state is TaskState.CANCELLED:
         error = CANCELLED_BY_REQUEST
     elif state is TaskState.SUCCEEDED:
@@ -162,13 +180,14 @@ def job_info(job: Job, lane: str, result_max_bytes: int = DEFAULT_RESULT_MAX_BYT
     used = (allowed - (job.retries_left or 0)) if isinstance(allowed, int) else 0
     started = state is TaskState.RUNNING or state.finished
     progress, message = to_progress(meta.get(PROGRESS_META), meta.get(PROGRESS_MESSAGE_META))
+    first = to_number(meta.get(FIRST_STARTED_META))  # set once an attempt failed
     return TaskInfo(
         id=job.id,
         name=name,
         state=state,
         lane=lane,
         created_at=to_timestamp(job.created_at),
-        started_at=to_timestamp(job.started_at),
+        started_at=first if first is not None else to_timestamp(job.started_at),
         finished_at=to_timestamp(job.ended_at) if state.finished else None,
         attempts=used + 1 if started else used,
         error=error,
@@ -188,9 +207,17 @@ def _kept(job: Job, meta: dict[str, Any], limit: int) -> tuple[Any, str | None]:
     return decode(text), why
 
 
-def _last_line(traceback: str | None) -> str | None:
-    # RQ keeps the formatted traceback; its last line is "ValueError: boom".
+def _error_of(traceback: str | None) -> str | None:
+    # Only for a failure the worker did not describe: RQ's formatted traceback, whose
+    # last line `module.Type: message` is turned into the documented `Type('message')`
+    # form (exact for one-argument exceptions); any other last line is kept as it is.
     if not traceback:
         return None
     lines = [line for line in traceback.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else None
+    if not lines:
+        return None
+    found = _EXCEPTION_LINE.fullmatch(lines[-1])
+    if found is None:
+        return lines[-1]
+    name, message = found["type"].rpartition(".")[2], found["message"]
+    return f"{name}({message!r})" if message is not None else f"{name}()"

@@ -12,16 +12,20 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from .._context import bound
+from .._errors import TaskTimeout
 from ._payload import Serializer
 from ._registry import Target, TaskRegistry, UnregisteredTask
+from ._rq_connection import rq_command, worker_queues, worker_redis
 from ._rq_jobs import (
+    ERROR_META,
+    FIRST_STARTED_META,
     NOT_KEPT_META,
     PROGRESS_MESSAGE_META,
     PROGRESS_META,
     RETRIES_META,
     RETRY_ON_META,
 )
-from ._settings import RemoteSettings, check_serializer
+from ._settings import RemoteSettings, check_serializer, to_timestamp
 from ._worker import RemoteContext, kept_result, retried, retry_on_from
 
 __all__ = ["rq_worker_class"]
@@ -58,7 +62,7 @@ class _RegisteredJob(Job):
             with bound(_Progress(self, name)):
                 value = super()._execute()
         except Exception as exc:
-            self._give_up_unless_retried(exc)
+            self._record_failure(name, exc)
             raise
         kept, why = kept_result(name, value, self.offload_serializer, self.offload_result_max_bytes)
         if why is not None and isinstance(self.meta, dict):
@@ -67,21 +71,38 @@ class _RegisteredJob(Job):
             self._save_meta(f"why the return value of {name} (id {self.id}) was not kept")
         return kept
 
-    def _give_up_unless_retried(self, exc: Exception) -> None:
+    def _record_failure(self, name: str, exc: Exception) -> None:
+        # Here in the horse, where the exception is: RQ keeps only a formatted traceback,
+        # and a status's `error` is the exception's `repr`, as on the in-process lanes
+        # (RQ's timeout reads as the `TaskTimeout` the other lanes raise). The first
+        # attempt's start is kept too, since RQ's `started_at` moves with each retry.
+        if not isinstance(self.meta, dict):
+            return  # a foreign job's meta may be anything
+        timeout = isinstance(exc, JobTimeoutException)
+        error: Exception = exc
+        if timeout:
+            error = TaskTimeout(
+                f"{name} ran longer than its timeout of {self.timeout} s and was stopped"
+            )
+        self.meta[ERROR_META] = repr(error)
+        started = to_timestamp(self.started_at)
+        if started is not None:
+            self.meta.setdefault(FIRST_STARTED_META, started)
+        self._give_up_unless_retried(exc, timeout)
+        self._save_meta(f"how {name} (id {self.id}) failed")
+
+    def _give_up_unless_retried(self, exc: Exception, timeout: bool) -> None:
         # RQ retries any failure while `retries_left`; for one `retry_on` does not name,
         # the retries left are given up, here in the horse, whose job object RQ's
         # failure handling reads next. The meta keeps the count of retries made.
         if not self.retries_left:
             return
-        meta = self.meta if isinstance(self.meta, dict) else {}
-        timeout = isinstance(exc, JobTimeoutException)
-        if retried(retry_on_from(meta.get(RETRY_ON_META)), exc, timeout):
+        if retried(retry_on_from(self.meta.get(RETRY_ON_META)), exc, timeout):
             return
-        allowed = meta.get(RETRIES_META)
+        allowed = self.meta.get(RETRIES_META)
         if isinstance(allowed, int):
             self.meta[RETRIES_META] = allowed - self.retries_left
         self.retries_left = 0
-        self._save_meta(f"the attempt count of {self.func_name} (id {self.id})")
 
     def _save_meta(self, what: str) -> None:
         try:
@@ -165,10 +186,21 @@ def rq_worker_class(*targets: Target, serializer: Serializer | None = None) -> t
 
     class OffloadWorker(Worker):
         def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
+            command = rq_command()
+            given = kwargs.get("connection")
+            if given is None:
+                given = _connection_of(queues)
+            connection, said = worker_redis(given, settings.redis_url, command)
+            if connection is not None:
+                kwargs["connection"] = connection
             kwargs["job_class"] = job_class
             kwargs["serializer"] = chosen
-            super().__init__(_queues(queues, job_class, chosen), *args, **kwargs)
-            logger.info(
+            names = worker_queues(queues, command, settings.rq_queue)
+            super().__init__(names, *args, **kwargs)
+            # RQ's command line shows the `rq.worker` logger (`self.log`) only.
+            if said is not None:
+                self.log.log(*said)
+            self.log.info(
                 "fastapi-offload RQ worker: %s task(s) registered (%s), %s messages",
                 len(registry),
                 ", ".join(sorted(registry)),
@@ -179,15 +211,7 @@ def rq_worker_class(*targets: Target, serializer: Serializer | None = None) -> t
     return OffloadWorker
 
 
-def _queues(queues: Any, job_class: type[Job], serializer: Serializer) -> Any:
-    # `rq worker` builds its queues with the command line's job class and serializer;
-    # rebuild them with ours so that every job this worker touches is read as ours.
+def _connection_of(queues: Any) -> Any:
+    # What RQ falls back on when no connection is given: the first queue's.
     items = [queues] if isinstance(queues, str | Queue) else list(queues)
-    rebuilt: list[str | Queue] = []
-    for item in items:
-        if isinstance(item, Queue):
-            item = Queue(
-                item.name, connection=item.connection, job_class=job_class, serializer=serializer
-            )
-        rebuilt.append(item)
-    return rebuilt
+    return next((item.connection for item in items if isinstance(item, Queue)), None)

@@ -8,6 +8,8 @@ configures both sides. The variables, with their defaults:
 - `OFFLOAD_CELERY_BROKER_URL` (`OFFLOAD_REDIS_URL`): the Celery broker.
 - `OFFLOAD_CELERY_RESULT_BACKEND` (the broker URL when it is Redis): Celery's result
   store; `none` disables it, and status then comes from the web process's own record.
+  With another broker (RabbitMQ) it must be set: the Celery backend and worker app
+  refuse to start without one (see `_celery_urls.result_store`).
 - `OFFLOAD_CELERY_QUEUE` (`celery`): the queue tasks are sent to and the worker consumes.
 - `OFFLOAD_RQ_QUEUE` (`default`): the RQ queue tasks are sent to.
 - `OFFLOAD_SERIALIZER` (`json`): `json`, or `pickle`, a trust decision: with pickle,
@@ -28,6 +30,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from types import EllipsisType
 from urllib.parse import urlsplit, urlunsplit
 
 from .._errors import BackendUnavailable, ConfigError
@@ -38,9 +41,11 @@ __all__ = [
     "DEFAULT_RESULT_MAX_BYTES",
     "RemoteSettings",
     "backend_unavailable",
+    "celery_result_choice",
     "check_max_bytes",
     "check_serializer",
     "check_timeout",
+    "named_variable",
     "safe_url",
     "to_number",
     "to_progress",
@@ -82,11 +87,11 @@ class RemoteSettings:
 
         redis_url = get("OFFLOAD_REDIS_URL") or _DEFAULT_REDIS
         broker = get("OFFLOAD_CELERY_BROKER_URL") or redis_url
-        results = get("OFFLOAD_CELERY_RESULT_BACKEND")
-        if results is None:
+        results = celery_result_choice(env)
+        if results is ...:
+            # Unset with a broker that is not Redis: None here, and the Celery backend
+            # and worker app refuse to start (they see the variable unset, not `none`).
             results = broker if broker.startswith(("redis://", "rediss://")) else None
-        elif results.lower() in ("none", "disabled", "off"):
-            results = None
         return cls(
             redis_url=redis_url,
             celery_broker_url=broker,
@@ -100,6 +105,33 @@ class RemoteSettings:
             ),
             result_max_bytes=_bytes(get("OFFLOAD_RESULT_MAX_BYTES"), "OFFLOAD_RESULT_MAX_BYTES"),
         )
+
+
+def celery_result_choice(environ: Mapping[str, str]) -> str | EllipsisType | None:
+    """What `OFFLOAD_CELERY_RESULT_BACKEND` says: a URL, `None` for `none` (no store, on
+    purpose), or `...` when it is unset (the default applies)."""
+    raw = environ.get("OFFLOAD_CELERY_RESULT_BACKEND", "").strip()
+    if not raw:
+        return ...
+    return None if raw.lower() in ("none", "disabled", "off") else raw
+
+
+def named_variable(
+    exc: ConfigError, environ: Mapping[str, str], variables: Mapping[str, str]
+) -> ConfigError:
+    """`exc`, raised by a backend's constructor, led by the variable its bad value came from.
+
+    `variables` maps constructor keywords to the `OFFLOAD_*` variable each was read from;
+    when the message is about one of them (`keyword=...`) and that variable is set, the
+    message starts `VARIABLE='value' (the keyword option):` as `OffloadConfig`'s do, since
+    the variable is what to fix. A URL's password is masked.
+    """
+    text = str(exc)
+    for keyword, variable in variables.items():
+        raw = environ.get(variable, "").strip()
+        if raw and text.startswith(f"{keyword}="):
+            return ConfigError(f"{variable}={safe_url(raw)!r} (the {keyword} option): {text}")
+    return exc
 
 
 def check_serializer(value: object, where: str = "serializer") -> Serializer:

@@ -17,11 +17,18 @@ defining them) it agrees to run, and Celery's own command runs it::
 
 A message naming any other task is refused by Celery itself ("Received unregistered
 task", logged as an error) and the task is marked failed with `NotRegistered`.
+
+A broker that keeps no results (RabbitMQ) needs `OFFLOAD_CELERY_RESULT_BACKEND` (or
+`none`): both sides refuse to start without it, rather than leave every status at
+`pending` (the reasons are in `_celery_urls.result_store`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import os
 from collections.abc import Mapping
 from types import EllipsisType
 from typing import Any
@@ -29,30 +36,35 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from .._extras import install_hint
+
 try:
-    from celery import Celery
+    import celery  # noqa: F401  # first, so that without the extra this fails with the hint
     from kombu.exceptions import OperationalError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
-    raise ImportError(
-        'the Celery backend needs Celery: pip install "fastapi-offload[celery]"'
-    ) from exc
+    raise ImportError(f"the Celery backend needs Celery: {install_hint('celery')}") from exc
 
 from .._errors import ConfigError
 from .._models import TaskCall, TaskInfo
-from ._celery_conf import client_conf, publish_retry_policy, send_options
+from ._celery_clients import CeleryClients
+from ._celery_conf import client_conf
 from ._celery_results import SUBMITTED as SUBMITTED
-from ._celery_results import UNREADABLE, cancellable, write_marker, write_revoked
+from ._celery_results import cancellable, write_revoked
 from ._celery_results import task_info as task_info
+from ._celery_urls import celery_variables, check_broker_url, result_store
 from ._celery_worker import celery_worker_app as celery_worker_app
 from ._ids import is_task_id
+from ._liveness import count_within, report_workers
 from ._payload import Serializer, check_call
 from ._settings import (
     DEFAULT_RESULT_MAX_BYTES,
     RemoteSettings,
     backend_unavailable,
+    celery_result_choice,
     check_max_bytes,
     check_serializer,
     check_timeout,
+    named_variable,
     safe_url,
 )
 from .base import BaseBackend
@@ -61,7 +73,9 @@ __all__ = ["SUBMITTED", "CeleryBackend", "celery_worker_app"]
 
 logger = logging.getLogger("fastapi_offload.backends.celery")
 
-_REDIS = ("redis://", "rediss://")
+# How long workers are given to answer "which queues do you consume": Celery's own
+# `inspect` default. Every live worker answers within it unless the broker is slow.
+_ANSWER_WINDOW = 1.0
 
 
 class CeleryBackend(BaseBackend):
@@ -77,10 +91,12 @@ class CeleryBackend(BaseBackend):
     succeeded, and its last `report_progress()` while it runs; Celery replaces the
     record when the task ends, so progress is not kept past the end.
 
-    `result_backend` defaults to the broker URL when that is Redis (else none);
-    `queue` must be the queue the workers consume (their `task_default_queue`);
-    `max_threads` bounds the threads running blocking client calls; `config` is any
-    further Celery settings for the client apps. Raises `ConfigError` for a bad setting.
+    `result_backend` defaults to the broker URL when that is Redis; with another broker
+    it must be given (`None` runs without a store, on purpose). `queue` must be the
+    queue the workers consume (their `task_default_queue`); `max_threads` bounds the
+    threads running blocking client calls; `config` is any further Celery settings for
+    the client apps. Raises `ConfigError` for a bad setting, and for a broker that keeps
+    no results (RabbitMQ) without a `result_backend`, or `rpc://`, which is not a store.
     """
 
     name = "celery"
@@ -103,43 +119,37 @@ class CeleryBackend(BaseBackend):
         self._timeout = check_timeout(broker_timeout, "broker_timeout")
         if not queue:
             raise ConfigError("queue='' is not a queue name; leave it unset for 'celery'")
-        if result_backend is ...:
-            result_backend = broker_url if broker_url.startswith(_REDIS) else None
         self._queue = queue
-        self._broker_url = broker_url
-        self._result_url = result_backend
+        self._broker_url = check_broker_url(broker_url)
+        self._result_url = result_store(broker_url, result_backend)
         self._limiter = anyio.CapacityLimiter(max_threads)
         common = client_conf(self._serializer, self._timeout, queue, result_ttl)
         common.update(config or {})
-        # Two apps on purpose: Celery's Redis result backend subscribes to each sent
-        # task's result channel (`on_task_call`) and never drains it unless someone
-        # waits on the result (celery/celery#5320, #6963), so the publishing app has
-        # results disabled and a second app only reads and writes the result store.
-        self._publisher = Celery("fastapi_offload.publisher", set_as_current=False)
-        self._publisher.conf.update(common, broker_url=broker_url, result_backend=None)
-        self._results: Any = None
-        self._results_app: Any = None
-        if result_backend:
-            self._results_app = Celery("fastapi_offload.results", set_as_current=False)
-            # Extended: the REVOKED record `cancel` writes keeps the task's name.
-            self._results_app.conf.update(
-                common, result_backend=result_backend, result_extended=True
-            )
-            self._results = self._results_app.backend
+        self._clients = CeleryClients(broker_url, self._result_url, common, self._timeout)
+        self._publisher = self._clients.publisher
+        self._results: Any = self._clients.results
+        self._watch: asyncio.Task[None] | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CeleryBackend:
         """Build from the `OFFLOAD_*` variables (see `fastapi_offload.backends`)."""
-        settings = RemoteSettings.from_env(environ)
-        return cls(
-            broker_url=settings.celery_broker_url,
-            result_backend=settings.celery_result_backend,
-            queue=settings.celery_queue,
-            serializer=settings.serializer,
-            broker_timeout=settings.broker_timeout,
-            result_ttl=settings.result_ttl,
-            result_max_bytes=settings.result_max_bytes,
-        )
+        source = os.environ if environ is None else environ
+        env = RemoteSettings.from_env(source)
+        given = celery_result_choice(source)
+        try:
+            return cls(
+                broker_url=env.celery_broker_url,
+                # Unset stays unset (`...`): the constructor decides, and refuses a broker
+                # that keeps no results.
+                result_backend=... if given is ... else env.celery_result_backend,
+                queue=env.celery_queue,
+                serializer=env.serializer,
+                broker_timeout=env.broker_timeout,
+                result_ttl=env.result_ttl,
+                result_max_bytes=env.result_max_bytes,
+            )
+        except ConfigError as exc:
+            raise named_variable(exc, source, celery_variables(source)) from None
 
     def __repr__(self) -> str:
         results = safe_url(self._result_url) if self._result_url else None
@@ -186,50 +196,68 @@ class CeleryBackend(BaseBackend):
             return False
         return await anyio.to_thread.run_sync(self._cancel, task_id, limiter=self._limiter)
 
+    async def workers(self) -> int | None:
+        """How many live workers consume this backend's queue; `None` when it cannot tell
+        (the broker cannot be reached, or did not answer in time).
+
+        Asks Celery's remote control (`inspect active_queues`) and gives the workers a
+        second to answer, so it takes about a second; a worker started with remote
+        control disabled counts as none. Never raises.
+        """
+        count = functools.partial(self._clients.count_workers, self._queue, _ANSWER_WINDOW)
+        # The window, plus a connect and a publish that may each take `broker_timeout`.
+        limit = _ANSWER_WINDOW + 2 * self._timeout + 0.5
+        return await count_within(count, limit, self._limiter)
+
     async def start(self) -> None:
-        """Connect to the broker once, so a wrong URL is logged at startup (not raised)."""
-        await anyio.to_thread.run_sync(self._check_broker, limiter=self._limiter)
+        """Connect to the broker once, so a wrong URL is logged at startup (not raised);
+        then, in the background, log a WARNING if no worker consumes the queue."""
+        reachable = await anyio.to_thread.run_sync(
+            self._clients.check_broker, limiter=self._limiter
+        )
+        if not reachable:
+            return  # already said; whether workers run cannot be told either
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio (trio): ask now, start-up waits the window
+            await self._report_workers()
+            return
+        # In the background: the answer takes `_ANSWER_WINDOW`, which start-up (and a test
+        # suite starting apps) should not wait for.
+        if self._watch is not None:
+            self._watch.cancel()  # started twice: the newer question is enough
+        self._watch = loop.create_task(self._report_workers(), name="offload:celery-workers")
 
     async def stop(self) -> None:
         """Close the broker and result store connections."""
-        await anyio.to_thread.run_sync(self._close, limiter=self._limiter)
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.wait([self._watch])  # returns, rather than raise, once it ended
+            self._watch = None
+        await anyio.to_thread.run_sync(self._clients.close, limiter=self._limiter)
+
+    async def _report_workers(self) -> None:
+        command = f"celery -A <worker module> worker -Q {self._queue}"
+        report_workers(
+            logger,
+            await self.workers(),
+            backend=self.name,
+            queue=self._queue,
+            url=self._broker_url,
+            command=f"{command} (the module that calls celery_worker_app, with the same "
+            "OFFLOAD_* variables)",
+        )
 
     # -- blocking parts, always run in a worker thread -----------------------------
 
     def _submit(self, call: TaskCall) -> None:
-        if self._results is not None:
-            # The marker goes in before the message exists, so a worker's STARTED or
-            # SUCCESS can never be overwritten by it.
-            try:
-                write_marker(self._results, call)
-            except self._store_errors() as exc:
-                raise backend_unavailable(
-                    self.name,
-                    self._result_url or "",
-                    exc,
-                    f"{call.name} (id {call.id}) was not submitted",
-                ) from exc
-        try:
-            self._publisher.send_task(
-                call.name,
-                args=list(call.args),
-                kwargs=dict(call.kwargs),
-                task_id=call.id,
-                queue=self._queue,
-                retry=True,
-                retry_policy=publish_retry_policy(),
-                **send_options(call),
-            )
-        except (OperationalError, OSError) as exc:
-            self._forget(call.id)
-            raise backend_unavailable(
-                self.name, self._broker_url, exc, f"{call.name} (id {call.id}) was not submitted"
-            ) from exc
+        # A method of its own: benchmarks/enqueue_cost.py times it without the thread hop.
+        self._clients.submit(call, self._queue)
 
     def _status(self, task_id: str) -> TaskInfo | None:
         # Here rather than on the loop: reading the result re-encodes it (up to
         # `result_max_bytes` of JSON) to check that it is kept.
-        meta = self._meta(task_id, "its status is not known")
+        meta = self._clients.meta(task_id, "its status is not known")
         if meta is None:
             return None
         return task_info(task_id, meta, self.name, result_max_bytes=self._result_max_bytes)
@@ -237,7 +265,7 @@ class CeleryBackend(BaseBackend):
     def _cancel(self, task_id: str) -> bool:
         meta = None
         if self._results is not None:
-            meta = self._meta(task_id, "the task was not cancelled")
+            meta = self._clients.meta(task_id, "the task was not cancelled")
             if not cancellable(meta):
                 return False
         try:
@@ -251,59 +279,11 @@ class CeleryBackend(BaseBackend):
         if meta is not None:
             try:
                 write_revoked(self._results, task_id, meta)
-            except self._store_errors() as exc:
+            except self._clients.store_errors() as exc:
                 # The revoke went out: the task will not run, and a worker records
                 # REVOKED when the message reaches it.
                 logger.warning("could not record task %s as revoked yet (%s)", task_id, exc)
         return True
-
-    def _meta(self, task_id: str, what: str) -> Mapping[str, Any] | None:
-        try:
-            meta: object = self._results.get_task_meta(task_id)
-        except UNREADABLE as exc:
-            # Written by something else (or for another serializer): not ours to vouch for.
-            logger.warning(
-                "the result-store record of %s cannot be read (%s: %s); its status is "
-                "answered as unknown",
-                task_id,
-                type(exc).__name__,
-                exc,
-            )
-            return None
-        except self._store_errors() as exc:
-            raise backend_unavailable(
-                self.name, self._result_url or "", exc, f"task {task_id}: {what}"
-            ) from exc
-        return meta if isinstance(meta, Mapping) else None
-
-    def _forget(self, task_id: str) -> None:
-        if self._results is None:
-            return
-        try:
-            self._results.forget(task_id)
-        except self._store_errors():
-            # The store is down too; the marker expires with the other results.
-            logger.debug("could not remove the SENT marker of %s", task_id)
-
-    def _store_errors(self) -> tuple[type[BaseException], ...]:
-        return (*getattr(self._results, "connection_errors", ()), OSError, OperationalError)
-
-    def _check_broker(self) -> None:
-        try:
-            with self._publisher.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1, timeout=self._timeout)
-        except Exception as exc:
-            logger.warning(
-                "the Celery broker at %s is not reachable at startup (%s); tasks will be "
-                "answered with 503 until it is",
-                safe_url(self._broker_url),
-                exc,
-            )
-
-    def _close(self) -> None:
-        self._publisher.close()
-        if self._results_app is not None:
-            self._results_app.close()
 
 
 # Tracebacks and docs show the public path of what is defined in private modules.

@@ -13,8 +13,12 @@ defining them) it agrees to run, and RQ's own command runs it::
 
     Worker = rq_worker_class(jobs)
 
-    $ rq worker --with-scheduler --url redis://127.0.0.1:6379/0 \\
-        --worker-class myapp.rq_worker.Worker default
+    $ rq worker --with-scheduler --worker-class myapp.rq_worker.Worker
+
+Given no `--url` (nor `--config`, nor RQ's `REDIS_*` variables), that worker connects to
+`OFFLOAD_REDIS_URL`, like the web process; given no queue, it listens on
+`OFFLOAD_RQ_QUEUE`. Given another Redis than an `OFFLOAD_REDIS_URL` that is set, it
+says so at WARNING: the web process would send tasks where this worker never looks.
 
 A stock RQ worker imports whatever `module.function` a job names; this worker
 looks the name up in its registration instead, refuses anything else (the job
@@ -32,23 +36,27 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping
 
 import anyio
 import anyio.to_thread
 
+from .._extras import install_hint
+
 try:
     from redis import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from rq import Queue, Retry
+    from rq import Queue, Retry, Worker
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
-    raise ImportError('the RQ backend needs RQ: pip install "fastapi-offload[rq]"') from exc
+    raise ImportError(f"the RQ backend needs RQ: {install_hint('rq')}") from exc
 
 from .._errors import ConfigError
 from .._models import TaskCall, TaskInfo
 from .._retry import retry_wait
 from ._ids import is_task_id
+from ._liveness import count_within, report_workers
 from ._payload import Serializer, check_call
 from ._rq_jobs import RETRIES_META, RETRY_ON_META, cancel_job, read_job
 from ._rq_jobs import job_info as job_info
@@ -60,6 +68,7 @@ from ._settings import (
     check_max_bytes,
     check_serializer,
     check_timeout,
+    named_variable,
     safe_url,
 )
 from .base import BaseBackend
@@ -105,6 +114,7 @@ class RQBackend(BaseBackend):
         if not queue:
             raise ConfigError("queue='' is not a queue name; leave it unset for 'default'")
         self._url = redis_url
+        self._timeout = timeout
         self._result_ttl = result_ttl
         self._limiter = anyio.CapacityLimiter(max_threads)
         try:
@@ -121,15 +131,19 @@ class RQBackend(BaseBackend):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RQBackend:
         """Build from the `OFFLOAD_*` variables (see `fastapi_offload.backends`)."""
-        settings = RemoteSettings.from_env(environ)
-        return cls(
-            redis_url=settings.redis_url,
-            queue=settings.rq_queue,
-            serializer=settings.serializer,
-            broker_timeout=settings.broker_timeout,
-            result_ttl=settings.result_ttl,
-            result_max_bytes=settings.result_max_bytes,
-        )
+        source = os.environ if environ is None else environ
+        settings = RemoteSettings.from_env(source)
+        try:
+            return cls(
+                redis_url=settings.redis_url,
+                queue=settings.rq_queue,
+                serializer=settings.serializer,
+                broker_timeout=settings.broker_timeout,
+                result_ttl=settings.result_ttl,
+                result_max_bytes=settings.result_max_bytes,
+            )
+        except ConfigError as exc:
+            raise named_variable(exc, source, {"redis_url": "OFFLOAD_REDIS_URL"}) from None
 
     def __repr__(self) -> str:
         return (
@@ -172,9 +186,32 @@ class RQBackend(BaseBackend):
             return False
         return await anyio.to_thread.run_sync(self._cancel, task_id, limiter=self._limiter)
 
+    async def workers(self) -> int | None:
+        """How many live workers listen on this backend's queue; `None` when it cannot tell
+        (Redis cannot be reached, or did not answer in time). Never raises.
+
+        RQ's own registry (`Worker.all(queue=...)`): a worker that was killed still counts
+        until its registration expires (RQ's worker TTL, 420 s by default).
+        """
+        # A few Redis round trips, each bounded by `broker_timeout`.
+        return await count_within(self._count_workers, 4 * self._timeout, self._limiter)
+
     async def start(self) -> None:
-        """Ping Redis once, so a wrong URL is logged at startup (not raised)."""
-        await anyio.to_thread.run_sync(self._ping, limiter=self._limiter)
+        """Ping Redis once, so a wrong URL is logged at startup (not raised); then log a
+        WARNING if no worker listens on the queue."""
+        if not await anyio.to_thread.run_sync(self._ping, limiter=self._limiter):
+            return  # already said; whether workers run cannot be told either
+        queue = self._queue.name
+        report_workers(
+            logger,
+            await self.workers(),
+            backend=self.name,
+            queue=queue,
+            url=self._url,
+            command=f"rq worker --with-scheduler --url {safe_url(self._url)} "
+            f"--worker-class <worker module>.Worker {queue} (a class built with "
+            "rq_worker_class)",
+        )
 
     async def stop(self) -> None:
         """Close the Redis connections."""
@@ -231,7 +268,7 @@ class RQBackend(BaseBackend):
                 self.name, self._url, exc, f"task {task_id}: the task was not cancelled"
             ) from exc
 
-    def _ping(self) -> None:
+    def _ping(self) -> bool:
         try:
             self._redis.ping()
         except _CONNECTION_ERRORS as exc:
@@ -241,6 +278,15 @@ class RQBackend(BaseBackend):
                 safe_url(self._url),
                 exc,
             )
+            return False
+        return True
+
+    def _count_workers(self) -> int | None:
+        try:
+            return len(Worker.all(queue=self._queue))
+        except Exception as exc:  # whatever failed, the answer is "cannot tell"
+            logger.debug("could not list the RQ workers of %s: %s", self._queue.name, exc)
+            return None
 
 
 # Tracebacks and docs show the public path of what is defined in private modules.
