@@ -99,7 +99,7 @@ REMOTE: dict[str, tuple[str, str]] = {
     ),
     "celery_broker_url": ("the value of `OFFLOAD_REDIS_URL`", "Celery's broker."),
     "celery_result_backend": (
-        "the broker URL when it is Redis",
+        "the broker URL when it is Redis; must be set for another broker",
         "Celery's result store, where task states are read; `none` disables it (then a "
         "task's status stays `pending` after it was sent).",
     ),

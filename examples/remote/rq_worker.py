@@ -1,10 +1,10 @@
 """The RQ worker of the example: it runs the tasks of `examples.remote.jobs`, only.
 
-    rq worker --with-scheduler --url "$OFFLOAD_REDIS_URL" \
-        --worker-class examples.remote.rq_worker.Worker default
+    rq worker --with-scheduler --worker-class examples.remote.rq_worker.Worker
 
-`--with-scheduler` lets RQ run retries that wait (`retry_delay`); the queue name
-(`default`) must match `OFFLOAD_RQ_QUEUE`.
+`--with-scheduler` lets RQ run retries that wait (`retry_delay`). Given no `--url` and no
+queue, the worker connects to `OFFLOAD_REDIS_URL` and listens on `OFFLOAD_RQ_QUEUE`, the
+same variables the app reads.
 """
 
 from __future__ import annotations
