@@ -19,8 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ._dashboard_feed import Feed
 from ._lookup import runtime_for
-from ._models import TaskState
-from ._router import KEEP_ALIVE, STREAM_MAX, TaskStatus
+from ._router import KEEP_ALIVE, STREAM_MAX, TaskStatus, cancel_response
 from ._runtime import Runtime
 
 __all__ = ["build_dashboard_router"]
@@ -123,14 +122,7 @@ def build_dashboard_router(
             # DELETE, not POST: a form on another site cannot send it, and a cross-origin
             # script needs a CORS preflight first, so cached basic credentials are no
             # way in for another site.
-            found = runtime_for(request, runtime)
-            cancelled = await found.cancel(task_id)
-            info = await found.status(task_id)
-            if cancelled:
-                status_code = 202
-            else:
-                status_code = 404 if info.state is TaskState.UNKNOWN else 409
-            return JSONResponse(info.to_dict(), status_code=status_code)
+            return await cancel_response(runtime_for(request, runtime), task_id)
 
     return router
 

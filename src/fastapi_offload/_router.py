@@ -17,7 +17,7 @@ from ._lookup import runtime_for
 from ._models import TaskInfo, TaskState
 from ._runtime import Runtime
 
-__all__ = ["TaskStatus", "build_status_router"]
+__all__ = ["TaskStatus", "build_status_router", "cancel_response"]
 
 POLL = 0.25  # seconds between two looks at a streamed task's status
 # A stream ends after this long and the browser's EventSource reconnects by itself: a
@@ -115,16 +115,21 @@ def build_status_router(
             summary="Cancel an offloaded task",
         )
         async def cancel_task(task_id: str, request: Request) -> JSONResponse:
-            found = runtime_for(request, runtime)
-            cancelled = await found.cancel(task_id)
-            info = await found.status(task_id)
-            if cancelled:
-                status_code = 202  # asked; a thread or another process stops it soon
-            else:
-                status_code = 404 if info.state is TaskState.UNKNOWN else 409
-            return JSONResponse(info.to_dict(), status_code=status_code)
+            return await cancel_response(runtime_for(request, runtime), task_id)
 
     return router
+
+
+async def cancel_response(runtime: Runtime, task_id: str) -> JSONResponse:
+    """Cancel `task_id` and answer with its status: 202 (asked: a thread task or one in
+    another process stops soon), 404 (unknown id) or 409 (it had ended)."""
+    cancelled = await runtime.cancel(task_id)
+    info = await runtime.status(task_id)
+    if cancelled:
+        status_code = 202
+    else:
+        status_code = 404 if info.state is TaskState.UNKNOWN else 409
+    return JSONResponse(info.to_dict(), status_code=status_code)
 
 
 async def _events(runtime: Runtime, info: TaskInfo) -> AsyncIterator[str]:
