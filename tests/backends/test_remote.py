@@ -18,7 +18,7 @@ from fastapi_offload.backends.celery import CeleryBackend
 from fastapi_offload.backends.rq import RQBackend
 
 from . import jobs
-from ._support import call_of, wait_for_state
+from ._support import call_of, wait_for, wait_for_state
 from .conftest import Remote
 
 pytestmark = [
@@ -70,7 +70,15 @@ async def test_status_moves_from_pending_through_running_to_succeeded(remote: Re
     await remote.backend.submit(call)
     first = await remote.backend.status(call.id)
     assert first is not None and first.state in (TaskState.PENDING, TaskState.RUNNING)
-    running = await wait_for_state(remote.backend, call.id, [TaskState.RUNNING], log=remote.log)
+    # Celery writes its STARTED record a moment before the worker adds the start time
+    # to it: wait for both, while the task still runs.
+    running = await wait_for(
+        remote.backend,
+        call.id,
+        lambda i: i.state is TaskState.RUNNING and i.started_at is not None,
+        "running with its start time",
+        log=remote.log,
+    )
     assert running.started_at is not None and running.created_at is not None, running
     info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
     assert info.state is TaskState.SUCCEEDED, info
