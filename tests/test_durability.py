@@ -7,14 +7,18 @@ never `unknown`; and every worker process answers the same status for it.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import redis
 
+from fastapi_offload._config import OffloadConfig
+from fastapi_offload._lifecycle import build_store
 from tests.backends.conftest import redis_base_url as redis_base_url  # the fixture
 
 from .conftest import StartServer
@@ -97,3 +101,34 @@ def test_every_worker_answers_the_same_status(
     crossed = [i for i, r in reads if r.headers["x-worker-pid"] != created_by[i]]
     assert wrong == [], f"{len(wrong)} of 100 status reads wrong: {wrong[:5]}"
     assert crossed, "no status read reached the other worker"
+
+
+def test_a_cancel_asked_while_the_owner_was_dead_stops_the_requeued_task_before_it_reruns(
+    start_server: StartServer, tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    out = tmp_path / "requeued.txt"
+    first = start_server(APP, env=store_env)
+    with first.client() as client:
+        task_id = client.post("/requeue-first", params={"seconds": 30, "path": str(out)}).json()
+    first.wait_for_state(task_id, {"running"})
+    deadline = time.monotonic() + 10
+    while not lines(out) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.kill()
+    assert len(lines(out)) == 1  # its one start, in the process that died
+
+    # Asked through the shared store while no process owns the task (the owner died).
+    store = build_store(OffloadConfig.resolve({"store": store_env["OFFLOAD_STORE"]}))
+
+    async def ask() -> bool:
+        await store.open()
+        try:
+            return await store.request_cancel(task_id)
+        finally:
+            await store.close()
+
+    assert anyio.run(ask) is True
+    second = start_server(APP, env=store_env)
+    body = second.wait_for_state(task_id, {"cancelled", "succeeded", "failed"})
+    assert (body["state"], body["error"]) == ("cancelled", "cancelled by request")
+    assert len(lines(out)) == 1  # reclaimed, but never started again

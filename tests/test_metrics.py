@@ -42,6 +42,7 @@ TYPES = {
     "fastapi_offload_tasks": "counter",
     "fastapi_offload_tasks_retried": "counter",
     "fastapi_offload_tasks_handed_off": "counter",
+    "fastapi_offload_tasks_discarded": "counter",
     "fastapi_offload_task_wait_seconds": "histogram",
     "fastapi_offload_task_duration_seconds": "histogram",
     "fastapi_offload_tasks_waiting": "gauge",
@@ -186,6 +187,9 @@ async def test_a_full_lane_is_a_503_and_counted_as_rejected() -> None:
     assert response.status_code == 503
     assert value(samples, "fastapi_offload_tasks_rejected_total", lane="thread") == 1
     assert value(samples, "fastapi_offload_tasks_rejected_total", lane="loop") == 0
+    # The first task's request failed (a 503): admitted, then discarded, never run.
+    assert value(samples, "fastapi_offload_tasks_admitted_total", lane="thread") == 1
+    assert value(samples, "fastapi_offload_tasks_discarded_total", lane="thread") == 1
 
 
 async def test_loop_blocks_are_counted() -> None:

@@ -40,7 +40,8 @@ class Observer(Protocol):
     the loop or a sync endpoint's thread: it must be quick and must not raise.
 
     `event` is `admitted`, `rejected` (its lane was full: `QueueFull`), `started` (an
-    attempt), `retrying`, `finished` (the record's state says how) or `handed_off`.
+    attempt), `retrying`, `finished` (the record's state says how), `handed_off`, or
+    `discarded` (admitted, then given up: its request failed before the response).
     """
 
     def observe(self, event: str, record: TaskRecord) -> None: ...
@@ -223,6 +224,8 @@ class Ledger:
                 counters.waiting -= 1
             self.store.evict(record.id)
             self._settle(record)
+            if self._observers:
+                self._tell("discarded", record)
 
     def _finish(
         self, record: TaskRecord, state: TaskState, error: str | None, result: str | None = None

@@ -114,9 +114,11 @@ class Lifecycle:
     async def _reclaim(self) -> None:
         if not self._runtime.accepting:
             return  # shutting down: what is reclaimed now could not run; leave it to a peer
-        for orphan in await self._runtime.store.reclaim():
+        runtime, adopted = self._runtime, []
+        for orphan in await runtime.store.reclaim():
             if orphan.requeued:
-                self._runtime.adopt(orphan)
+                if (record := runtime.adopt(orphan)) is not None:
+                    adopted.append(record)
             else:
                 logger.warning(
                     "task %s (id %s) is interrupted: %s",
@@ -124,6 +126,15 @@ class Lifecycle:
                     orphan.info.id,
                     orphan.info.error,
                 )
+        if not adopted:
+            return
+        # A cancel asked while the task's process was dead waits on its row: honour it
+        # before the task starts again, not half a second into its rerun.
+        try:
+            runtime.cancel_requested(await runtime.store.cancel_requests())
+        finally:
+            for record in adopted:
+                runtime.start(record)
 
     async def close(self) -> None:
         """Stop accepting, let tasks finish within `shutdown_timeout`, cancel the rest.

@@ -61,6 +61,11 @@ COUNTERS = {
         "Tasks a remote backend accepted (lane: its name)",
         ("lane",),
     ),
+    "discarded": (
+        "tasks_discarded",
+        "Tasks admitted in a request that then failed before its response: never run",
+        ("lane",),
+    ),
 }
 HISTOGRAMS = {
     "wait": ("task_wait_seconds", "Seconds from a task's admission to its first start"),

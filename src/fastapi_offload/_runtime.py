@@ -153,8 +153,9 @@ class Runtime:
                     raise
                 raise BackendUnavailable.partial(exc, remote[:index], remote[index:]) from exc
 
-    def adopt(self, orphan: Orphan) -> None:
-        """Run again a requeue-able task whose process died (reclaimed from the store)."""
+    def adopt(self, orphan: Orphan) -> TaskRecord | None:
+        """Take on a requeue-able task whose process died (reclaimed from the store); the
+        record to `start`, or `None` when it cannot run again (then it is failed)."""
         info = orphan.info
         record = TaskRecord(
             id=info.id,
@@ -181,7 +182,7 @@ class Runtime:
                 "attempts (a requeue=True task is run again after a crash at most "
                 "1 + retries times)",
             )
-            return
+            return None
         try:
             record.func, args, kwargs, *extra = pickle.loads(orphan.payload or b"")
             record.args, record.kwargs = tuple(args), dict(kwargs)
@@ -191,8 +192,8 @@ class Runtime:
             self.ledger.failed(
                 record, f"could not be run again: its saved call does not load ({exc!r})"
             )
-            return
-        self.start(record)
+            return None
+        return record
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a task by id, wherever it runs: here (a waiting task never starts, a

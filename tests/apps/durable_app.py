@@ -43,3 +43,8 @@ async def nap(tasks: OffloadTasks, seconds: float, count: int = 1) -> list[str]:
 @app.post("/requeue", status_code=202)
 async def requeue(tasks: OffloadTasks, seconds: float, path: str) -> str:
     return tasks.add_task(jobs.sleep_then_append, seconds, path).id
+
+
+@app.post("/requeue-first", status_code=202)
+async def requeue_first(tasks: OffloadTasks, seconds: float, path: str) -> str:
+    return tasks.add_task(jobs.append_then_sleep, seconds, path).id

@@ -127,3 +127,11 @@ def sleep_then_append(seconds: float, path: str) -> None:
     time.sleep(seconds)
     with open(path, "a") as file:
         file.write(f"{os.getpid()}\n")
+
+
+@task(requeue=True)
+def append_then_sleep(seconds: float, path: str) -> None:
+    """Declared safe to run again; writes when it starts (so a test sees every start)."""
+    with open(path, "a") as file:
+        file.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
