@@ -37,7 +37,10 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
         base = request.getfixturevalue("redis_base_url")
         url = f"{base}/15"
         redis.Redis.from_url(url).flushdb()  # a database of these tests' own
-    return {"OFFLOAD_STORE": url, "OFFLOAD_STORE_LEASE": "1"}
+    env = {"OFFLOAD_STORE": url, "OFFLOAD_STORE_LEASE": "1"}
+    if request.param == "redis":  # requeue=True tasks on Redis need a signing key
+        env["OFFLOAD_SECRET_KEY"] = "durability-tests-secret-key"
+    return env
 
 
 def test_kill_9_then_restart_loses_no_accepted_task(

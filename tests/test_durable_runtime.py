@@ -21,6 +21,7 @@ from fastapi_offload import (
     TaskCall,
     TaskInfo,
     TaskState,
+    task,
 )
 from fastapi_offload.testing import RecordingBackend
 
@@ -86,7 +87,7 @@ async def test_a_store_path_that_cannot_be_used_fails_at_startup(tmp_path: Path)
 async def test_requeue_tasks_must_pickle(tmp_path: Path) -> None:
     async with Offload(store=f"sqlite:///{tmp_path / 'o.db'}") as offload:
         with pytest.raises(NotOffloadable, match="requeue=True"):
-            await offload.options(requeue=True).submit(jobs.write, "/dev/null", lambda: 1)  # type: ignore[arg-type]
+            await offload.submit(jobs.sleep_then_append, 0, lambda: 1)  # type: ignore[arg-type]
         await offload.join()
 
 
@@ -105,6 +106,7 @@ async def test_the_default_runtime_refuses_a_durable_store(
             await client.post("/")
 
 
+@task(requeue=True)
 async def slow_to_stop(seconds: float) -> None:
     try:
         await asyncio.sleep(60)

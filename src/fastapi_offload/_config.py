@@ -21,10 +21,11 @@ _FALSE = ("0", "false", "no", "off")
 def _opt(default: Any, env: str, doc: str, **extra: Any) -> Any:
     # `kind` tells the environment parser what to make of the text.
     kind = extra.pop("kind", type(default).__name__)
+    shown = extra.pop("repr", True)  # a secret stays out of `repr` (and so out of logs)
     metadata = {"env": env, "doc": doc, "kind": kind, **extra}
     if isinstance(default, dict):
-        return field(default_factory=dict, metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return field(default_factory=dict, metadata=metadata, repr=shown)
+    return field(default=default, metadata=metadata, repr=shown)
 
 
 def _cpus() -> int:
@@ -152,6 +153,17 @@ class OffloadConfig:
         "Durable stores: seconds a finished task's status is kept (at most "
         "`status_capacity` of them in all, oldest first out).",
     )
+    secret_key: str | None = _opt(
+        None,
+        "OFFLOAD_SECRET_KEY",
+        "Durable stores: the key (16 characters or more) that signs the saved call of a "
+        "`requeue=True` task (HMAC-SHA256), so a process reclaiming it runs only what "
+        "this app wrote. Unset with SQLite: a random key kept next to the file "
+        "(`<file>.key`, mode 0600). Unset with Redis: `requeue=True` tasks are refused. "
+        "Give every process (and host) that shares the store the same key.",
+        kind="str",
+        repr=False,
+    )
 
     def __post_init__(self) -> None:
         for name in ("thread_workers", "max_pending", "status_capacity", "result_max_bytes"):
@@ -162,6 +174,7 @@ class OffloadConfig:
         check_seconds("store_lease", self.store_lease, minimum=0, exclusive=True)
         check_seconds("store_retention", self.store_retention, minimum=0, exclusive=True)
         store_path(self.store)  # raises ConfigError for a bad URL
+        check_secret_key(self.secret_key)
         if self.timeout is not None:
             check_seconds("timeout", self.timeout, minimum=0, exclusive=True)
         if self.process_priority not in _PRIORITIES:
@@ -222,6 +235,21 @@ class OffloadConfig:
                 if str(exc).startswith((f"{name}=", f"{name}[")):
                     raise ConfigError(f"{env}={raw!r} (the {name} option): {exc}") from None
             raise
+
+
+MIN_KEY = 16
+
+
+def check_secret_key(key: object) -> None:
+    if key is None:
+        return
+    if not isinstance(key, str) or len(key) < MIN_KEY:
+        shown = "a " + type(key).__name__ if not isinstance(key, str) else f"{len(key)} characters"
+        raise ConfigError(
+            f"secret_key (OFFLOAD_SECRET_KEY) must be a string of {MIN_KEY} characters or "
+            f"more, got {shown}; make one with: python -c 'import secrets; "
+            "print(secrets.token_hex(32))'"
+        )
 
 
 def store_path(url: str) -> str | None:

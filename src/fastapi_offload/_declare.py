@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol, TypeVar, overload
 from ._checks import LANES, check_bool, check_int, check_lane, check_seconds
 from ._errors import ConfigError
 from ._public import public
+from ._saved_call import register
 
 __all__ = ["LANES", "LaneName", "TaskDefaults", "cpu_bound", "declared", "io_bound", "task"]
 
@@ -106,6 +107,8 @@ def _attach(func: F, defaults: TaskDefaults) -> F:
             f"cannot attach task settings to {func!r} (a built-in or bound method?); "
             "decorate the plain function, or pass settings with tasks.options(...)"
         ) from None
+    if defaults.requeue:
+        register(func)  # the only functions a reclaimed row may name
     return func
 
 

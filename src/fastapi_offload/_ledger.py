@@ -125,6 +125,23 @@ class Ledger:
             record.id,
         )
 
+    def refused(self, record: TaskRecord, reason: str) -> None:
+        """Settle a reclaimed task that will not run here (its saved call is not one this
+        app wrote) as `interrupted`; it was never admitted, so no counter moves."""
+        with self._lock:
+            record.state = TaskState.INTERRUPTED
+            record.error = reason
+            record.finished_at = time.time()
+            self.store.put(record)
+            if self._observers:
+                self._tell("finished", record)
+        logger.warning(
+            "task %r (id %r) reclaimed from a process that stopped is interrupted, %s",
+            record.name,
+            record.id[:200],
+            reason,
+        )
+
     def started(self, record: TaskRecord) -> None:
         with self._lock:
             if not record.live:

@@ -18,6 +18,7 @@ from anyio.lowlevel import RunVar
 from ._config import OffloadConfig
 from ._errors import ConfigError
 from ._runtime import Runtime
+from ._saved_call import load_key
 from ._store import MemoryStore, Store
 from .backends.base import Backend
 
@@ -41,6 +42,11 @@ class Lifecycle:
             async with AsyncExitStack() as undo:  # what started is stopped if a later step fails
                 await runtime.store.open()
                 undo.push_async_callback(_shielded, runtime.store.close)
+                if runtime.store.durable:
+                    config = runtime.config
+                    runtime.saved_calls.key = await anyio.to_thread.run_sync(
+                        load_key, config.secret_key, config.store_path
+                    )
                 if runtime.backend is not None:
                     await runtime.backend.start()
                     undo.push_async_callback(_shielded, runtime.backend.stop)

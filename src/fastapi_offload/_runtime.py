@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import inspect
 import logging
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from ._process_lane import ProcessLane
 from ._record import TaskRecord
 from ._routing import IdSource, Profiles, build_record
 from ._runner import BY_REQUEST, Runner
+from ._saved_call import SavedCalls, Untrusted
 from ._store import MemoryStore, Orphan, Store
 from .backends.base import Backend
 
@@ -74,6 +74,8 @@ class Runtime:
             from ._tracing import TaskTracer  # imports OpenTelemetry only when asked
 
             self.runner.tracer = TaskTracer()
+        # The key is set when the store opens (`Lifecycle.open`): it may live beside it.
+        self.saved_calls = SavedCalls(None)
         self.accepting = False
         self.detached = False
         self._profiles = Profiles()
@@ -108,7 +110,19 @@ class Runtime:
         if record.lane == "remote":
             self._prepare_remote(record)
         elif record.requeue and self.store.durable:
-            record.payload = _saved_call(record)
+            record.payload = self.saved_calls.dump(
+                record.id,
+                record.func,
+                args=record.args,
+                kwargs=record.kwargs,
+                lane=record.lane,
+                timeout=record.timeout,
+                retries=record.retries,
+                retry_delay=record.retry_delay,
+                keep_result=record.keep_result,
+                retry_backoff=record.retry_backoff,
+                retry_on=record.retry_on,
+            )
         self.ledger.admit(record)
         return record
 
@@ -155,11 +169,12 @@ class Runtime:
 
     def adopt(self, orphan: Orphan) -> TaskRecord | None:
         """Take on a requeue-able task whose process died (reclaimed from the store); the
-        record to `start`, or `None` when it cannot run again (then it is failed)."""
+        record to `start`, or `None` when it will not run again (then it is settled:
+        `interrupted` when its saved call is not one this app wrote, else `failed`)."""
         info = orphan.info
         record = TaskRecord(
             id=info.id,
-            name=info.name,
+            name=info.name[:200],  # read back from the store: bounded before it is logged
             lane=info.lane,
             func=None,
             args=(),
@@ -173,6 +188,19 @@ class Runtime:
             requeue=True,
             payload=orphan.payload,
         )
+        try:
+            # Checked before anything runs or is unpickled: the row may have been planted.
+            call = self.saved_calls.load(info.id, orphan.payload)
+            if call.lane not in self.lanes:
+                raise Untrusted(f"its saved call names lane {call.lane[:40]!r}, not a local one")
+        except Untrusted as exc:
+            self.ledger.refused(record, f"not run again: {exc}")
+            return None
+        record.func, record.args, record.kwargs = call.func, call.args, call.kwargs
+        record.lane, record.timeout = call.lane, call.timeout
+        record.retries, record.retry_delay = call.retries, call.retry_delay
+        record.keep_result, record.retry_backoff = call.keep_result, call.retry_backoff
+        record.retry_on = call.retry_on
         self.ledger.adopt(record)
         if record.attempts > record.retries + 1:
             # A task that takes its process down each time must not do so forever.
@@ -181,16 +209,6 @@ class Runtime:
                 f"not run again: its process stopped during each of its {record.attempts} "
                 "attempts (a requeue=True task is run again after a crash at most "
                 "1 + retries times)",
-            )
-            return None
-        try:
-            record.func, args, kwargs, *extra = pickle.loads(orphan.payload or b"")
-            record.args, record.kwargs = tuple(args), dict(kwargs)
-            if extra:  # saved by a version that keeps the retry and result settings
-                record.keep_result, record.retry_backoff, record.retry_on = extra[0]
-        except Exception as exc:
-            self.ledger.failed(
-                record, f"could not be run again: its saved call does not load ({exc!r})"
             )
             return None
         return record
@@ -314,17 +332,3 @@ class Runtime:
 
     def idle(self) -> bool:
         return self.ledger.active == 0
-
-
-def _saved_call(record: TaskRecord) -> bytes:
-    # Saved with the task, so that the process reclaiming it after a crash can run it.
-    try:
-        settings = (record.keep_result, record.retry_backoff, record.retry_on)
-        call = (record.func, record.args, record.kwargs, settings)
-        return pickle.dumps(call, pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        raise NotOffloadable(
-            f"{record.name} is declared requeue=True, so with a durable store its call is "
-            f"saved to be run again after a crash, but it cannot be pickled ({exc}). Define "
-            "it at module level and pass picklable arguments, or drop requeue=True."
-        ) from exc
