@@ -56,6 +56,8 @@ class Spec:
                 "`memory`, `sqlite:///path/to/file.db` or `redis://host:6379/0` "
                 "([durability](durability.md))"
             )
+        elif self.kind == "secret":
+            text = f"a string of {self.minimum:g} characters or more, never shown in `repr`"
         elif self.kind == "backend":
             names = ", ".join(f"`{name}`" for name in self.choices)
             text = f"{names}; or, as a keyword only, a `Backend` instance"
@@ -87,6 +89,7 @@ SPECS: dict[str, Spec] = {
     "store": Spec("store"),
     "store_lease": Spec("seconds", minimum=0, exclusive=True),
     "store_retention": Spec("seconds", minimum=0, exclusive=True),
+    "secret_key": Spec("secret", minimum=16, optional=True),
 }
 
 # The remote backends' settings (fastapi_offload.backends._settings.RemoteSettings):

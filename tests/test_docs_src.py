@@ -57,6 +57,7 @@ EXERCISED = {
     "reliability_app",
     "results_app",  # tests/test_docs_results.py
     "retries_app",  # tests/test_docs_results.py
+    "security_requeue",  # tests/test_docs_security.py
     "status_app",
 }
 
