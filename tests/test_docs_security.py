@@ -32,8 +32,8 @@ def test_a_requeue_task_on_redis_is_saved_signed(
     with TestClient(example.app) as client:
         response = client.post("/users/42/index")
         assert response.status_code == 202  # without the key: a ConfigError in the request
-        client.portal.call(example.offload.join)
-        info = client.portal.call(example.offload.status, response.json()["task"])
+        client.portal.call(example.offload.join)  # type: ignore[union-attr]  # inside `with`
+        info = client.portal.call(example.offload.status, response.json()["task"])  # type: ignore[union-attr]
     assert info.state is TaskState.SUCCEEDED
 
 

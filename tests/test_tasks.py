@@ -363,6 +363,40 @@ async def test_no_lifespan_runs_the_tasks_inside_the_request(tmp_path: Path) -> 
         assert status.json()["state"] == "succeeded"
 
 
+async def get_db(path: str) -> AsyncIterator[str]:
+    """A session-like `yield` dependency that logs its opening and closing."""
+    jobs.write(path, "open")
+    yield "session"
+    jobs.write(path, "close")
+
+
+@pytest.mark.parametrize("tasks_first", [True, False], ids=["tasks-first", "db-first"])
+@pytest.mark.parametrize("job", [jobs.write, jobs.async_write], ids=["def", "async-def"])
+async def test_no_lifespan_runs_the_tasks_before_yield_dependencies_exit(
+    tmp_path: Path, tasks_first: bool, job: Any
+) -> None:
+    # FastAPI's own test_dependency_contextmanager.py with OffloadTasks: the task must see
+    # the session open, as with BackgroundTasks (was: open, close, task when `tasks`
+    # came first in the signature).
+    out = tmp_path / "out.txt"
+    app = FastAPI()
+    if tasks_first:
+
+        @app.post("/")
+        async def endpoint(tasks: OffloadTasks, db: Annotated[str, Depends(get_db)]) -> None:
+            tasks.add_task(job, str(out), f"task-with-{db}")
+
+    else:
+
+        @app.post("/")
+        async def endpoint(db: Annotated[str, Depends(get_db)], tasks: OffloadTasks) -> None:  # type: ignore[misc]
+            tasks.add_task(job, str(out), f"task-with-{db}")
+
+    async with serve(app) as client:
+        assert (await client.post("/", params={"path": str(out)})).status_code == 200
+    assert [line.split()[0] for line in lines(out)] == ["open", "task-with-session", "close"]
+
+
 def test_testclient_without_with_block_sees_finished_tasks(tmp_path: Path) -> None:
     # FastAPI's documented testing pattern: a TestClient without `with`, which gives each
     # request an event loop of its own. Tasks must be done when the call returns, as

@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Annotated, Any, ParamSpec
 
-from fastapi import Depends
+from fastapi import BackgroundTasks, Depends
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
@@ -126,6 +126,15 @@ class TaskCollector:
         self._returned = True
         return False
 
+    async def _in_response(self) -> None:
+        # The default runtime: a task of the request's own BackgroundTasks, so the
+        # request's tasks run where BackgroundTasks ran them, after the body was sent and
+        # before its `yield` dependencies exit (FastAPI closes those after the response),
+        # whatever the order of the endpoint's parameters. A response that carries a
+        # background of its own never runs this: `_after_response` starts them then.
+        if self._returned:
+            await self._start_and_wait()
+
     async def _after_response(
         self,
         exc_type: type[BaseException] | None,
@@ -135,22 +144,25 @@ class TaskCollector:
         # On the request-scoped exit stack: the response has gone. This hook never
         # raises (nothing can reach the client any more); a task that cannot start
         # is failed and logged by the runtime.
-        runtime, records = self._runtime, self._records
-        self._records = []
         self._immediate = True  # a task added from now on starts at once
         if not self._returned:
-            runtime.abort(records)  # the endpoint failed: like BackgroundTasks, none runs
-        else:
-            for record in records:
-                runtime.start(record)
-            if not runtime.detached:
-                self._started += records
+            self._runtime.abort(self._records)  # the endpoint failed: like BackgroundTasks
+            self._records = []
+        await self._start_and_wait()
+        return False
+
+    async def _start_and_wait(self) -> None:
+        runtime, records = self._runtime, self._records
+        self._records = []
+        for record in records:
+            runtime.start(record)
+        if not runtime.detached:
+            self._started += records
         if self._started:
             # The default runtime: the request's ASGI call waits for its tasks, where
             # BackgroundTasks ran them (servers and test clients wait for that).
             started, self._started = self._started, []
             await runtime.wait(started)
-        return False
 
 
 def _ended_normally(exc_type: type[BaseException] | None) -> bool:
@@ -172,9 +184,11 @@ class TaskOptions:
         return self._collector._add(func, args, kwargs, self._options)
 
 
-async def _provide(conn: HTTPConnection) -> TaskCollector:
+async def _provide(conn: HTTPConnection, background: BackgroundTasks) -> TaskCollector:
     runtime = runtime_for(conn)
     collector = TaskCollector(runtime, immediate=conn.scope["type"] == "websocket")
+    if not runtime.detached and not collector._immediate:
+        background.add_task(collector._in_response)
     # FastAPI (>= 0.121) runs every request inside two exit stacks: the function stack
     # closes after the endpoint returned and before the response is sent, the request
     # stack after the response. Registering on them directly, rather than being a
