@@ -83,6 +83,7 @@ SPECS: dict[str, Spec] = {
     "status_capacity": Spec("int", minimum=1),
     "keep_results": Spec("bool"),
     "result_max_bytes": Spec("int", minimum=1),
+    "wait_for_tasks": Spec("bool"),
     "tracing": Spec("bool"),
     "routes": Spec("routes", choices=LANES),
     "backend": Spec("backend", choices=("local", *BACKENDS)),

@@ -17,6 +17,7 @@ from fastapi_offload import (
     ConfigError,
     NotOffloadable,
     Offload,
+    OffloadClosed,
     OffloadTasks,
     TaskCall,
     TaskInfo,
@@ -153,3 +154,30 @@ async def test_a_send_cancelled_natively_is_not_discarded() -> None:
         [call] = backend.calls
         info = await offload.status(call.id)
     assert info.state is TaskState.PENDING and info.lane == "recording"
+
+
+async def test_a_durable_offload_whose_lifespan_was_forgotten_fails_at_the_first_request(
+    tmp_path: Path,
+) -> None:
+    # Was: every POST answered 202 with the tasks in memory, the status router said
+    # `succeeded` and `offload.status` said `unknown` (logging "no such table: tasks").
+    offload = Offload(store=f"sqlite:///{tmp_path / 'o.db'}")
+    app = FastAPI()  # lifespan=offload.lifespan forgotten
+    app.include_router(offload.status_router())
+
+    @app.post("/")
+    async def endpoint(tasks: OffloadTasks) -> None:
+        tasks.add_task(jobs.nap, 0)
+
+    async with serve(app) as client:
+        with pytest.raises(ConfigError, match="its lifespan never ran"):
+            await client.post("/")
+        with pytest.raises(ConfigError, match=r"lifespan=offload\.lifespan"):
+            await client.get("/tasks/some-id")
+    with pytest.raises(OffloadClosed, match="was never opened"):
+        await offload.status("some-id")
+    with pytest.raises(OffloadClosed, match="was never opened"):
+        await offload.cancel("some-id")
+    async with offload.lifespan(app), serve(app) as client:  # with it: all is well
+        assert (await client.post("/")).status_code == 200
+        assert (await client.get("/tasks/some-id")).status_code == 404

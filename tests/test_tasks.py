@@ -440,6 +440,35 @@ def test_testclient_with_lifespan(tmp_path: Path) -> None:
     assert len(lines(out)) == 2
 
 
+@pytest.mark.parametrize("wait_for_tasks", [True, False])
+def test_wait_for_tasks_lets_existing_testclient_tests_pass_with_the_lifespan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wait_for_tasks: bool
+) -> None:
+    # What FastAPI users' tests do: assert a task's effect right after `client.post`.
+    from fastapi.testclient import TestClient
+
+    if wait_for_tasks:
+        monkeypatch.setenv("OFFLOAD_WAIT_FOR_TASKS", "1")  # e.g. in the suite's conftest.py
+    offload = Offload()
+    app = make_app(offload)
+    out = tmp_path / "out.txt"
+
+    @app.post("/")
+    async def endpoint(tasks: OffloadTasks, _: Annotated[str, Depends(get_db)]) -> None:
+        tasks.add_task(jobs.sleep_then_write, 0.3, str(out))
+        tasks.add_task(jobs.write_in_process, str(out), "process")
+
+    with TestClient(app) as client:
+        assert client.post("/", params={"path": str(out)}).status_code == 200
+        written = sorted(line.split()[0] for line in lines(out))
+        if wait_for_tasks:  # the request waited for its tasks, its dependency after them
+            assert written == ["close", "finished", "open", "process"]
+            assert lines(out)[-1].startswith("close")
+        else:  # detached: the response came back before the slower task wrote
+            assert "finished" not in written
+        client.portal.call(offload.join)  # type: ignore[union-attr]  # set inside `with`
+
+
 async def test_stats_count_per_lane() -> None:
     offload = Offload()
     async with offload:

@@ -113,6 +113,15 @@ class OffloadConfig:
         "succeeds, and `error` gives the size). The memory store keeps at most 64 times "
         "this in all, dropping the oldest results first.",
     )
+    wait_for_tasks: bool = _opt(
+        False,
+        "OFFLOAD_WAIT_FOR_TASKS",
+        "With the lifespan too, each request's ASGI call waits for the tasks it added, as "
+        "with `BackgroundTasks` (and without a lifespan): for test suites that assert a "
+        "task's effect right after `client.post(...)`. Tasks still run on their lanes, "
+        "with ids and status; leave it off in production, where a slow task would hold "
+        "its request's connection.",
+    )
     tracing: bool = _opt(
         False,
         "OFFLOAD_TRACING",
@@ -182,7 +191,13 @@ class OffloadConfig:
                 f"process_priority={self.process_priority!r} is not accepted; "
                 f"use one of {', '.join(_PRIORITIES)}"
             )
-        for name in ("prestart_workers", "auto_promote", "keep_results", "tracing"):
+        for name in (
+            "prestart_workers",
+            "auto_promote",
+            "keep_results",
+            "wait_for_tasks",
+            "tracing",
+        ):
             check_bool(name, getattr(self, name))
         if not isinstance(self.routes, Mapping):
             raise ConfigError(f"routes={self.routes!r} must map name patterns to lanes")

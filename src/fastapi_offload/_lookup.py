@@ -19,7 +19,7 @@ from ._errors import ConfigError
 from ._lifecycle import build_backend, started_on_this_loop
 from ._runtime import Runtime
 
-__all__ = ["RUNTIME_KEY", "STATE_KEY", "runtime_for"]
+__all__ = ["RUNTIME_KEY", "STATE_KEY", "expect_lifespan", "runtime_for"]
 
 logger = logging.getLogger("fastapi_offload")
 
@@ -32,6 +32,10 @@ RUNTIME_KEY = "fastapi_offload_runtime"
 # app. Weak keys: an app that is gone takes its default runtime along.
 _DEFAULTS: RunVar[weakref.WeakKeyDictionary[Any, Runtime]] = RunVar("fastapi_offload_defaults")
 _noted = False
+# Offloads given a durable store in code: a request that falls back to the default
+# runtime while one of them was never started would quietly keep its tasks in memory.
+# Weak: only for that error, never to pick a runtime.
+_DURABLE: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
 
 class _NoApp:  # the key for a connection without an app (a bare ASGI test); weak-referable
@@ -39,6 +43,11 @@ class _NoApp:  # the key for a connection without an app (a bare ASGI test); wea
 
 
 _NO_APP = _NoApp()
+
+
+def expect_lifespan(runtime: Runtime) -> None:
+    """`runtime` has a durable store: serving a request without it started is an error."""
+    _DURABLE.add(runtime)
 
 
 def runtime_for(conn: HTTPConnection, preferred: Runtime | None = None) -> Runtime:
@@ -70,6 +79,13 @@ def _default_runtime(app: Any) -> Runtime:
                 f"OFFLOAD_STORE={config.store!r} needs the Offload lifespan (it recovers "
                 "unfinished tasks at start-up and renews their leases): use "
                 "FastAPI(lifespan=offload.lifespan), or unset OFFLOAD_STORE"
+            )
+        if forgotten := [r for r in _DURABLE if not r.detached]:
+            raise ConfigError(
+                f"an Offload with store={forgotten[0].config.store!r} was created but its "
+                "lifespan never ran, so this request would keep its tasks in memory only: "
+                "use FastAPI(lifespan=offload.lifespan), or `async with "
+                "offload.lifespan(app):` inside a lifespan of your own"
             )
         runtime = Runtime(config, build_backend(config, None))
         runtime.attach()

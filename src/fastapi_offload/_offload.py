@@ -15,7 +15,7 @@ from ._config import OffloadConfig
 from ._declare import LaneName
 from ._errors import OffloadClosed
 from ._lifecycle import Lifecycle, build_backend, build_store
-from ._lookup import RUNTIME_KEY, STATE_KEY
+from ._lookup import RUNTIME_KEY, STATE_KEY, expect_lifespan
 from ._models import NO_OPTIONS, CallOptions, OffloadStats, TaskHandle, TaskInfo
 from ._public import public
 from ._runtime import Runtime
@@ -58,6 +58,7 @@ class Offload:
         secret_key: str | None = None,
         keep_results: bool | None = None,
         result_max_bytes: int | None = None,
+        wait_for_tasks: bool | None = None,
         tracing: bool | None = None,
     ) -> None:
         given = {
@@ -78,6 +79,7 @@ class Offload:
             "secret_key": secret_key,
             "keep_results": keep_results,
             "result_max_bytes": result_max_bytes,
+            "wait_for_tasks": wait_for_tasks,
             "tracing": tracing,
             "backend": backend if isinstance(backend, str) else None,
         }
@@ -87,6 +89,8 @@ class Offload:
         )
         self._lifecycle = Lifecycle(self._runtime)
         self._started = False
+        if self.config.durable_store:
+            expect_lifespan(self._runtime)
 
     def __repr__(self) -> str:
         backend = self.backend.name if self.backend else "local"
@@ -214,8 +218,10 @@ class Offload:
     async def status(self, task_id: str) -> TaskInfo:
         """The task's `TaskInfo`; state `unknown` for an id this runtime never saw.
 
-        Remote tasks are looked up in the backend (off the event loop).
+        Remote tasks are looked up in the backend (off the event loop). Raises
+        `OffloadClosed` for a durable store that was never opened (no lifespan ran).
         """
+        self._check_store_open()
         return await self._runtime.status(task_id)
 
     async def cancel(self, task_id: str) -> bool:
@@ -230,7 +236,15 @@ class Offload:
         there within a second; a remote task is revoked in its backend. Raises
         `StoreUnavailable` or `BackendUnavailable` when the owner cannot be reached.
         """
+        self._check_store_open()
         return await self._runtime.cancel(task_id)
+
+    def _check_store_open(self) -> None:
+        if self.config.durable_store and not self._runtime.detached:
+            raise OffloadClosed(
+                f"this Offload's store ({self.config.store!r}) was never opened: start it "
+                "with FastAPI(lifespan=offload.lifespan) or `async with offload:` first"
+            )
 
     def stats(self) -> OffloadStats:
         """Counters per lane, loop-block reports, process-worker crashes and CPU time."""

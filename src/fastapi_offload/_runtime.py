@@ -133,6 +133,12 @@ class Runtime:
         self.detached = False
         self.accepting = True
 
+    @property
+    def request_waits(self) -> bool:
+        """Whether a request's ASGI call waits for the tasks it added: always for the
+        default runtime, and with `wait_for_tasks` (tests) for a detached one too."""
+        return not self.detached or self.config.wait_for_tasks
+
     def is_local(self, record: TaskRecord) -> bool:
         return record.lane in self.lanes
 

@@ -92,7 +92,7 @@ class TaskCollector:
         record = self._runtime.admit(func, args, kwargs, options)
         if self._immediate:
             self._runtime.start(record)
-            if not self._runtime.detached:
+            if self._runtime.request_waits:
                 self._started.append(record)
         else:
             self._records.append(record)
@@ -127,7 +127,8 @@ class TaskCollector:
         return False
 
     async def _in_response(self) -> None:
-        # The default runtime: a task of the request's own BackgroundTasks, so the
+        # A request that waits for its tasks (the default runtime, or `wait_for_tasks`):
+        # a task of the request's own BackgroundTasks, so the
         # request's tasks run where BackgroundTasks ran them, after the body was sent and
         # before its `yield` dependencies exit (FastAPI closes those after the response),
         # whatever the order of the endpoint's parameters. A response that carries a
@@ -156,7 +157,7 @@ class TaskCollector:
         self._records = []
         for record in records:
             runtime.start(record)
-        if not runtime.detached:
+        if runtime.request_waits:
             self._started += records
         if self._started:
             # The default runtime: the request's ASGI call waits for its tasks, where
@@ -187,7 +188,7 @@ class TaskOptions:
 async def _provide(conn: HTTPConnection, background: BackgroundTasks) -> TaskCollector:
     runtime = runtime_for(conn)
     collector = TaskCollector(runtime, immediate=conn.scope["type"] == "websocket")
-    if not runtime.detached and not collector._immediate:
+    if runtime.request_waits and not collector._immediate:
         background.add_task(collector._in_response)
     # FastAPI (>= 0.121) runs every request inside two exit stacks: the function stack
     # closes after the endpoint returned and before the response is sent, the request
