@@ -40,6 +40,7 @@ EXERCISED = {
     "cancel_app",  # tests/test_docs_results.py
     "dashboard_app",  # tests/test_dashboard.py
     "config_reference",  # tests/test_docs.py
+    "dependencies_app",  # tests/test_docs_dependencies.py
     "durability_app",  # tests/test_docs_durability.py
     "lanes_app",
     "lifespans_app",  # tests/test_docs_lifespans.py

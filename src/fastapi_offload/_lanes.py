@@ -5,7 +5,7 @@ owns limits, timeouts, retries and, through the ledger, the task's state.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio.to_thread
 from anyio import CapacityLimiter
@@ -41,9 +41,13 @@ class Lane(Protocol):
         be asked to stop, through `cancelled()`."""
         ...
 
-    async def execute(self, record: TaskRecord) -> Kept | None:
+    async def execute(
+        self, record: TaskRecord, kwargs: dict[str, Any] | None = None
+    ) -> Kept | None:
         """Run one attempt of `record`; raise what it raised. Return its result encoded
-        (`_results.encode`) when the record keeps it, else `None`."""
+        (`_results.encode`) when the record keeps it, else `None`. `kwargs`, when given,
+        replace the record's: its own and its resolved dependencies (loop and thread
+        lanes only; a task with dependencies is refused on the others)."""
         ...
 
 
@@ -59,8 +63,10 @@ class LoopLane:
         self.monitor = monitor
         self.result_limit = result_limit
 
-    async def execute(self, record: TaskRecord) -> Kept | None:
-        coro = record.func(*record.args, **record.kwargs)
+    async def execute(
+        self, record: TaskRecord, kwargs: dict[str, Any] | None = None
+    ) -> Kept | None:
+        coro = record.func(*record.args, **(record.kwargs if kwargs is None else kwargs))
         if self.monitor.threshold > 0:
             value = await self.monitor.timed(coro, record.name, record.id)
         else:
@@ -85,8 +91,11 @@ class ThreadLane:
         self.advisor = advisor
         self.busy = 0  # threads running a task now (loop thread only)
 
-    async def execute(self, record: TaskRecord) -> Kept | None:
+    async def execute(
+        self, record: TaskRecord, kwargs: dict[str, Any] | None = None
+    ) -> Kept | None:
         declared, limit = record.declared, self.result_limit if record.keep_result else 0
+        call_kwargs = record.kwargs if kwargs is None else kwargs
 
         def on_done(wall: float, cpu: float) -> None:
             # Runs in the worker thread; `busy` is only read, a stale value is harmless.
@@ -94,15 +103,19 @@ class ThreadLane:
 
         def call() -> Kept | None:
             # Encoded in the worker thread: a large result never costs the loop.
-            value = measured(record.func, record.args, record.kwargs, on_done)
+            value = measured(record.func, record.args, call_kwargs, on_done)
             return encode(value, limit) if limit else None
 
         self.busy += 1
         try:
             # abandon_on_cancel: a timeout or shutdown must not wait for a thread that
-            # cannot be interrupted; the thread finishes on its own. The context (the
-            # task's `report_progress` and `cancelled`) goes with the call: anyio runs
-            # it in a copy of ours.
-            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=self._inner)
+            # cannot be interrupted; the thread finishes on its own. Except with
+            # dependencies (`kwargs`): they exit when the attempt ends, and must not be
+            # closed under a thread that still uses them, so the attempt waits for it.
+            # The context (the task's `report_progress` and `cancelled`) goes with the
+            # call: anyio runs it in a copy of ours.
+            return await anyio.to_thread.run_sync(
+                call, abandon_on_cancel=kwargs is None, limiter=self._inner
+            )
         finally:
             self.busy -= 1

@@ -88,6 +88,8 @@ def _default_runtime(app: Any) -> Runtime:
                 "offload.lifespan(app):` inside a lifespan of your own"
             )
         runtime = Runtime(config, build_backend(config, None))
+        if app is not _NO_APP:
+            runtime.serve(app)
         runtime.attach()
         defaults[app] = runtime
         if started_on_this_loop():

@@ -136,6 +136,8 @@ class Offload:
         `async with offload.lifespan(app): yield`. On shutdown it stops accepting tasks,
         lets them finish within `shutdown_timeout`, then cancels and logs the rest.
         """
+        if app is not None:
+            self._runtime.serve(app)
         async with self:
             # Where requests find it: the ASGI lifespan state reaches mounted sub-apps
             # too; `app.state` serves a lifespan of the user's that yields no state.

@@ -17,6 +17,7 @@ import signal
 import tempfile
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import anyio.to_process
@@ -191,8 +192,11 @@ class ProcessLane:
                 except Exception as exc:  # a keep-warm failure must not stop the app
                     logger.warning("could not keep the process workers warm: %s", exc)
 
-    async def execute(self, record: TaskRecord) -> Kept | None:
+    async def execute(
+        self, record: TaskRecord, kwargs: dict[str, Any] | None = None
+    ) -> Kept | None:
         """Run one attempt in a worker; return its encoded result if it is kept.
+        (`kwargs` is never given: a task with dependencies is refused on this lane.)
 
         Raises `RemoteError` when the function raised there and `WorkerCrashed` when the
         worker died. Cancelled, it kills the worker and the processes the task started.

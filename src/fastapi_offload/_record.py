@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._models import TaskCall, TaskInfo, TaskState
+
+if TYPE_CHECKING:
+    from ._task_deps import TaskDependencies
 
 __all__ = ["TaskRecord"]
 
@@ -54,6 +57,10 @@ class TaskRecord:
     result: str | None = None  # JSON text of a kept result (`_results.encode`)
     progress: float | None = None  # the last `report_progress`, 0.0-1.0
     progress_message: str | None = None
+    # What the task declares with Depends(...), resolved per attempt (`_task_deps`), and
+    # the app whose `dependency_overrides` apply.
+    needs: TaskDependencies | None = None
+    app: Any = None
 
     @property
     def live(self) -> bool:

@@ -207,16 +207,29 @@ class Runner:
     async def _execute(self, lane: Lane, record: TaskRecord) -> Kept | None:
         self._ledger.started(record)
         if record.timeout is None:  # no cancel scope to pay for
-            return await lane.execute(record)
+            return await self._call(lane, record)
         kept = None
+        # The timeout covers resolving the dependencies too (a database that hangs).
         with anyio.move_on_after(record.timeout) as scope:
-            kept = await lane.execute(record)
-        if scope.cancelled_caught:
+            kept = await self._call(lane, record)
+        # `cancel_called`, not only `cancelled_caught`: a thread task with dependencies is
+        # waited for (they must not close under it), so it may return past its deadline.
+        if scope.cancelled_caught or scope.cancel_called:
             raise TaskTimeout(
                 f"{record.name} (id {record.id}) ran longer than its timeout of "
                 f"{record.timeout} s{lane.timeout_note}"
             )
         return kept
+
+    async def _call(self, lane: Lane, record: TaskRecord) -> Kept | None:
+        needs = record.needs
+        if needs is None:
+            return await lane.execute(record)
+        # Each attempt its own: resolved now, exited when it ends (success, failure,
+        # timeout, cancel), before a retry waits.
+        async with contextlib.AsyncExitStack() as stack:
+            values = await needs.solve(stack, record.app)
+            return await lane.execute(record, {**record.kwargs, **values})
 
     # -- stopping -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from ._routing import IdSource, Profiles, build_record
 from ._runner import BY_REQUEST, Runner
 from ._saved_call import SavedCalls, Untrusted
 from ._store import MemoryStore, Orphan, Store
+from ._task_deps import dependencies_of
 from .backends.base import Backend
 
 __all__ = ["Runtime"]
@@ -76,6 +78,7 @@ class Runtime:
             self.runner.tracer = TaskTracer()
         # The key is set when the store opens (`Lifecycle.open`): it may live beside it.
         self.saved_calls = SavedCalls(None)
+        self._app: weakref.ref[Any] | None = None
         self.accepting = False
         self.detached = False
         self._profiles = Profiles()
@@ -107,6 +110,9 @@ class Runtime:
             profiles=self._profiles,
             new_id=self._new_id,
         )
+        if (needs := dependencies_of(func, record.name)) is not None:
+            needs.check_call(args, kwargs, record.lane)
+            record.needs, record.app = needs, self.app
         if record.lane == "remote":
             self._prepare_remote(record)
         elif record.requeue and self.store.durable:
@@ -132,6 +138,20 @@ class Runtime:
         self.runner.open()
         self.detached = False
         self.accepting = True
+
+    @property
+    def app(self) -> Any:
+        """The app this runtime serves (its `dependency_overrides` apply to the tasks'
+        dependencies), once a lifespan or a first request told it; else `None`."""
+        return None if self._app is None else self._app()
+
+    def serve(self, app: Any) -> None:
+        # Weak: the app's state holds this runtime, and an app's default runtime is
+        # kept in a weak mapping keyed by the app.
+        try:
+            self._app = weakref.ref(app)
+        except TypeError:
+            self._app = None
 
     @property
     def request_waits(self) -> bool:

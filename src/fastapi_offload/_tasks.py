@@ -16,6 +16,7 @@ from ._lookup import runtime_for
 from ._models import NO_OPTIONS, CallOptions, TaskHandle
 from ._record import TaskRecord
 from ._runtime import Runtime
+from ._task_deps import refuse_request_objects
 
 __all__ = ["OffloadTasks", "TaskCollector", "TaskOptions"]
 
@@ -33,10 +34,11 @@ class TaskCollector:
     after that (a `yield` dependency's teardown, the client going away).
     """
 
-    __slots__ = ("_immediate", "_records", "_returned", "_runtime", "_started")
+    __slots__ = ("_immediate", "_records", "_returned", "_route", "_runtime", "_started")
 
-    def __init__(self, runtime: Runtime, *, immediate: bool = False) -> None:
+    def __init__(self, runtime: Runtime, *, immediate: bool = False, route: Any = None) -> None:
         self._runtime = runtime
+        self._route = route  # the endpoint's route: what its `yield` dependencies made
         self._records: list[TaskRecord] = []  # admitted, not started yet
         self._started: list[TaskRecord] = []  # started, for a request that waits for them
         # A websocket has no response to wait for: its tasks start when added.
@@ -89,6 +91,10 @@ class TaskCollector:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> TaskHandle:
+        if self._route is not None and not self._runtime.request_waits:
+            refuse_request_objects(
+                self._route, getattr(func, "__qualname__", "the task"), args, kwargs
+            )
         record = self._runtime.admit(func, args, kwargs, options)
         if self._immediate:
             self._runtime.start(record)
@@ -187,7 +193,9 @@ class TaskOptions:
 
 async def _provide(conn: HTTPConnection, background: BackgroundTasks) -> TaskCollector:
     runtime = runtime_for(conn)
-    collector = TaskCollector(runtime, immediate=conn.scope["type"] == "websocket")
+    collector = TaskCollector(
+        runtime, immediate=conn.scope["type"] == "websocket", route=conn.scope.get("route")
+    )
     if runtime.request_waits and not collector._immediate:
         background.add_task(collector._in_response)
     # FastAPI (>= 0.121) runs every request inside two exit stacks: the function stack
