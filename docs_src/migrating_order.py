@@ -17,14 +17,12 @@ def index(path: str) -> None:
     Path(path + ".idx").write_text(str(len(Path(path).read_text().split())))
 
 
-def download_then_index(source: str, path: str) -> None:
-    download(source, path)  # one task: the order is yours again
-    index(path)
-
-
 @app.post("/mirror", status_code=202)
 async def mirror(source: str, path: str, tasks: OffloadTasks) -> dict[str, str]:
     # Was: tasks.add_task(download, ...); tasks.add_task(index, ...), which relied on
-    # BackgroundTasks running them one after the other. OffloadTasks runs them together.
-    handle = tasks.add_task(download_then_index, source, path)
-    return {"task_id": handle.id}
+    # BackgroundTasks running them one after the other. OffloadTasks runs them together
+    # unless told: `index` starts once `download` succeeded (and is cancelled, saying
+    # why, if it failed).
+    downloaded = tasks.add_task(download, source, path)
+    indexed = tasks.options(after=downloaded).add_task(index, path)
+    return {"download": downloaded.id, "index": indexed.id}

@@ -171,6 +171,7 @@ class CallOptions:
     keep_result: bool | None = None
     retry_backoff: bool | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
+    after: tuple[str, ...] | None = None  # ids (`_after.after_ids`)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_on", check_settings(self))

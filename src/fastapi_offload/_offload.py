@@ -11,6 +11,7 @@ from typing import Any, Literal, ParamSpec
 from fastapi import APIRouter, params
 from typing_extensions import Self
 
+from ._after import after_ids
 from ._config import OffloadConfig
 from ._declare import LaneName
 from ._errors import OffloadClosed
@@ -172,6 +173,7 @@ class Offload:
         keep_result: bool | None = None,
         retry_backoff: bool | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        after: TaskHandle | str | Sequence[TaskHandle | str] | None = None,
     ) -> RuntimeOptions:
         """Per-call settings for `submit`: `await offload.options(timeout=5).submit(f, x)`.
 
@@ -188,6 +190,7 @@ class Offload:
                 keep_result,
                 retry_backoff,
                 (retry_on,) if isinstance(retry_on, type) else retry_on,
+                after_ids(after),
             ),
         )
 

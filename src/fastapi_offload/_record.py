@@ -60,6 +60,7 @@ class TaskRecord:
     # What the task declares with Depends(...), resolved per attempt (`_task_deps`), and
     # the app whose `dependency_overrides` apply.
     needs: TaskDependencies | None = None
+    after: tuple[str, ...] = ()  # ids of the tasks that must succeed before it starts
     app: Any = None
 
     @property

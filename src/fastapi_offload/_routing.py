@@ -236,8 +236,14 @@ def build_record(
         ),
         retry_backoff=_first(options.retry_backoff, defaults and defaults.retry_backoff, False),
         retry_on=_retry_names(_first(options.retry_on, defaults and defaults.retry_on, None)),
+        after=options.after or (),
     )
     if lane == "remote":
+        if record.after:
+            raise NotOffloadable(
+                f"{name}: after= orders tasks of the local lanes; a remote backend runs "
+                "its tasks itself (chain them there, or run this one locally)"
+            )
         return record
     is_async = profile.is_async
     if lane == "loop" and not is_async:

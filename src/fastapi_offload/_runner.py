@@ -28,6 +28,7 @@ from ._results import Kept
 from ._retry import matches, retry_wait, type_names
 
 if TYPE_CHECKING:
+    from ._after import Ordering
     from ._tracing import TaskTracer
 
 __all__ = ["Runner"]
@@ -82,6 +83,7 @@ class Runner:
         self._thread = 0
         self._closed = False
         self.tracer: TaskTracer | None = None  # a span per task, with tracing=True
+        self.ordering: Ordering | None = None  # waits for the tasks of `after=`
 
     def open(self) -> None:
         """Bind to the running event loop; tasks start on it from now on."""
@@ -157,6 +159,11 @@ class Runner:
         if record.cancel_reason is not None:  # cancelled before it could start
             self._ledger.cancelled(record, record.cancel_reason)
             return
+        if record.after and self.ordering is not None:
+            # Pending meanwhile, and holding no lane slot; a cancel stops the wait.
+            if (reason := await self.ordering.blocked(record)) is not None:
+                self._ledger.cancelled(record, reason)
+                return
         # The task's own context (a copy, made when its asyncio task was created), so
         # this binding is seen by the task and its thread, and by nothing else.
         enter(_RecordContext(self._ledger, record))

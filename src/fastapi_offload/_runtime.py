@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._advisor import CpuAdvisor
+from ._after import Ordering
 from ._config import OffloadConfig
 from ._errors import BackendUnavailable, ConfigError, NotOffloadable, OffloadClosed
 from ._lanes import Lane, LoopLane, ThreadLane
@@ -72,6 +73,7 @@ class Runtime:
         )
         self.process_lane.report = self.ledger.progress
         self.runner = Runner(self.ledger, self.lanes, self._submit_late)
+        self.runner.ordering = Ordering(self.ledger, frozenset(self.lanes))
         if config.tracing:
             from ._tracing import TaskTracer  # imports OpenTelemetry only when asked
 
@@ -110,6 +112,13 @@ class Runtime:
             profiles=self._profiles,
             new_id=self._new_id,
         )
+        for task_id in record.after:
+            earlier = self.ledger.find(task_id)
+            if earlier is not None and not self.is_local(earlier):
+                raise NotOffloadable(
+                    f"{record.name}: after= names task {task_id}, which a remote backend "
+                    "runs; only tasks of the local lanes can be waited for"
+                )
         if (needs := dependencies_of(func, record.name)) is not None:
             needs.check_call(args, kwargs, record.lane)
             record.needs, record.app = needs, self.app
@@ -128,6 +137,7 @@ class Runtime:
                 keep_result=record.keep_result,
                 retry_backoff=record.retry_backoff,
                 retry_on=record.retry_on,
+                after=list(record.after),
             )
         self.ledger.admit(record)
         return record
@@ -226,7 +236,7 @@ class Runtime:
         record.lane, record.timeout = call.lane, call.timeout
         record.retries, record.retry_delay = call.retries, call.retry_delay
         record.keep_result, record.retry_backoff = call.keep_result, call.retry_backoff
-        record.retry_on = call.retry_on
+        record.retry_on, record.after = call.retry_on, call.after
         self.ledger.adopt(record)
         if record.attempts > record.retries + 1:
             # A task that takes its process down each time must not do so forever.

@@ -78,6 +78,7 @@ class Call:
     keep_result: bool
     retry_backoff: bool
     retry_on: tuple[str, ...] | None
+    after: tuple[str, ...] = ()
 
 
 class SavedCalls:
@@ -93,7 +94,7 @@ class SavedCalls:
 
     def dump(self, task_id: str, func: Callable[..., Any], **call: Any) -> bytes:
         """The signed bytes of one call; `call` holds args, kwargs, lane, timeout,
-        retries, retry_delay, keep_result, retry_backoff, retry_on."""
+        retries, retry_delay, keep_result, retry_backoff, retry_on, after."""
         name = path_of(func)
         if not registered(func):
             raise ConfigError(
@@ -180,6 +181,7 @@ class SavedCalls:
                 keep_result=bool(header["keep_result"]),
                 retry_backoff=bool(header["retry_backoff"]),
                 retry_on=None if retry_on is None else tuple(str(name) for name in retry_on),
+                after=tuple(str(task_id) for task_id in header.get("after", ())),
             )
         except Untrusted:
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Annotated, Any, ParamSpec
@@ -11,6 +11,7 @@ from fastapi import BackgroundTasks, Depends
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
+from ._after import after_ids
 from ._declare import LaneName
 from ._lookup import runtime_for
 from ._models import NO_OPTIONS, CallOptions, TaskHandle
@@ -64,9 +65,13 @@ class TaskCollector:
         keep_result: bool | None = None,
         retry_backoff: bool | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        after: TaskHandle | str | Sequence[TaskHandle | str] | None = None,
     ) -> TaskOptions:
         """Per-call settings, kept apart from the task's own keyword arguments:
         `tasks.options(lane="process", timeout=30).add_task(func, ...)`.
+
+        `after=handle` (or a list of handles): the task starts once those tasks
+        succeeded, and ends `cancelled`, naming the one, if any of them did not.
 
         Raises `ConfigError` for a bad value, naming the setting.
         """
@@ -81,6 +86,7 @@ class TaskCollector:
                 keep_result,
                 retry_backoff,
                 (retry_on,) if isinstance(retry_on, type) else retry_on,
+                after_ids(after),
             ),
         )
 
