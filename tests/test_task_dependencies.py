@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -16,6 +17,7 @@ from fastapi.security import SecurityScopes
 from fastapi_offload import NotOffloadable, Offload, OffloadTasks, TaskState, cpu_bound
 from fastapi_offload.testing import RecordingBackend
 
+from .conftest import StartServer
 from .helpers import serve
 
 pytestmark = pytest.mark.anyio
@@ -300,3 +302,24 @@ async def test_without_a_lifespan_the_requests_own_session_may_be_passed() -> No
 def use_session(db: Session) -> None:
     assert not db.closed
     log(f"used {db.number}")
+
+
+@pytest.mark.server
+def test_shutdown_exits_a_running_tasks_dependencies(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "deps.log"
+    server = start_server("tests.apps.deps_app:app", env={"DEPS_LOG": str(out)})
+    with server.client() as client:
+        assert client.post("/hold", params={"seconds": 60}).status_code == 202
+    deadline = time.monotonic() + 10
+    while "running with connection" not in (out.read_text() if out.exists() else ""):
+        assert time.monotonic() < deadline, "the task did not start"
+        time.sleep(0.05)
+    assert server.stop() in (0, -15)  # SIGTERM: the drain cancels it after shutdown_timeout
+    assert out.read_text().splitlines() == [
+        "open",
+        "running with connection",
+        "rollback CancelledError",
+        "close",
+    ]
