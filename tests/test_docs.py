@@ -111,6 +111,11 @@ def test_accepted_values_are_what_the_code_accepts(name: str) -> None:
         for bad in ("sqlite://x.db", "postgres://h/db", "sqlite:///"):
             with pytest.raises(ConfigError, match="store="):
                 Offload(store=bad)
+    elif spec.kind == "secret":
+        minimum = int(spec.minimum)
+        assert _accepts(name, "k" * minimum) and not _accepts(name, "k" * (minimum - 1))
+        assert _accepts(name, None) is spec.optional and not _accepts(name, b"k" * minimum)
+        assert "k" * minimum not in repr(OffloadConfig.resolve({name: "k" * minimum}))
     elif spec.kind == "backend":
         assert set(spec.choices) == {"local", *BACKENDS}
         with pytest.raises(ConfigError):

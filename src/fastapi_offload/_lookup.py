@@ -19,7 +19,7 @@ from ._errors import ConfigError
 from ._lifecycle import build_backend, started_on_this_loop
 from ._runtime import Runtime
 
-__all__ = ["RUNTIME_KEY", "STATE_KEY", "expect_lifespan", "runtime_for"]
+__all__ = ["RUNTIME_KEY", "STATE_KEY", "mark_routes", "runtime_for"]
 
 logger = logging.getLogger("fastapi_offload")
 
@@ -32,10 +32,10 @@ RUNTIME_KEY = "fastapi_offload_runtime"
 # app. Weak keys: an app that is gone takes its default runtime along.
 _DEFAULTS: RunVar[weakref.WeakKeyDictionary[Any, Runtime]] = RunVar("fastapi_offload_defaults")
 _noted = False
-# Offloads given a durable store in code: a request that falls back to the default
-# runtime while one of them was never started would quietly keep its tasks in memory.
-# Weak: only for that error, never to pick a runtime.
-_DURABLE: weakref.WeakSet[Runtime] = weakref.WeakSet()
+# Set on the endpoints of an Offload's routers: an app that mounts the router of an
+# Offload with a durable store but never ran its lifespan is told so (its requests would
+# quietly keep their tasks in memory).
+_MARK = "__fastapi_offload_runtime__"
 
 
 class _NoApp:  # the key for a connection without an app (a bare ASGI test); weak-referable
@@ -45,9 +45,38 @@ class _NoApp:  # the key for a connection without an app (a bare ASGI test); wea
 _NO_APP = _NoApp()
 
 
-def expect_lifespan(runtime: Runtime) -> None:
-    """`runtime` has a durable store: serving a request without it started is an error."""
-    _DURABLE.add(runtime)
+def mark_routes(runtime: Runtime, routes: Any) -> None:
+    """Tie an Offload's router endpoints to its runtime (see `_forgotten`)."""
+    for route in routes:
+        endpoint = getattr(route, "endpoint", None)
+        if endpoint is not None:
+            setattr(endpoint, _MARK, runtime)
+
+
+def _forgotten(app: Any, preferred: Runtime | None) -> None:
+    candidates: list[Any] = [preferred] if preferred is not None else []
+    candidates += [getattr(getattr(r, "endpoint", None), _MARK, None) for r in app_routes(app)]
+    for runtime in candidates:
+        if isinstance(runtime, Runtime) and runtime.store.durable and not runtime.detached:
+            raise ConfigError(
+                f"an Offload with store={runtime.config.store!r} was created but its "
+                "lifespan never ran, so this request would keep its tasks in memory only: "
+                "use FastAPI(lifespan=offload.lifespan), or `async with "
+                "offload.lifespan(app):` inside a lifespan of your own"
+            )
+
+
+def app_routes(app: Any, depth: int = 4) -> list[Any]:
+    """The app's routes, with those of included routers (FastAPI >= 0.16x keeps an
+    included router whole, as `original_router`) and mounts, a few levels deep."""
+    found: list[Any] = []
+    for route in getattr(app, "routes", None) or ():
+        found.append(route)
+        if depth > 0:
+            for inner in (getattr(route, "original_router", None), getattr(route, "app", None)):
+                if inner is not None and inner is not app:
+                    found += app_routes(inner, depth - 1)
+    return found
 
 
 def runtime_for(conn: HTTPConnection, preferred: Runtime | None = None) -> Runtime:
@@ -61,7 +90,10 @@ def runtime_for(conn: HTTPConnection, preferred: Runtime | None = None) -> Runti
         found = getattr(conn.app.state, RUNTIME_KEY, None)
     if isinstance(found, Runtime):
         return found
-    return _default_runtime(conn.scope.get("app", _NO_APP))
+    app = conn.scope.get("app", _NO_APP)
+    if preferred is not None and preferred.store.durable:
+        _forgotten(app, preferred)  # its own router: cheap, and never a false alarm
+    return _default_runtime(app)
 
 
 def _default_runtime(app: Any) -> Runtime:
@@ -80,13 +112,7 @@ def _default_runtime(app: Any) -> Runtime:
                 "unfinished tasks at start-up and renews their leases): use "
                 "FastAPI(lifespan=offload.lifespan), or unset OFFLOAD_STORE"
             )
-        if forgotten := [r for r in _DURABLE if not r.detached]:
-            raise ConfigError(
-                f"an Offload with store={forgotten[0].config.store!r} was created but its "
-                "lifespan never ran, so this request would keep its tasks in memory only: "
-                "use FastAPI(lifespan=offload.lifespan), or `async with "
-                "offload.lifespan(app):` inside a lifespan of your own"
-            )
+        _forgotten(app, None)  # once per app and loop: the app's routes are scanned
         runtime = Runtime(config, build_backend(config, None))
         if app is not _NO_APP:
             runtime.serve(app)

@@ -16,7 +16,7 @@ from ._config import OffloadConfig
 from ._declare import LaneName
 from ._errors import OffloadClosed
 from ._lifecycle import Lifecycle, build_backend, build_store
-from ._lookup import RUNTIME_KEY, STATE_KEY, expect_lifespan
+from ._lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 from ._models import NO_OPTIONS, CallOptions, OffloadStats, TaskHandle, TaskInfo
 from ._public import public
 from ._runtime import Runtime
@@ -90,8 +90,6 @@ class Offload:
         )
         self._lifecycle = Lifecycle(self._runtime)
         self._started = False
-        if self.config.durable_store:
-            expect_lifespan(self._runtime)
 
     def __repr__(self) -> str:
         backend = self.backend.name if self.backend else "local"
@@ -275,7 +273,7 @@ class Offload:
         """
         from ._router import build_status_router
 
-        return build_status_router(
+        router = build_status_router(
             self._runtime,
             prefix=prefix,
             tags=tags or ["tasks"],
@@ -283,6 +281,8 @@ class Offload:
             dependencies=list(dependencies or ()),
             cancel_dependencies=list(cancel_dependencies or ()),
         )
+        mark_routes(self._runtime, router.routes)  # a forgotten lifespan is then named
+        return router
 
     def dashboard_router(
         self,
@@ -303,7 +303,7 @@ class Offload:
         """
         from ._dashboard import build_dashboard_router
 
-        return build_dashboard_router(
+        router = build_dashboard_router(
             self._runtime,
             prefix=prefix,
             tags=tags or ["offload"],
@@ -311,6 +311,8 @@ class Offload:
             cancel=cancel,
             show_arguments=show_arguments,
         )
+        mark_routes(self._runtime, router.routes)
+        return router
 
     def metrics_router(
         self,
