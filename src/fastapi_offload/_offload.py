@@ -55,6 +55,7 @@ class Offload:
         store: str | None = None,
         store_lease: float | None = None,
         store_retention: float | None = None,
+        store_timeout: float | None = None,
         keep_results: bool | None = None,
         result_max_bytes: int | None = None,
         tracing: bool | None = None,
@@ -74,6 +75,7 @@ class Offload:
             "store": store,
             "store_lease": store_lease,
             "store_retention": store_retention,
+            "store_timeout": store_timeout,
             "keep_results": keep_results,
             "result_max_bytes": result_max_bytes,
             "tracing": tracing,
@@ -212,7 +214,9 @@ class Offload:
     async def status(self, task_id: str) -> TaskInfo:
         """The task's `TaskInfo`; state `unknown` for an id this runtime never saw.
 
-        Remote tasks are looked up in the backend (off the event loop).
+        Remote tasks are looked up in the backend (off the event loop). Raises
+        `StoreUnavailable` (a 503 with `Retry-After` inside a request) when a durable
+        store cannot be read within `store_timeout`: "could not ask" is never `unknown`.
         """
         return await self._runtime.status(task_id)
 
