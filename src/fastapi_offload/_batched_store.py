@@ -119,7 +119,7 @@ class BatchedStore:
 
     async def request_cancel(self, task_id: str) -> bool:
         doing = f"ask for task {task_id} to be cancelled"
-        return await self._call(self._request_cancel, task_id, doing=doing)
+        return await self._call(self._request_cancel, task_id, doing=doing, writes=True)
 
     async def cancel_requests(self) -> list[str]:
         # A request stays on the task's row until the task settles, so that it follows the
@@ -144,12 +144,13 @@ class BatchedStore:
         await self._request("renew")
 
     async def reclaim(self) -> list[Orphan]:
-        return await self._call(self._reclaim, doing="reclaim the tasks of stopped processes")
+        doing = "reclaim the tasks of stopped processes"
+        return await self._call(self._reclaim, doing=doing, writes=True)
 
     async def _request(self, kind: str) -> None:
         writer = self._writer
         if writer is None or self._closing or not writer.is_alive():
-            raise self._down(RECORD, "the store is not open (or is closing)")
+            raise self._down(RECORD, "the store is not open (or is closing)", shown=True)
         if kind != "stop" and not self._writes.allow():
             raise self._refused(RECORD, self._writes)
         marker = _Marker(kind, asyncio.get_running_loop().create_future())
@@ -162,11 +163,14 @@ class BatchedStore:
         except TimeoutError:
             cause = f"no commit within {self.timeout:g} s (store_timeout)"
             self._writes.failed(cause)
-            raise self._down(RECORD, cause) from None
+            raise self._down(RECORD, cause, shown=True) from None
 
-    async def _call(self, func: Callable[..., T], *args: object, doing: str) -> T:
-        """`func(*args)` in a reader thread, within `timeout`, through the read breaker."""
-        breaker = self._reads
+    async def _call(
+        self, func: Callable[..., T], *args: object, doing: str, writes: bool = False
+    ) -> T:
+        """`func(*args)` in a reader thread, within `timeout`, through the read breaker
+        (the write breaker for a write: a cancel request, a reclaim)."""
+        breaker = self._writes if writes else self._reads
         if breaker.blocked():
             raise self._refused(doing, breaker)
 
@@ -191,16 +195,18 @@ class BatchedStore:
         except TimeoutError:
             cause = f"no answer within {self.timeout:g} s (store_timeout)"
             breaker.failed(cause)
-            raise self._down(doing, cause) from None
+            raise self._down(doing, cause, shown=True) from None
         breaker.succeeded()
         return found
 
-    def _down(self, doing: str, cause: str) -> StoreUnavailable:
+    def _down(self, doing: str, cause: str, *, shown: bool = False) -> StoreUnavailable:
         # What a client sees names neither the file nor the host (the log does, with the
         # breaker's line); the cause stays on the error for the dashboard and the caller.
+        # `shown`: a cause of our own words (a timeout, a closed store), safe to show.
+        why = f" ({cause})" if shown else ""
         error = StoreUnavailable(
-            f"the task store is unavailable, so the server could not {doing}. Retry in a "
-            "moment; the server's log names the cause."
+            f"the task store is unavailable{why}, so the server could not {doing}. Retry "
+            "in a moment; the server's log names the cause."
         )
         error.cause = cause
         return error
@@ -316,7 +322,7 @@ class BatchedStore:
             except queue.Empty:
                 return
             if isinstance(op, _Marker):
-                error = self._down(RECORD, "the store closed")
+                error = self._down(RECORD, "the store closed", shown=True)
                 with contextlib.suppress(RuntimeError):
                     op.future.get_loop().call_soon_threadsafe(_settle, op.future, error)
 

@@ -157,7 +157,7 @@ class RedisStore(BatchedStore):
 
     def _pipeline(self, build: Callable[[Pipeline], object]) -> list[Any]:
         if (client := self._client) is None:
-            raise self._down("reach it", "the store is not open")
+            raise self._down("reach it", "the store is not open", shown=True)
         for attempt in (1, 2):
             pipe = client.pipeline(transaction=False)
             build(pipe)
