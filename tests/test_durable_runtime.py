@@ -72,10 +72,9 @@ async def test_a_store_that_cannot_write_is_a_503_and_the_api_recovers(tmp_path:
         detail = response.json()["detail"]
         assert "could not record the task" in detail and str(folder) not in detail
         folder.mkdir()
-        # The store's breaker lets a probe through within a second: then it accepts again.
-        with anyio.fail_after(10):
-            while (await client.post("/")).status_code == 503:
-                await anyio.sleep(0.1)
+        # The store's breaker lets a probe through after a second: then it accepts again.
+        await anyio.sleep(1.2)
+        assert (await client.post("/")).status_code == 202
         await offload.join()
         assert offload.stats().lanes["thread"].waiting == 0
 

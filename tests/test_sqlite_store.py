@@ -453,7 +453,8 @@ async def test_a_flush_fails_while_the_directory_is_gone_and_works_once_it_is_ba
     a.put(record("x"))
     with pytest.raises(StoreUnavailable, match=r"^the task store is unavailable") as caught:
         await a.flush()
-    assert "could not record the task" in str(caught.value) and "offload.db" not in str(caught.value)
+    said = str(caught.value)
+    assert "could not record the task" in said and "offload.db" not in said
     assert "kept to retry" in caplog.text and "'x'" in caplog.text
     assert "offload.db" in caplog.text  # the log names the file
     directory.mkdir()
