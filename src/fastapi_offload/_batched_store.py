@@ -182,6 +182,7 @@ class BatchedStore:
             try:
                 return func(*args)
             except self.failures as exc:
+                self._failed_in_thread(exc)
                 breaker.failed(cause := _cause(exc))
                 raise self._down(doing, cause) from exc
 
@@ -256,6 +257,10 @@ class BatchedStore:
 
     def _disconnect(self) -> None:
         """Close the writer's connection (in the writer thread, after its last batch)."""
+
+    def _failed_in_thread(self, exc: BaseException) -> None:
+        """A call in a reader thread failed with `exc` (one of `failures`): drop what
+        must not be reused (a connection that met a broken file)."""
 
     def _unavailable(self, exc: object) -> StoreUnavailable:
         """A failed commit, as the error a flush raises (the detail was logged)."""

@@ -176,6 +176,13 @@ class SqliteStore(BatchedStore):
             conn = self._readers[key] = self._connect()
         return conn
 
+    def _failed_in_thread(self, exc: BaseException) -> None:
+        # A connection that met a broken file ("file is not a database") keeps saying so
+        # after the file is repaired: the next read of this thread opens a new one.
+        key = (threading.get_ident(), self._generation)
+        if (conn := self._readers.pop(key, None)) is not None:
+            conn.close()
+
     def _select(self, where: str, *args: object, columns: str = INFO) -> list[TaskInfo]:
         # A row that cannot be decoded is skipped with a warning: the API keeps serving.
         # A file that cannot be read raises (a 503): "no such task" would be a lie.
@@ -284,6 +291,10 @@ class SqliteStore(BatchedStore):
             )  # fmt: skip
             if not retry:
                 pending.clear()
+            if type(exc) is sqlite3.DatabaseError and self._conn is not None:
+                # As for readers: this connection would keep failing on a repaired file.
+                self._conn.close()
+                self._conn = None
             return self._unavailable(exc)
         return None
 
