@@ -87,6 +87,7 @@ SPECS: dict[str, Spec] = {
     "store": Spec("store"),
     "store_lease": Spec("seconds", minimum=0, exclusive=True),
     "store_retention": Spec("seconds", minimum=0, exclusive=True),
+    "store_timeout": Spec("seconds", minimum=0, exclusive=True),
 }
 
 # The remote backends' settings (fastapi_offload.backends._settings.RemoteSettings):
