@@ -163,6 +163,8 @@ def test_a_killed_redis_is_a_503_and_a_stream_keeps_following(
     wait_until(lambda: "event: status" in stream.text, 10, "the stream's first status")
 
     own_redis.kill()
+    # Opened during the outage: a stream too (a 503 would make EventSource give up).
+    late = follow(f"{reader.url}/tasks/{running}/events", seconds=2)
     with reader.client() as client:
         # Old: 404 `unknown` for a task that succeeded.
         assert_store_unavailable(
@@ -180,6 +182,9 @@ def test_a_killed_redis_is_a_503_and_a_stream_keeps_following(
     # Old: `end {"state":"unknown"}`, and the browser stopped following a live task.
     assert "event: end" not in stream.text and "id: end" not in stream.text, stream.text
     assert "event: store_unavailable" in stream.text, stream.text
+    wait_until(lambda: late.done, 15, "the late stream closing after its 2 s")
+    assert late.text.startswith("retry: 1000") and "event: end" not in late.text, late.text
+    assert "event: store_unavailable" in late.text, late.text
 
 
 @pytest.mark.redis
