@@ -251,7 +251,9 @@ class Offload:
         `GET {prefix}/{task_id}/events` (a Server-Sent Events stream of its changes).
 
         Mount it with `app.include_router(offload.status_router())`. An unknown id gets
-        a 404 whose body still has `state: "unknown"`. `cancel=True` adds
+        a 404 whose body still has `state: "unknown"`; while a durable store cannot be
+        read, a 503 with `Retry-After` (never a 404), and the stream sends
+        `store_unavailable` events instead of ending. `cancel=True` adds
         `DELETE {prefix}/{task_id}`, which cancels the task (202; 404 for an unknown
         id, 409 for one that has ended): protect it with `cancel_dependencies=[Depends(...)]`
         (that route only) or `dependencies=[...]` (every route), as for any FastAPI router.

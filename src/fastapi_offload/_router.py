@@ -136,7 +136,8 @@ def build_status_router(
 
 async def cancel_response(runtime: Runtime, task_id: str) -> JSONResponse:
     """Cancel `task_id` and answer with its status: 202 (asked: a thread task or one in
-    another process stops soon), 404 (unknown id) or 409 (it had ended)."""
+    another process stops soon), 404 (unknown id) or 409 (it had ended); a durable
+    store that cannot answer raises `StoreUnavailable` (a 503 with `Retry-After`)."""
     cancelled = await runtime.cancel(task_id)
     info = await runtime.status(task_id)
     if cancelled:
