@@ -144,8 +144,11 @@ class BatchedStore:
         await self._request("renew")
 
     async def reclaim(self) -> list[Orphan]:
+        # Upkeep, not a request: it may prune thousands of rows, so it gets a third of the
+        # lease (its period) rather than the request timeout, and is not abandoned early.
         doing = "reclaim the tasks of stopped processes"
-        return await self._call(self._reclaim, doing=doing, writes=True)
+        deadline = max(self.timeout, self.lease / 3)
+        return await self._call(self._reclaim, doing=doing, writes=True, deadline=deadline)
 
     async def _request(self, kind: str) -> None:
         writer = self._writer
@@ -166,10 +169,17 @@ class BatchedStore:
             raise self._down(RECORD, cause, shown=True) from None
 
     async def _call(
-        self, func: Callable[..., T], *args: object, doing: str, writes: bool = False
+        self,
+        func: Callable[..., T],
+        *args: object,
+        doing: str,
+        writes: bool = False,
+        deadline: float | None = None,
     ) -> T:
-        """`func(*args)` in a reader thread, within `timeout`, through the read breaker
-        (the write breaker for a write: a cancel request, a reclaim)."""
+        """`func(*args)` in a reader thread, within `deadline` (default: `timeout`),
+        through the read breaker (the write breaker for a write: a cancel request, a
+        reclaim)."""
+        deadline = self.timeout if deadline is None else deadline
         breaker = self._writes if writes else self._reads
         if breaker.blocked():
             raise self._refused(doing, breaker)
@@ -189,12 +199,12 @@ class BatchedStore:
         try:
             # Abandoned on a timeout: the thread ends within the client's own timeout
             # (socket or busy timeout), but nobody waits for it.
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(deadline):
                 found = await anyio.to_thread.run_sync(
                     guarded, limiter=self._limiter, abandon_on_cancel=True
                 )
         except TimeoutError:
-            cause = f"no answer within {self.timeout:g} s (store_timeout)"
+            cause = f"no answer within {deadline:g} s"
             breaker.failed(cause)
             raise self._down(doing, cause, shown=True) from None
         breaker.succeeded()
