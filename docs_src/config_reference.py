@@ -91,6 +91,7 @@ SPECS: dict[str, Spec] = {
     "store_lease": Spec("seconds", minimum=0, exclusive=True),
     "store_retention": Spec("seconds", minimum=0, exclusive=True),
     "secret_key": Spec("secret", minimum=16, optional=True),
+    "store_timeout": Spec("seconds", minimum=0, exclusive=True),
 }
 
 # The remote backends' settings (fastapi_offload.backends._settings.RemoteSettings):

@@ -6,6 +6,12 @@ tuple (the columns of `_sqlite_schema.COLUMNS`) and queues it; the writer takes
 everything waiting, collapses one task's puts into one write, and calls the subclass's
 `_commit`. A failed batch's rows stay for the next one, so a flush after the store came
 back writes them.
+
+Every call is time-bounded (`timeout`, the `store_timeout` option): a read that gets no
+answer in time, or a flush whose commit does not come, raises `StoreUnavailable` (a 503).
+A failure opens a breaker (`_breaker`), so later calls fail at once instead of each
+waiting out the timeout, until a probe finds the store answering again. A read that
+cannot be answered raises: it never reads as "no such task".
 """
 
 from __future__ import annotations
@@ -14,18 +20,23 @@ import asyncio
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
 
+from ._breaker import Breaker
 from ._errors import StoreUnavailable
 from ._models import TaskInfo
 from ._record import TaskRecord
 from ._sqlite_schema import Row
+from ._store import Orphan
 
 __all__ = ["BatchedStore", "interrupted_reason"]
 
@@ -34,6 +45,9 @@ logger = logging.getLogger("fastapi_offload")
 MAX_BATCH = 10_000  # operations per commit: bounds one commit's size and duration
 # Positions in a row: who leases it (None: settled), until when, and when it settled.
 OWNER, LEASE_UNTIL, SETTLED_AT = 9, 10, 17
+PROBE_EVERY = 1.0  # seconds between two probes of a store that failed (the Retry-After)
+_PASSWORD = re.compile(r"(://[^:/@\s]*):[^@\s]*@")  # user:password@ in a URL
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +64,15 @@ class BatchedStore:
     durable = True
     owner: str
     lease: float
+    #: What a subclass's calls raise when the store cannot answer (down, locked, I/O).
+    failures: tuple[type[BaseException], ...] = (OSError,)
 
-    def __init__(self) -> None:
+    def __init__(self, *, timeout: float = 1.0, probe_every: float = PROBE_EVERY) -> None:
+        """Call last in a subclass's `__init__`: the breakers are named by `repr(self)`."""
+        self.timeout = timeout
+        # Reads and writes fail apart (a full disk still reads): one breaker each.
+        self._reads = Breaker(f"task store {self!r} (reads)", cooldown=probe_every)
+        self._writes = Breaker(f"task store {self!r} (writes)", cooldown=probe_every)
         # This process's records by reference, so a look-up of a task running here needs
         # no query; a finished one stays until its last state is committed.
         self._here: dict[str, TaskRecord] = {}
@@ -86,24 +107,25 @@ class BatchedStore:
         record = self._here.get(task_id)
         if record is not None:  # a task of this process: current, and no query
             return record.info()
-        found = await anyio.to_thread.run_sync(self._fetch, task_id, limiter=self._limiter)
+        found = await self._call(self._fetch, task_id, doing=f"read the status of task {task_id}")
         return found[0] if found else None
 
     async def active(self) -> list[TaskInfo]:
-        stored = await anyio.to_thread.run_sync(self._fetch_live, limiter=self._limiter)
+        stored = await self._call(self._fetch_live, doing="read the live tasks")
         here = dict(self._here)  # a copy: `put` may run in a sync endpoint's thread
         found = {info.id: info for info in stored if info.id not in here}
         found.update((i, record.info()) for i, record in here.items() if record.live)
         return list(found.values())
 
     async def request_cancel(self, task_id: str) -> bool:
-        return await anyio.to_thread.run_sync(self._request_cancel, task_id, limiter=self._limiter)
+        doing = f"ask for task {task_id} to be cancelled"
+        return await self._call(self._request_cancel, task_id, doing=doing, writes=True)
 
     async def cancel_requests(self) -> list[str]:
         # A request stays on the task's row until the task settles, so that it follows the
         # task to a new owner if this process dies after reading it: what was returned is
         # remembered instead (only while still requested, so the set stays small).
-        requested = await anyio.to_thread.run_sync(self._cancels, limiter=self._limiter)
+        requested = await self._call(self._cancels, doing="read the cancel requests")
         returned, fresh = self._cancels_returned, []
         for task_id in requested:
             record = self._here.get(task_id)
@@ -121,13 +143,87 @@ class BatchedStore:
     async def renew(self) -> None:
         await self._request("renew")
 
+    async def reclaim(self) -> list[Orphan]:
+        # Upkeep, not a request: it may prune thousands of rows, so it gets a third of the
+        # lease (its period) rather than the request timeout, and is not abandoned early.
+        doing = "reclaim the tasks of stopped processes"
+        deadline = max(self.timeout, self.lease / 3)
+        return await self._call(self._reclaim, doing=doing, writes=True, deadline=deadline)
+
     async def _request(self, kind: str) -> None:
         writer = self._writer
         if writer is None or self._closing or not writer.is_alive():
-            raise self._unavailable("the store is not open (or is closing)")
+            raise self._down(RECORD, "the store is not open (or is closing)", shown=True)
+        if kind != "stop" and not self._writes.allow():
+            raise self._refused(RECORD, self._writes)
         marker = _Marker(kind, asyncio.get_running_loop().create_future())
         self._queue.put(marker)
-        await marker.future
+        try:
+            # The marker's future is cancelled on a timeout: the writer, when its commit
+            # ends, finds it done and leaves it. What was queued is still written then.
+            with anyio.fail_after(self.timeout):
+                await marker.future
+        except TimeoutError:
+            cause = f"no commit within {self.timeout:g} s (store_timeout)"
+            self._writes.failed(cause)
+            raise self._down(RECORD, cause, shown=True) from None
+
+    async def _call(
+        self,
+        func: Callable[..., T],
+        *args: object,
+        doing: str,
+        writes: bool = False,
+        deadline: float | None = None,
+    ) -> T:
+        """`func(*args)` in a reader thread, within `deadline` (default: `timeout`),
+        through the read breaker (the write breaker for a write: a cancel request, a
+        reclaim)."""
+        deadline = self.timeout if deadline is None else deadline
+        breaker = self._writes if writes else self._reads
+        if breaker.blocked():
+            raise self._refused(doing, breaker)
+
+        def guarded() -> T:
+            # Checked again in the thread: calls that queued for a reader thread while
+            # the store hung fail at once once the breaker opened.
+            if not breaker.allow():
+                raise self._refused(doing, breaker)
+            try:
+                return func(*args)
+            except self.failures as exc:
+                self._failed_in_thread(exc)
+                breaker.failed(cause := _cause(exc))
+                raise self._down(doing, cause) from exc
+
+        try:
+            # Abandoned on a timeout: the thread ends within the client's own timeout
+            # (socket or busy timeout), but nobody waits for it.
+            with anyio.fail_after(deadline):
+                found = await anyio.to_thread.run_sync(
+                    guarded, limiter=self._limiter, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            cause = f"no answer within {deadline:g} s"
+            breaker.failed(cause)
+            raise self._down(doing, cause, shown=True) from None
+        breaker.succeeded()
+        return found
+
+    def _down(self, doing: str, cause: str, *, shown: bool = False) -> StoreUnavailable:
+        # What a client sees names neither the file nor the host (the log does, with the
+        # breaker's line); the cause stays on the error for the dashboard and the caller.
+        # `shown`: a cause of our own words (a timeout, a closed store), safe to show.
+        why = f" ({cause})" if shown else ""
+        error = StoreUnavailable(
+            f"the task store is unavailable{why}, so the server could not {doing}. Retry "
+            "in a moment; the server's log names the cause."
+        )
+        error.cause = cause
+        return error
+
+    def _refused(self, doing: str, breaker: Breaker) -> StoreUnavailable:
+        return self._down(doing, breaker.error or "the store failed a moment ago")
 
     def _start_writer(self, name: str) -> None:
         self._closing = False
@@ -165,11 +261,20 @@ class BatchedStore:
         """The ids of this owner's live rows marked as asked to cancel, in a thread."""
         raise NotImplementedError
 
+    def _reclaim(self) -> list[Orphan]:
+        """Settle the rows of owners whose lease ran out (see `Store.reclaim`), in a thread."""
+        raise NotImplementedError
+
     def _disconnect(self) -> None:
         """Close the writer's connection (in the writer thread, after its last batch)."""
 
+    def _failed_in_thread(self, exc: BaseException) -> None:
+        """A call in a reader thread failed with `exc` (one of `failures`): drop what
+        must not be reused (a connection that met a broken file)."""
+
     def _unavailable(self, exc: object) -> StoreUnavailable:
-        raise NotImplementedError
+        """A failed commit, as the error a flush raises (the detail was logged)."""
+        return self._down(RECORD, _cause(exc) if isinstance(exc, BaseException) else str(exc))
 
     # -- in the writer thread -----------------------------------------------------------
 
@@ -204,6 +309,10 @@ class BatchedStore:
             except BaseException as exc:  # a bug of ours: answer the waiters, keep the rows
                 logger.exception("task store %s: the writer failed", self)
                 error = self._unavailable(exc)
+            if error is not None:
+                self._writes.failed(getattr(error, "cause", None) or str(error))
+            elif pending or kinds:
+                self._writes.succeeded()
             if error is None:
                 for task_id, row in pending.items():
                     record = self._here.get(task_id)
@@ -228,7 +337,7 @@ class BatchedStore:
             except queue.Empty:
                 return
             if isinstance(op, _Marker):
-                error = self._unavailable("the store closed")
+                error = self._down(RECORD, "the store closed", shown=True)
                 with contextlib.suppress(RuntimeError):
                     op.future.get_loop().call_soon_threadsafe(_settle, op.future, error)
 
@@ -241,6 +350,19 @@ def interrupted_reason(owner: str, ran_out: str, requeue: bool) -> str:
         f"out at {ran_out} UTC; it was not run again because {because}"
         + ("" if requeue else "@task(requeue=True)")
     )
+
+
+RECORD = "record the task, so it was not accepted"
+
+
+def _cause(exc: BaseException) -> str:
+    """`exc` as the cause of an outage: its type and text, any URL password masked."""
+    return f"{type(exc).__name__}: {mask_passwords(str(exc))}"
+
+
+def mask_passwords(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _PASSWORD.sub(r"\1:***@", text)
 
 
 def utc_text(moment: float) -> str:

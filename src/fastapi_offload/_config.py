@@ -173,6 +173,14 @@ class OffloadConfig:
         kind="str",
         repr=False,
     )
+    store_timeout: float = _opt(
+        1.0,
+        "OFFLOAD_STORE_TIMEOUT",
+        "Durable stores: seconds one read or write of the store may take. A store that "
+        "does not answer in time (down, frozen, locked) makes the request a `503` with "
+        "`Retry-After` (a status read too: never a 404), and later calls fail at once "
+        "until a probe, once a second, finds it answering again.",
+    )
 
     def __post_init__(self) -> None:
         for name in ("thread_workers", "max_pending", "status_capacity", "result_max_bytes"):
@@ -182,6 +190,7 @@ class OffloadConfig:
         check_seconds("loop_block_threshold", self.loop_block_threshold, minimum=0)
         check_seconds("store_lease", self.store_lease, minimum=0, exclusive=True)
         check_seconds("store_retention", self.store_retention, minimum=0, exclusive=True)
+        check_seconds("store_timeout", self.store_timeout, minimum=0, exclusive=True)
         store_path(self.store)  # raises ConfigError for a bad URL
         check_secret_key(self.secret_key)
         if self.timeout is not None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._advisor import CpuFinding
+from ._errors import StoreUnavailable
 from ._models import TaskInfo
 from ._record import TaskRecord
 from ._runtime import Runtime
@@ -130,6 +131,8 @@ class Feed:
                 known = {row.id for row in rows}
                 found = await runtime.store.active()
                 elsewhere = [_info(info, now) for info in found if info.id not in known]
+            except StoreUnavailable as exc:  # the page shows why (no password, no 503)
+                store_error = f"the task store is unavailable: {exc.cause or exc}"
             except Exception as exc:  # the page must show an unreachable store, not fail
                 store_error = str(exc) or repr(exc)
         self._ask_workers(runtime)

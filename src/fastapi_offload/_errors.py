@@ -93,8 +93,15 @@ class BackendUnavailable(_ServiceUnavailable):
 
 @public
 class StoreUnavailable(_ServiceUnavailable):
-    """The durable task store could not record the task (disk full, locked, down);
-    the task was not accepted."""
+    """The durable task store could not be written or read in time (disk full, locked,
+    down, frozen): a task was not accepted, or a status could not be read.
+
+    A 503 with `Retry-After`. Its message says "the task store" and names neither the
+    file nor the host; `cause` holds what failed (the server's log says it too, with the
+    store's path or URL, password masked).
+    """
+
+    cause: str | None = None
 
 
 @public

@@ -223,13 +223,20 @@ def build_store(config: OffloadConfig) -> Store:
         return MemoryStore(config.status_capacity, 64 * config.result_max_bytes)
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
     lease, capacity, retention = config.store_lease, config.status_capacity, config.store_retention
-    path = config.store_path
+    timeout, path = config.store_timeout, config.store_path
     if path is not None:
         from ._sqlite_store import SqliteStore
 
-        return SqliteStore(path, owner=owner, lease=lease, capacity=capacity, retention=retention)
+        return SqliteStore(
+            path, owner=owner, lease=lease, capacity=capacity, retention=retention, timeout=timeout
+        )
     from ._redis_store import RedisStore  # ImportError naming the extra if redis is missing
 
     return RedisStore(
-        config.store, owner=owner, lease=lease, capacity=capacity, retention=retention
+        config.store,
+        owner=owner,
+        lease=lease,
+        capacity=capacity,
+        retention=retention,
+        timeout=timeout,
     )

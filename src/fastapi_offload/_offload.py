@@ -57,6 +57,7 @@ class Offload:
         store_lease: float | None = None,
         store_retention: float | None = None,
         secret_key: str | None = None,
+        store_timeout: float | None = None,
         keep_results: bool | None = None,
         result_max_bytes: int | None = None,
         wait_for_tasks: bool | None = None,
@@ -78,6 +79,7 @@ class Offload:
             "store_lease": store_lease,
             "store_retention": store_retention,
             "secret_key": secret_key,
+            "store_timeout": store_timeout,
             "keep_results": keep_results,
             "result_max_bytes": result_max_bytes,
             "wait_for_tasks": wait_for_tasks,
@@ -222,7 +224,9 @@ class Offload:
         """The task's `TaskInfo`; state `unknown` for an id this runtime never saw.
 
         Remote tasks are looked up in the backend (off the event loop). Raises
-        `OffloadClosed` for a durable store that was never opened (no lifespan ran).
+        `OffloadClosed` for a durable store that was never opened (no lifespan ran), and
+        `StoreUnavailable` (a 503 with `Retry-After` inside a request) when a durable
+        store cannot be read within `store_timeout`: "could not ask" is never `unknown`.
         """
         self._check_store_open()
         return await self._runtime.status(task_id)
@@ -266,7 +270,9 @@ class Offload:
         `GET {prefix}/{task_id}/events` (a Server-Sent Events stream of its changes).
 
         Mount it with `app.include_router(offload.status_router())`. An unknown id gets
-        a 404 whose body still has `state: "unknown"`. `cancel=True` adds
+        a 404 whose body still has `state: "unknown"`; while a durable store cannot be
+        read, a 503 with `Retry-After` (never a 404), and the stream sends
+        `store_unavailable` events instead of ending. `cancel=True` adds
         `DELETE {prefix}/{task_id}`, which cancels the task (202; 404 for an unknown
         id, 409 for one that has ended): protect it with `cancel_dependencies=[Depends(...)]`
         (that route only) or `dependencies=[...]` (every route), as for any FastAPI router.

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import anyio.to_thread
 
-from ._batched_store import SETTLED_AT, BatchedStore, interrupted_reason
+from ._batched_store import PROBE_EVERY, SETTLED_AT, BatchedStore, interrupted_reason
 from ._errors import ConfigError, StoreUnavailable
 from ._extras import install_hint
 from ._models import TaskInfo, TaskState
@@ -67,6 +67,8 @@ class RedisStore(BatchedStore):
     """Statuses in Redis: live tasks always, finished ones up to `capacity` and `retention`
     seconds. `len()` is approximate: the count as of this process's last pruning batch."""
 
+    failures = (redis.RedisError, OSError)
+
     def __init__(
         self,
         url: str,
@@ -76,14 +78,16 @@ class RedisStore(BatchedStore):
         capacity: int,
         retention: float,
         prefix: str = "fastapi_offload",
+        timeout: float = 1.0,
+        probe_every: float = PROBE_EVERY,
     ) -> None:
-        super().__init__()
         self.url, self.owner, self.lease, self.prefix = url, owner, lease, prefix
         self.capacity, self.retention = capacity, retention
         self._shown = _masked(url)  # what messages and logs name: never the password
         self._live, self._settled = f"{prefix}:live", f"{prefix}:settled"
         self._client: redis.Redis | None = None
         self._shas: dict[str, str] = {}
+        super().__init__(timeout=timeout, probe_every=probe_every)
 
     def __repr__(self) -> str:
         return f"RedisStore(url={self._shown!r}, owner={self.owner!r})"
@@ -105,18 +109,17 @@ class RedisStore(BatchedStore):
             self._client = None
             client.close()
 
-    async def reclaim(self) -> list[Orphan]:
-        return await anyio.to_thread.run_sync(self._reclaim, limiter=self._limiter)
-
     # -- in threads ---------------------------------------------------------------------
 
     def _connect(self) -> redis.Redis:
-        try:  # short timeouts and one retry: a dead Redis fails a flush fast, as a 503
+        try:  # the store timeout on every socket operation: a frozen Redis is a 503 soon
             client = redis.Redis.from_url(
                 self.url,
-                socket_timeout=3.0,
-                socket_connect_timeout=3.0,
-                retry=Retry(NoBackoff(), 1),
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                # One retry on a broken connection (Redis restarted: a pooled one is stale),
+                # none on a timeout, which would only double the wait on a frozen Redis.
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             )
         except ValueError as exc:
             raise self._unusable(f"it is not a usable Redis URL ({exc})") from exc
@@ -154,7 +157,7 @@ class RedisStore(BatchedStore):
 
     def _pipeline(self, build: Callable[[Pipeline], object]) -> list[Any]:
         if (client := self._client) is None:
-            raise self._unavailable("the store is not open")
+            raise self._down("reach it", "the store is not open", shown=True)
         for attempt in (1, 2):
             pipe = client.pipeline(transaction=False)
             build(pipe)
@@ -170,16 +173,12 @@ class RedisStore(BatchedStore):
         pipe.evalsha(self._shas[name], len(keys), *keys, self.prefix, *args)
 
     def _read(self, ids: list[str] | None) -> list[TaskInfo]:
-        # A row that cannot be read is skipped with a warning: the API keeps serving.
-        what = f"task {ids[0]}" if ids else "the live tasks"
-        try:
-            if ids is None:
-                ids = [i.decode() for i in self._pipeline(lambda p: p.zrange(self._live, 0, -1))[0]]
-            key = f"{self.prefix}:task:"
-            rows = self._pipeline(lambda pipe: [pipe.hgetall(key + i) for i in ids or ()])
-        except (redis.RedisError, OSError, StoreUnavailable) as exc:
-            self._unreadable(what, exc)
-            return []
+        # A row that cannot be decoded is skipped with a warning: the API keeps serving.
+        # A Redis that does not answer raises (a 503): "no such task" would be a lie.
+        if ids is None:
+            ids = [i.decode() for i in self._pipeline(lambda p: p.zrange(self._live, 0, -1))[0]]
+        key = f"{self.prefix}:task:"
+        rows = self._pipeline(lambda pipe: [pipe.hgetall(key + i) for i in ids or ()])
         return [
             info for i, row in zip(ids, rows, strict=True) if row and (info := self._info(i, row))
         ]
@@ -195,17 +194,11 @@ class RedisStore(BatchedStore):
         def build(pipe: Pipeline) -> None:
             self._script(pipe, "cancel", [], task_id, repr(time.time()))
 
-        try:
-            return bool(self._pipeline(build)[0])
-        except (redis.RedisError, OSError) as exc:
-            raise self._unreachable(f"ask for task {task_id} to be cancelled", exc) from exc
+        return bool(self._pipeline(build)[0])
 
     def _cancels(self) -> list[str]:
         key = f"{self.prefix}:cancels:{self.owner}"
-        try:
-            [members] = self._pipeline(lambda pipe: pipe.smembers(key))
-        except (redis.RedisError, OSError) as exc:
-            raise self._unreachable("read the cancel requests", exc) from exc
+        [members] = self._pipeline(lambda pipe: pipe.smembers(key))
         return [task_id.decode() for task_id in members]
 
     def _reclaim(self) -> list[Orphan]:
@@ -217,10 +210,7 @@ class RedisStore(BatchedStore):
             self._script(pipe, "reclaim", keys, *args, *reasons)
             self._prune(pipe, now)
 
-        try:
-            claimed, *_ = self._pipeline(build)
-        except (redis.RedisError, OSError) as exc:
-            raise self._unavailable(exc) from exc
+        claimed, *_ = self._pipeline(build)
         try:
             claimed += self._strays({raw_id for raw_id, _, _ in claimed})
         except (redis.RedisError, OSError) as exc:
@@ -300,7 +290,8 @@ class RedisStore(BatchedStore):
             retry = not isinstance(exc, redis.ResponseError) or isinstance(exc, _TRANSIENT)
             retry = (retry and isinstance(exc, redis.RedisError | OSError)) or "BUSY" in str(exc)
             logger.error(
-                "task store %s: could not write %d task status(es) (%s); %s: task ids %s",
+                "task store %s: could not write %d task status(es) (%s); %s: task ids %s. "
+                "Check that Redis is running and reachable from this host.",
                 self, len(pending), exc, "kept to retry" if retry else "dropped", [*pending][:20],
             )  # fmt: skip
             if not retry:
@@ -315,15 +306,6 @@ class RedisStore(BatchedStore):
 
     def _unusable(self, what: object) -> ConfigError:
         return ConfigError(f"store (OFFLOAD_STORE) {self._shown}: {what}")
-
-    def _unreachable(self, doing: str, exc: Exception) -> StoreUnavailable:
-        return StoreUnavailable(f"the task store {self._shown} could not {doing} ({exc})")
-
-    def _unavailable(self, exc: object) -> StoreUnavailable:
-        return StoreUnavailable(
-            f"the task store {self._shown} could not record the task ({exc}), so it was not "
-            "accepted. Check that Redis is running and reachable from this host."
-        )
 
 
 def _masked(url: str) -> str:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, params
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from ._errors import StoreUnavailable
 from ._lookup import runtime_for
 from ._models import TaskInfo, TaskState
 from ._runtime import Runtime
@@ -26,6 +27,9 @@ POLL = 0.25  # seconds between two looks at a streamed task's status
 STREAM_MAX = 30.0
 KEEP_ALIVE = 10.0  # seconds of silence before a comment line keeps proxies from closing
 END = "end"  # the id of a stream's last event: a reconnect that carries it gets a 204
+# While the task store cannot be read, a stream says so (once) and keeps polling: an
+# outage is not the end of the task, and the browser must keep following it.
+STORE_UNAVAILABLE = "store_unavailable"
 
 
 class TaskStatus(BaseModel):
@@ -56,7 +60,11 @@ def build_status_router(
 ) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies))
     unknown: dict[int | str, dict[str, Any]] = {
-        404: {"model": TaskStatus, "description": "No task with this id is known"}
+        404: {"model": TaskStatus, "description": "No task with this id is known"},
+        503: {
+            "description": "The task store cannot be read now (down, frozen, locked): "
+            "retry after `Retry-After` seconds. Never a 404: the task may exist"
+        },
     }
 
     @router.get(
@@ -77,7 +85,8 @@ def build_status_router(
             200: {
                 "content": {"text/event-stream": {}},
                 "description": "`status` events (the task's status as JSON) on each "
-                "change of state or progress, then an `end` event",
+                "change of state or progress, then an `end` event; while the task store "
+                "cannot be read, a `store_unavailable` event and the stream goes on",
             },
             204: {"description": "The stream ended already (a reconnect after `end`)"},
             **unknown,
@@ -91,11 +100,16 @@ def build_status_router(
             # reconnecting: the task had ended when the last stream closed.
             return Response(status_code=204)
         found = runtime_for(request, runtime)
-        info = await found.status(task_id)
-        if info.state is TaskState.UNKNOWN:
+        try:
+            info: TaskInfo | StoreUnavailable = await found.status(task_id)
+        except StoreUnavailable as exc:
+            # A 503 would make the browser's EventSource give up for good: stream
+            # instead, saying the store is unavailable, until it answers again.
+            info = exc
+        if isinstance(info, TaskInfo) and info.state is TaskState.UNKNOWN:
             return JSONResponse(info.to_dict(), status_code=404)
         return StreamingResponse(
-            _events(found, info),
+            _events(found, task_id, info),
             media_type="text/event-stream",
             # no-transform and X-Accel-Buffering: proxies (nginx) must not buffer it.
             headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
@@ -122,7 +136,8 @@ def build_status_router(
 
 async def cancel_response(runtime: Runtime, task_id: str) -> JSONResponse:
     """Cancel `task_id` and answer with its status: 202 (asked: a thread task or one in
-    another process stops soon), 404 (unknown id) or 409 (it had ended)."""
+    another process stops soon), 404 (unknown id) or 409 (it had ended); a durable
+    store that cannot answer raises `StoreUnavailable` (a 503 with `Retry-After`)."""
     cancelled = await runtime.cancel(task_id)
     info = await runtime.status(task_id)
     if cancelled:
@@ -132,28 +147,38 @@ async def cancel_response(runtime: Runtime, task_id: str) -> JSONResponse:
     return JSONResponse(info.to_dict(), status_code=status_code)
 
 
-async def _events(runtime: Runtime, info: TaskInfo) -> AsyncIterator[str]:
+async def _events(
+    runtime: Runtime, task_id: str, info: TaskInfo | StoreUnavailable
+) -> AsyncIterator[str]:
     # Polled rather than pushed: the task may run in another worker process (a shared
     # store) or a remote backend, and a look-up of a local task is a dict read.
     yield f"retry: {int(POLL * 4000)}\n\n"  # reconnect after a second, not the default 3
     started = last_sent = time.monotonic()
     shown: tuple[Any, ...] | None = None
     while True:
-        seen = (info.state, info.attempts, info.progress, info.progress_message)
         now = time.monotonic()
+        if isinstance(info, StoreUnavailable):
+            seen: tuple[Any, ...] = (STORE_UNAVAILABLE,)
+            sent = _event(STORE_UNAVAILABLE, {"detail": str(info)})
+        else:
+            seen = (info.state, info.attempts, info.progress, info.progress_message)
+            sent = _event("status", info.to_dict())
         if seen != shown:
             shown, last_sent = seen, now
-            yield _event("status", info.to_dict())
+            yield sent
         elif now - last_sent >= KEEP_ALIVE:
             last_sent = now
             yield ": keep-alive\n\n"
-        if info.state.finished or info.state is TaskState.UNKNOWN:  # ended, or forgotten
-            yield _event(END, {"state": info.state.value}, event_id=END)
+        if isinstance(info, TaskInfo) and (info.state.finished or info.state is TaskState.UNKNOWN):
+            yield _event(END, {"state": info.state.value}, event_id=END)  # ended, or forgotten
             return
         if now - started >= STREAM_MAX:
             return  # the browser reconnects and gets the current status first
         await anyio.sleep(POLL)
-        info = await runtime.status(info.id)
+        try:
+            info = await runtime.status(task_id)
+        except StoreUnavailable as exc:  # never an `end`: the task may be running still
+            info = exc
 
 
 def _event(name: str, data: dict[str, Any], *, event_id: str | None = None) -> str:

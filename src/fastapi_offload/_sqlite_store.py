@@ -5,6 +5,10 @@ survives the process being killed (SIGKILL, the OOM killer, a crash): the next c
 replays the WAL. It does not survive power loss or an OS crash, which may lose the last
 commits before it (WAL commits are not fsynced; checkpoints are).
 
+The file, and with it its `-wal` and `-shm` files (SQLite gives them the file's mode),
+is created readable and writable by its owner only (0600), whatever the umask: the
+statuses hold task errors and results.
+
 `put` never waits on the disk: it snapshots the record into a tuple and queues it for one
 writer thread (`_batched_store`), which commits everything waiting in one transaction;
 `flush` awaits the commit of what was queued before it. Each process owns its live rows
@@ -25,7 +29,13 @@ from dataclasses import replace
 import anyio
 import anyio.to_thread
 
-from ._batched_store import SETTLED_AT, BatchedStore, interrupted_reason, utc_text
+from ._batched_store import (
+    PROBE_EVERY,
+    SETTLED_AT,
+    BatchedStore,
+    interrupted_reason,
+    utc_text,
+)
 from ._errors import ConfigError, StoreUnavailable
 from ._models import TaskInfo, TaskState
 from ._sqlite_schema import (
@@ -61,6 +71,8 @@ class SqliteStore(BatchedStore):
     `retention` seconds. `len()` is approximate: the row count as of this process's last
     batch that settled or deleted rows (writes since, here or elsewhere, are not counted)."""
 
+    failures = (sqlite3.Error,)
+
     def __init__(
         self,
         path: str,
@@ -69,16 +81,20 @@ class SqliteStore(BatchedStore):
         lease: float,
         capacity: int,
         retention: float,
-        busy_timeout: float = 5.0,
+        timeout: float = 1.0,
+        busy_timeout: float | None = None,
+        probe_every: float = PROBE_EVERY,
     ) -> None:
-        super().__init__()
         self.path, self.owner, self.lease = path, owner, lease
         self._file = os.path.abspath(path)  # what is opened and checked, whatever the cwd
-        self.capacity, self.retention, self.busy_timeout = capacity, retention, busy_timeout
+        self.capacity, self.retention = capacity, retention
+        # How long a statement waits for another process's lock: the store timeout.
+        self.busy_timeout = timeout if busy_timeout is None else busy_timeout
         self._conn: sqlite3.Connection | None = None  # the writer thread's
         self._inode: tuple[int, int] = (0, 0)
         self._generation = 0  # bumped when the file is reopened: readers reconnect too
         self._readers: dict[tuple[int, int], sqlite3.Connection] = {}
+        super().__init__(timeout=timeout, probe_every=probe_every)
 
     def __repr__(self) -> str:
         return f"SqliteStore(path={self.path!r}, owner={self.owner!r})"
@@ -100,12 +116,13 @@ class SqliteStore(BatchedStore):
             conn.close()
         self._readers.clear()
 
-    async def reclaim(self) -> list[Orphan]:
-        return await anyio.to_thread.run_sync(self._reclaim, limiter=self._limiter)
-
     # -- in threads ---------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        try:  # created 0600 before SQLite creates it with 0644 & ~umask
+            os.close(os.open(self._file, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:  # as SQLite would say it: a ConfigError at open
+            raise sqlite3.OperationalError(f"unable to open database file: {exc}") from exc
         conn = sqlite3.connect(
             self._file, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -159,14 +176,18 @@ class SqliteStore(BatchedStore):
             conn = self._readers[key] = self._connect()
         return conn
 
+    def _failed_in_thread(self, exc: BaseException) -> None:
+        # A connection that met a broken file ("file is not a database") keeps saying so
+        # after the file is repaired: the next read of this thread opens a new one.
+        key = (threading.get_ident(), self._generation)
+        if (conn := self._readers.pop(key, None)) is not None:
+            conn.close()
+
     def _select(self, where: str, *args: object, columns: str = INFO) -> list[TaskInfo]:
-        # A row that cannot be read is skipped with a warning: the API keeps serving.
-        try:
-            rows = self._reader().execute(f"SELECT {columns} FROM tasks WHERE {where}", args)
-            return [info for row in rows.fetchall() if (info := self._info(row))]
-        except sqlite3.Error as exc:
-            self._unreadable(f"task {args[0]}" if args else "the live tasks", exc)
-            return []
+        # A row that cannot be decoded is skipped with a warning: the API keeps serving.
+        # A file that cannot be read raises (a 503): "no such task" would be a lie.
+        rows = self._reader().execute(f"SELECT {columns} FROM tasks WHERE {where}", args)
+        return [info for row in rows.fetchall() if (info := self._info(row))]
 
     def _info(self, row: Row) -> TaskInfo | None:
         try:
@@ -177,28 +198,25 @@ class SqliteStore(BatchedStore):
 
     def _reclaim(self) -> list[Orphan]:
         now, conn = time.time(), self._reader()
+        # IMMEDIATE: the write lock is taken before the select, so two processes
+        # reclaiming at once never both see (and claim) the same row.
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            # IMMEDIATE: the write lock is taken before the select, so two processes
-            # reclaiming at once never both see (and claim) the same row.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                rows = conn.execute(ORPHANS, (now, self.owner)).fetchall()
-                orphans = [self._claim(conn, row, now) for row in rows]
-                claimed = {row[0] for row in rows}
-                strays = conn.execute(STRAYS, (self.owner,)).fetchall()
-                orphans += [
-                    self._claim(conn, row, now)
-                    for row in strays
-                    if row[0] not in self._here and row[0] not in claimed
-                ]
-                self._prune(conn, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.rollback()
-                raise
-        except sqlite3.Error as exc:
-            raise self._unavailable(exc) from exc
+            rows = conn.execute(ORPHANS, (now, self.owner)).fetchall()
+            orphans = [self._claim(conn, row, now) for row in rows]
+            claimed = {row[0] for row in rows}
+            strays = conn.execute(STRAYS, (self.owner,)).fetchall()
+            orphans += [
+                self._claim(conn, row, now)
+                for row in strays
+                if row[0] not in self._here and row[0] not in claimed
+            ]
+            self._prune(conn, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+            raise
         return [orphan for orphan in orphans if orphan is not None]
 
     def _claim(self, conn: sqlite3.Connection, row: Row, now: float) -> Orphan | None:
@@ -219,16 +237,11 @@ class SqliteStore(BatchedStore):
         )
 
     def _request_cancel(self, task_id: str) -> bool:
-        try:
-            return self._reader().execute(CANCEL, (time.time(), task_id)).rowcount > 0
-        except sqlite3.Error as exc:
-            raise self._unreachable(f"ask for task {task_id} to be cancelled", exc) from exc
+        return self._reader().execute(CANCEL, (time.time(), task_id)).rowcount > 0
 
     def _cancels(self) -> list[str]:
-        try:  # a read of the few rows in the partial index: no write lock, no wait
-            return [task_id for (task_id,) in self._reader().execute(CANCELS, (self.owner,))]
-        except sqlite3.Error as exc:
-            raise self._unreachable("read the cancel requests", exc) from exc
+        # A read of the few rows in the partial index: no write lock, no wait.
+        return [task_id for (task_id,) in self._reader().execute(CANCELS, (self.owner,))]
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> None:
         # Bounded work per call, and called for every batch that settles rows, so pruning
@@ -271,11 +284,17 @@ class SqliteStore(BatchedStore):
             retry = isinstance(exc, sqlite3.OperationalError | ConfigError)
             retry = retry or type(exc) is sqlite3.DatabaseError
             logger.error(
-                "task store %s: could not write %d task status(es) (%s); %s: task ids %s",
+                "task store %s: could not write %d task status(es) (%s); %s: task ids %s. "
+                "Check the disk space, and that the file and its directory exist and are "
+                "writable.",
                 self, len(pending), exc, "kept to retry" if retry else "dropped", [*pending][:20],
             )  # fmt: skip
             if not retry:
                 pending.clear()
+            if type(exc) is sqlite3.DatabaseError and self._conn is not None:
+                # As for readers: this connection would keep failing on a repaired file.
+                self._conn.close()
+                self._conn = None
             return self._unavailable(exc)
         return None
 
@@ -312,13 +331,3 @@ class SqliteStore(BatchedStore):
                 "or move this one away"
             )
         return ConfigError(f"store (OFFLOAD_STORE) sqlite:///{self.path}: {what}")
-
-    def _unreachable(self, doing: str, exc: Exception) -> StoreUnavailable:
-        return StoreUnavailable(f"the task store sqlite:///{self.path} could not {doing} ({exc})")
-
-    def _unavailable(self, exc: object) -> StoreUnavailable:
-        return StoreUnavailable(
-            f"the task store sqlite:///{self.path} could not record the task ({exc}), so it "
-            "was not accepted. Check the disk space, and that the file and its directory "
-            "exist and are writable."
-        )
