@@ -75,7 +75,7 @@ async def test_a_result_over_the_size_limit_is_not_kept(remote: Remote) -> None:
     info = await wait_for_state(remote.backend, call.id, FINISHED, log=remote.log)
     assert info.state is TaskState.SUCCEEDED, info
     assert info.result is None
-    assert info.error is not None and "result not kept: too large (1.1 MB" in info.error
+    assert info.error is not None and "result not kept: too large (more than 1.0 MB" in info.error
 
 
 # -- progress ---------------------------------------------------------------------------
