@@ -25,6 +25,8 @@ TRACEBACK_LIMIT = 32_768  # characters of a logged or carried traceback
 _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s@]+@")
 # The same, cut off by the size cap before its `@`.
 _DANGLING = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s@]*\Z")
+# The mark of a text capped already (by a worker): capped again, it would lose its size.
+_MARKED = re.compile(r"… \[truncated, [^\]\n]{1,40} in all\]\Z")
 # Read past the cap before masking, so a URL straddling the cut is still recognised.
 _MARGIN = 1024
 
@@ -97,7 +99,7 @@ def _repr(exc: BaseException, room: int) -> tuple[str, int]:
 
 
 def _bounded(text: str, size: int, limit: int) -> str:
-    if len(text) <= limit:
+    if len(text) <= limit or (len(text) <= limit + 64 and _MARKED.search(text)):
         return mask(text)
     head = mask(text[: limit + _MARGIN])[:limit]
     head = _DANGLING.sub(r"\1***", head)
