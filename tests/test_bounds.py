@@ -70,7 +70,7 @@ def test_a_10_mb_error_is_kept_capped(start_server: StartServer, tmp_path: Path,
     # Was: the whole 10 MB stored in SQLite and served by every GET.
     server = start_server(APP, env=_sqlite(tmp_path))
     with server.client() as client:
-        params = {"size": 10_000_000, "lane": lane}
+        params: dict[str, str | int] = {"size": 10_000_000, "lane": lane}
         task_id = client.post("/raise-big", params=params).json()["id"]
     body = server.wait_for_state(task_id, {"failed"})
     error = str(body["error"])
