@@ -51,7 +51,9 @@ def unavailable(reason: str) -> NoReturn:
 
 
 def pages() -> dict[str, str]:
-    return {path.name: path.read_text() for path in sorted(DOCS.glob("*.md"))}
+    # `_*.md`: section files pasted into a page, excluded from the site (mkdocs.yml).
+    found = sorted(DOCS.glob("*.md"))
+    return {path.name: path.read_text() for path in found if not path.name.startswith("_")}
 
 
 # -- the configuration reference -------------------------------------------------------
