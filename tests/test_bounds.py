@@ -212,3 +212,40 @@ def test_a_timeout_kills_children_in_a_session_of_their_own(
     finally:
         if _alive(child):
             os.kill(child, 9)
+
+
+_ORPHAN = """
+import os, subprocess, sys, time
+# The middle process: starts a "worker" that guards itself against this process's death
+# with the parent-pid watchdog only (as where PR_SET_PDEATHSIG is missing), then dies.
+code = '''
+import os, sys, time
+from fastapi_offload import _process
+_process.PARENT_POLL = 0.05
+_process._set_parent_death_signal = lambda: False
+_process.noop("normal", int(sys.argv[1]))
+print(os.getpid(), flush=True)
+time.sleep(60)
+'''
+child = subprocess.Popen(
+    [sys.executable, "-c", code, str(os.getpid())], stdout=subprocess.PIPE, text=True
+)
+print(child.stdout.readline().strip(), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_parent_watchdog_ends_an_orphaned_worker(tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(textwrap.dedent(_ORPHAN))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    worker = int(done.stdout.strip())
+    deadline = time.monotonic() + 5
+    while _alive(worker):
+        if time.monotonic() > deadline:
+            os.kill(worker, 9)
+            raise AssertionError("the worker outlived its parent")
+        time.sleep(0.05)
