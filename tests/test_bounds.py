@@ -249,3 +249,37 @@ def test_the_parent_watchdog_ends_an_orphaned_worker(tmp_path: Path) -> None:
             os.kill(worker, 9)
             raise AssertionError("the worker outlived its parent")
         time.sleep(0.05)
+
+
+async def _large_async() -> list[list[int]]:
+    return [[1] * 1000] * 100_000  # ~200 MB of JSON
+
+
+@pytest.mark.anyio
+async def test_a_large_loop_result_is_refused_off_the_loop() -> None:
+    # Was: a loop task's result was encoded whole on the loop (7.3 s for this one).
+    import anyio
+
+    from fastapi_offload import Offload
+
+    offload = Offload(keep_results=True, result_max_bytes=1_000_000, loop_block_threshold=0)
+    worst = 0.0
+    async with offload.lifespan(None):
+        done = anyio.Event()
+
+        async def tick() -> None:
+            nonlocal worst
+            while not done.is_set():
+                start = time.perf_counter()
+                await anyio.sleep(0.01)
+                worst = max(worst, time.perf_counter() - start)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick)
+            await anyio.sleep(0.05)  # the ticker is measuring
+            handle = await offload.submit(_large_async)
+            await offload.join()
+            done.set()
+        info = await offload.status(handle.id)
+    assert info is not None and "too large" in str(info.error)
+    assert worst < 1.0, worst  # now ~16 ms
