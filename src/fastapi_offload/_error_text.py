@@ -21,10 +21,12 @@ TRACEBACK_LIMIT = 32_768  # characters of a logged or carried traceback
 
 # scheme://user:password@host (the user may be empty: redis://:pw@host). The password
 # runs to the last `@` before whitespace: over-masking a path is harmless, showing
-# part of a password is not.
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s@]+@")
+# part of a password is not. Every part has a bounded length, so a long run of letters
+# costs linear time, not quadratic (measured: 30 ms for 4 kB of "x" unbounded).
+_URL = r"([A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/@]{0,256}:)"
+_URL_PASSWORD = re.compile(_URL + r"[^\s@]{1,1024}@")
 # The same, cut off by the size cap before its `@`.
-_DANGLING = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)[^\s@]*\Z")
+_DANGLING = re.compile(_URL + r"[^\s@]{0,1024}\Z")
 # The mark of a text capped already (by a worker): capped again, it would lose its size.
 _MARKED = re.compile(r"… \[truncated, [^\]\n]{1,40} in all\]\Z")
 # Read past the cap before masking, so a URL straddling the cut is still recognised.
@@ -102,7 +104,8 @@ def _bounded(text: str, size: int, limit: int) -> str:
     if len(text) <= limit or (len(text) <= limit + 64 and _MARKED.search(text)):
         return mask(text)
     head = mask(text[: limit + _MARGIN])[:limit]
-    head = _DANGLING.sub(r"\1***", head)
+    if "://" in head:
+        head = _DANGLING.sub(r"\1***", head)
     return f"{head}… [truncated, {_size(size)} in all]"
 
 
