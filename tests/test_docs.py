@@ -51,7 +51,7 @@ def unavailable(reason: str) -> NoReturn:
 
 
 def pages() -> dict[str, str]:
-    # `_security_*.md`: sections pasted into the Security page, excluded from the site.
+    # `_*.md`: section files pasted into a page, excluded from the site (mkdocs.yml).
     found = sorted(DOCS.glob("*.md"))
     return {path.name: path.read_text() for path in found if not path.name.startswith("_")}
 

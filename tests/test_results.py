@@ -108,7 +108,7 @@ async def test_a_result_over_the_size_limit_is_not_kept_and_its_size_is_reported
         info = await offload.status(big.id)
     assert info.state is TaskState.SUCCEEDED and info.result is None
     assert info.error is not None
-    assert "too large (5.0 kB of JSON, over result_max_bytes=1000)" in info.error
+    assert "too large (more than 1.0 kB of JSON, over result_max_bytes=1000)" in info.error
     assert "OFFLOAD_RESULT_MAX_BYTES" in info.error
 
 

@@ -13,7 +13,7 @@ from anyio import CapacityLimiter
 from ._advisor import CpuAdvisor, measured
 from ._monitor import LoopMonitor
 from ._record import TaskRecord
-from ._results import Kept, encode
+from ._results import Kept, encode, is_small
 
 __all__ = ["Lane", "LoopLane", "ThreadLane"]
 
@@ -62,6 +62,9 @@ class LoopLane:
     def __init__(self, monitor: LoopMonitor, result_limit: int) -> None:
         self.monitor = monitor
         self.result_limit = result_limit
+        # Our own threads for large results: never anyio's default pool, which serves
+        # sync endpoints.
+        self._encoders = CapacityLimiter(2)
 
     async def execute(
         self, record: TaskRecord, kwargs: dict[str, Any] | None = None
@@ -71,7 +74,15 @@ class LoopLane:
             value = await self.monitor.timed(coro, record.name, record.id)
         else:
             value = await coro
-        return encode(value, self.result_limit) if record.keep_result else None
+        if not record.keep_result:
+            return None
+        if is_small(value):  # measured: a few microseconds on the loop
+            return encode(value, self.result_limit)
+        # A large value (or one the quick walk cannot size) is encoded in a thread: even
+        # bounded by the limit, a megabyte of JSON is tens of milliseconds.
+        return await anyio.to_thread.run_sync(
+            encode, value, self.result_limit, limiter=self._encoders
+        )
 
 
 class ThreadLane:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from ._error_text import LIMIT, TRACEBACK_LIMIT, error_text, traceback_text
 from ._errors import QueueFull, RemoteError, TaskTimeout, WorkerCrashed
 from ._models import LaneStats, TaskState
 from ._record import TaskRecord
@@ -165,18 +166,18 @@ class Ledger:
             counters.waiting += 1  # pending again, until its next attempt starts
             counters.retried += 1
             record.state = TaskState.PENDING
-            record.error = repr(error)
+            record.error = error_text(error)
             self.store.put(record)
             if self._observers:
                 self._tell("retrying", record)
         logger.warning(
-            "task %s (id %s) failed (attempt %d of %d), retrying in %.3g s: %r",
+            "task %s (id %s) failed (attempt %d of %d), retrying in %.3g s: %s",
             record.name,
             record.id,
             record.attempts,
             record.retries + 1,
             wait,
-            error,
+            record.error,
         )
 
     def succeeded(self, record: TaskRecord, kept: Kept | None = None) -> None:
@@ -184,7 +185,8 @@ class Ledger:
         if kept is None:
             self._finish(record, TaskState.SUCCEEDED, None)
         else:
-            self._finish(record, TaskState.SUCCEEDED, kept[1], kept[0])
+            why = None if kept[1] is None else error_text(kept[1])
+            self._finish(record, TaskState.SUCCEEDED, why, kept[0])
 
     def progress(
         self, record: TaskRecord, fraction: float, message: str | None, publish: bool = True
@@ -201,21 +203,28 @@ class Ledger:
 
     def failed(self, record: TaskRecord, error: BaseException | str) -> None:
         """End a task as failed; `error` is what it raised, or why it could not run."""
-        if not self._finish(record, TaskState.FAILED, _describe(error)):
+        text = error_text(error)
+        if not self._finish(record, TaskState.FAILED, text):
             return
         if isinstance(error, str):
-            logger.error("task %s (id %s, %s lane): %s", record.name, record.id, record.lane, error)
+            logger.error("task %s (id %s, %s lane): %s", record.name, record.id, record.lane, text)
             return
-        message = "task %s (id %s, %s lane) failed after %d attempt(s): %r"
-        values = (record.name, record.id, record.lane, record.attempts, error)
+        message = "task %s (id %s, %s lane) failed after %d attempt(s): %s"
+        values = (record.name, record.id, record.lane, record.attempts, text)
         if isinstance(error, RemoteError):
-            logger.error(message + "\n%s", *values, error.traceback_text)
+            carried = error_text(error.traceback_text, TRACEBACK_LIMIT)
+            logger.error(message + "\n%s", *values, carried)
         elif isinstance(error, TaskTimeout | WorkerCrashed):
             logger.error(message, *values)
-        else:
+        elif len(text) <= LIMIT and text == _plain_repr(error):
             logger.error(message, *values, exc_info=error)
+        else:
+            # Capped or masked: the handler would print the whole message (and the
+            # password) again from `exc_info`, so the traceback goes as text, sanitised.
+            logger.error(message + "\n%s", *values, traceback_text(error))
 
     def cancelled(self, record: TaskRecord, reason: str) -> None:
+        reason = error_text(reason)
         if self._finish(record, TaskState.CANCELLED, reason):
             logger.warning(
                 "task %s (id %s, %s lane): %s", record.name, record.id, record.lane, reason
@@ -263,7 +272,7 @@ class Ledger:
                 else:
                     counters.cancelled += 1
             record.state = state
-            record.error = error
+            record.error = error  # kept text already (`error_text`)
             record.result = result
             record.sending = False
             record.finished_at = time.time()
@@ -323,8 +332,11 @@ class Ledger:
         )
 
 
-def _describe(error: BaseException | str) -> str:
-    return error if isinstance(error, str) else repr(error)
+def _plain_repr(error: BaseException) -> str | None:
+    try:
+        return repr(error)
+    except Exception:
+        return None
 
 
 def _wake(future: asyncio.Future[None]) -> None:

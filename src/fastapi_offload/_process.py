@@ -11,6 +11,11 @@ protocol: they point at /dev/null during the call. Each worker leads its own pro
 group, so the processes a task starts can be killed with it; the worker writes its pid
 into the lane's slot board while the call runs, so the parent knows whom to kill.
 
+A worker dies with the web process that started it: on Linux the kernel kills it when
+its parent goes (`PR_SET_PDEATHSIG`), elsewhere a thread checks the parent pid twice a
+second. Without this, a worker whose server was `kill -9`ed runs its task to the end
+(writing files, sending mails) for a task the store calls `interrupted`.
+
 It must stay cheap to import: a new worker imports it before its first task.
 """
 
@@ -19,14 +24,18 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ._context import TaskContext, bound
+from ._descendants import descendants, kill_all
+from ._error_text import error_text, traceback_text
 from ._results import Kept, encode
 from ._retry import type_names
 
@@ -112,6 +121,8 @@ class _SlotContext(TaskContext):
 _priority_set: str | None = None
 _handler: _Collect | None = None
 _grouped = False
+_guarded = False
+PARENT_POLL = 0.5  # seconds between parent checks where PR_SET_PDEATHSIG is missing
 _devnull = -1
 _pipes = (-1, -1)
 _boards: dict[str, mmap.mmap] = {}
@@ -185,10 +196,58 @@ def _lead_group() -> None:
             pass
 
 
-def noop(priority: str) -> int:
-    """Start-up / keep-warm call: sets the priority and reports the worker's pid."""
+def _guard(parent: int) -> None:
+    # Once per worker: die with `parent`, the web process. anyio starts workers from the
+    # event loop's thread, and PR_SET_PDEATHSIG fires when that thread ends, which ends
+    # anyio's workers anyway (they belong to that loop).
+    global _guarded
+    if _guarded or parent <= 0:
+        return
+    _guarded = True
+    if not _set_parent_death_signal():
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before the signal was armed
+        _die()
+
+
+def _set_parent_death_signal() -> bool:
+    if sys.platform != "linux":
+        return False
+    try:
+        import ctypes  # here: only on Linux, once per worker
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    # The parent check where the kernel does not do it (macOS, BSD): a parent that died
+    # leaves its children to another (init, a subreaper).
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    _die()
+
+
+def _die() -> None:
+    # The processes the task started go too: those in a session of their own (found
+    # while this worker still lives), then the worker's group, itself included.
+    kill_all(descendants(os.getpid()), signal.SIGKILL)
+    if _grouped:
+        try:
+            os.killpg(os.getpid(), signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(70)
+
+
+def noop(priority: str, parent: int = 0) -> int:
+    """Start-up / keep-warm call: sets the priority and reports the worker's pid.
+    `parent`: the web process's pid; the worker dies with it."""
     _set_priority(priority)
     _lead_group()
+    _guard(parent)
     return os.getpid()
 
 
@@ -259,11 +318,14 @@ def run(
     slot: int,
     task: tuple[str, str],
     result_limit: int,
+    parent: int = 0,
 ) -> Outcome:
     """Call `func` in this worker; `slot` (-1: none) is this attempt's place on the board,
-    `task` its (id, name); `result_limit` 0: its result is not kept."""
+    `task` its (id, name); `result_limit` 0: its result is not kept; `parent`: the web
+    process's pid, the worker dies with it."""
     _set_priority(priority)
     _lead_group()
+    _guard(parent)
     board = _board(board_path) if slot >= 0 else None
     context = _SlotContext(task[0], task[1], board, slot)
     if board is not None:
@@ -290,9 +352,10 @@ def run(
         # huge) never reaches the parent.
         kept = encode(value, result_limit) if result_limit else None
     except BaseException as exc:
-        tb = "".join(traceback.format_exception(exc)).rstrip()
+        # Capped and masked here: a 10 MB message never crosses the pipe.
+        error, tb = error_text(exc), traceback_text(exc)
         cpu = time.process_time() - cpu_start
-        return False, repr(exc), tb, handler.records, cpu, None, type_names(exc), _last(context)
+        return False, error, tb, handler.records, cpu, None, type_names(exc), _last(context)
     finally:
         handler.active = False
         if root.level != old_level:

@@ -14,6 +14,7 @@ import logging
 import mmap
 import os
 import signal
+import sys
 import tempfile
 import weakref
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from anyio import BrokenWorkerProcess, CapacityLimiter
 
 from . import _process
 from ._context import INTERVAL
+from ._descendants import descendants, kill_all
+from ._error_text import TRACEBACK_LIMIT, error_text
 from ._errors import RemoteError, WorkerCrashed
 from ._record import TaskRecord
 from ._results import LIMIT, Kept
@@ -127,7 +130,9 @@ class ProcessLane:
     """Sync callables in worker processes, `capacity` at a time, at the given priority."""
 
     name = "process"
-    timeout_note = "; its worker process and the processes it started were killed"
+    timeout_note = "; its worker process and the processes it started were killed" + (
+        "" if sys.platform == "linux" else " (those in a session of their own may live on)"
+    )
     interruptible = True
 
     def __init__(
@@ -167,7 +172,7 @@ class ProcessLane:
             try:
                 async with self.limiter:
                     await anyio.to_process.run_sync(
-                        _process.noop, self.priority, limiter=self._inner
+                        _process.noop, self.priority, os.getpid(), limiter=self._inner
                     )
             except BrokenWorkerProcess as exc:
                 failures.append(exc)
@@ -208,8 +213,8 @@ class ProcessLane:
         level = logging.getLogger().getEffectiveLevel()
         if board is not None and slot >= 0:
             self._watch(slot, record, board)
-        try:
-            ok, error, tb, records, cpu, kept, names, last = await anyio.to_process.run_sync(
+        call = asyncio.ensure_future(
+            anyio.to_process.run_sync(
                 _process.run,
                 record.func,
                 record.args,
@@ -220,9 +225,25 @@ class ProcessLane:
                 slot,
                 (record.id, record.name),
                 self.result_limit if record.keep_result else 0,
+                os.getpid(),
                 cancellable=True,
                 limiter=self._inner,
             )
+        )
+        try:
+            try:
+                # Shielded: cancelled (a timeout, a cancel by id), the processes the task
+                # started in sessions of their own are found first, while the worker
+                # still lives and is their ancestor; then anyio kills the worker.
+                outcome = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                self._stop(call, board, slot)
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait([call])
+                if not call.cancelled():
+                    call.exception()  # it ended meanwhile: retrieved, so asyncio is quiet
+                raise
+            ok, error, tb, records, cpu, kept, names, last = outcome
         except BrokenWorkerProcess as exc:
             self.crashed += 1
             raise WorkerCrashed(f"{record.name} (id {record.id}): {_why(exc)}") from exc
@@ -242,8 +263,20 @@ class ProcessLane:
             log_record = logging.makeLogRecord(data)
             logging.getLogger(log_record.name).handle(log_record)
         if not ok:
-            raise RemoteError(error or "", tb or "", names)
+            # Bounded again on this side: the worker may run code that is not ours.
+            raise RemoteError(error_text(error or ""), error_text(tb or "", TRACEBACK_LIMIT), names)
         return kept
+
+    @staticmethod
+    def _stop(call: asyncio.Future[_process.Outcome], board: _Board | None, slot: int) -> None:
+        pid = 0
+        if board is not None and slot >= 0:
+            (pid,) = _process.PID.unpack_from(board.map, slot * _process.SLOT)
+        if pid:
+            # Killed first, so that none is left behind as an orphan (whose parent pid
+            # no longer leads back here). Those in the worker's group die with it.
+            kill_all(descendants(pid), signal.SIGKILL)
+        call.cancel()  # anyio kills the worker (`cancellable=True`)
 
     def _watch(self, slot: int, record: TaskRecord, board: _Board) -> None:
         self._watched[slot] = (record, 0)

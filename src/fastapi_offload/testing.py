@@ -28,6 +28,7 @@ import anyio
 import anyio.to_thread
 
 from ._context import TaskContext, bound
+from ._error_text import error_text
 from ._errors import BackendUnavailable, TaskTimeout
 from ._models import TaskCall, TaskInfo, TaskState
 from ._results import LIMIT, encode
@@ -260,7 +261,7 @@ class InlineBackend(BaseBackend):
             started_at=started,
             finished_at=finished,
             attempts=attempts,
-            error=repr(error) if error is not None else note,
+            error=error_text(error) if error is not None else note,
         )
 
 

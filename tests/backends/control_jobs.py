@@ -62,3 +62,9 @@ def attempt(path: str, kind: str, failures: int) -> int:
     if done < failures:
         raise _ERRORS[kind](f"attempt {done + 1} fails on purpose")
     return done + 1
+
+
+@task
+def raise_big(size: int) -> None:
+    """Raise a `size`-character message, with a URL password in it."""
+    raise ValueError("see postgres://app:S3cr3tPW@db/prod " + "x" * size)

@@ -9,6 +9,7 @@ from typing import Any
 from celery.backends.base import BaseKeyValueStoreBackend
 from kombu.exceptions import SerializationError, SerializerNotInstalled
 
+from .._error_text import error_text
 from .._models import TaskCall, TaskInfo, TaskState
 from .._results import decode, encode
 from ._settings import (
@@ -165,7 +166,9 @@ def task_info(
         attempts = (retries if isinstance(retries, int) else 0) + 1
     value, error = None, None
     if status in ("FAILURE", "RETRY", "REJECTED"):
-        error = repr(result) if isinstance(result, BaseException) else str(result)
+        # Capped and masked on reading: any worker that can write the result backend
+        # may have written this.
+        error = error_text(result if isinstance(result, BaseException) else str(result))
     elif status == "REVOKED":
         error = CANCELLED_BY_REQUEST
     elif status == "SUCCESS":

@@ -12,6 +12,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .._context import bound
+from .._error_text import scrub_args
 from .._errors import ConfigError, TaskTimeout
 from .._retry import retry_wait
 from ._celery_results import NOT_KEPT, PROGRESS, STARTED_AT, stamp
@@ -198,6 +199,8 @@ def _task_body(
             error.__cause__ = exc
         except Exception as exc:
             error = exc
+        # Celery stores the exception's message in the result backend: capped and masked.
+        scrub_args(error)
         allowed = _whole(getattr(request, RETRIES_HEADER, 0))
         retry_on = retry_on_from(getattr(request, RETRY_ON_HEADER, None))
         if request.retries < allowed and retried(retry_on, error):

@@ -14,6 +14,7 @@ from rq.command import send_stop_job_command
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from .._error_text import error_text
 from .._models import TaskInfo, TaskState
 from .._results import decode, encode
 from ._settings import (
@@ -172,6 +173,9 @@ def job_info(job: Job, lane: str, result_max_bytes: int = DEFAULT_RESULT_MAX_BYT
         if error is None:  # the work horse died before it could say (killed, OOM)
             result = job.latest_result()
             error = _error_of(result.exc_string if result is not None else None)
+        # Capped and masked on reading: any worker that can write to Redis may have
+        # written this.
+        error = None if error is None else error_text(error)
     elif state is TaskState.CANCELLED:
         error = CANCELLED_BY_REQUEST
     elif state is TaskState.SUCCEEDED:

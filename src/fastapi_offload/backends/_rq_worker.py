@@ -12,6 +12,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from .._context import bound
+from .._error_text import error_text, scrub_args
 from .._errors import TaskTimeout
 from ._payload import Serializer
 from ._registry import Target, TaskRegistry, UnregisteredTask
@@ -63,6 +64,9 @@ class _RegisteredJob(Job):
                 value = super()._execute()
         except Exception as exc:
             self._record_failure(name, exc)
+            # RQ stores the formatted traceback (message included) itself: capped and
+            # masked first.
+            scrub_args(exc)
             raise
         kept, why = kept_result(name, value, self.offload_serializer, self.offload_result_max_bytes)
         if why is not None and isinstance(self.meta, dict):
@@ -84,7 +88,7 @@ class _RegisteredJob(Job):
             error = TaskTimeout(
                 f"{name} ran longer than its timeout of {self.timeout} s and was stopped"
             )
-        self.meta[ERROR_META] = repr(error)
+        self.meta[ERROR_META] = error_text(error)
         started = to_timestamp(self.started_at)
         if started is not None:
             self.meta.setdefault(FIRST_STARTED_META, started)
