@@ -6,7 +6,9 @@ from fastapi_offload import Offload, OffloadTasks, TaskState, cpu_bound
 
 offload = Offload(keep_results=True)  # or OFFLOAD_KEEP_RESULTS=1
 app = FastAPI(lifespan=offload.lifespan)
-app.include_router(offload.status_router())  # GET /tasks/{task_id}, with "result"
+# GET /tasks/{task_id}, with "result". public=True: whoever holds a task's id reads its
+# result; to serve each result to the user who started the task only, see "Only the owner".
+app.include_router(offload.status_router(public=True))
 
 
 @cpu_bound

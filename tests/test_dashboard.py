@@ -23,9 +23,10 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 
 from fastapi_offload import (
+    ConfigError,
     Offload,
     OffloadTasks,
     _dashboard,
@@ -49,6 +50,8 @@ async def dashboard(
 ) -> AsyncIterator[tuple[Offload, httpx.AsyncClient]]:
     offload = offload or Offload(thread_workers=2)
     app = FastAPI(lifespan=offload.lifespan)
+    if "dependencies" not in options:
+        options.setdefault("public", True)  # an in-process test client: nobody else
     app.include_router(offload.dashboard_router(**options))
     async with serve(app, offload) as client:
         yield offload, client
@@ -205,7 +208,7 @@ async def test_loop_blocks_cpu_advice_and_a_crashed_worker_are_reported() -> Non
 async def test_refused_and_discarded_tasks() -> None:
     offload = Offload(thread_workers=1, max_pending=1)
     app = FastAPI(lifespan=offload.lifespan)
-    app.include_router(offload.dashboard_router())
+    app.include_router(offload.dashboard_router(public=True))
     release = threading.Event()
 
     @app.post("/two")
@@ -261,7 +264,7 @@ async def test_each_app_sees_only_its_own_runtime() -> None:
 async def test_without_a_lifespan_the_apps_default_runtime_is_shown() -> None:
     offload = Offload()  # never started: requests use the app's default runtime
     app = FastAPI()
-    app.include_router(offload.dashboard_router())
+    app.include_router(offload.dashboard_router(public=True))
 
     @app.post("/job")
     async def job(tasks: OffloadTasks) -> None:
@@ -357,6 +360,103 @@ async def test_the_event_stream_sends_snapshots(monkeypatch: pytest.MonkeyPatch)
     events = re.findall(r"event: snapshot\ndata: (.*)\n\n", stream.text)
     assert len(events) == 1  # nothing changed after the first
     assert json.loads(events[0])["tasks"][0]["state"] == "succeeded"
+
+
+@pytest.mark.anyio
+async def test_the_stream_sends_changes_after_its_first_snapshot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 15, finding 7: each page got the whole snapshot (~40 KB) twice a second.
+    monkeypatch.setattr(_dashboard, "STREAM_MAX", 1.5)
+    release = threading.Event()
+    async with dashboard() as (offload, client):
+        for number in range(30):
+            await offload.submit(answer, "x" * 100 + str(number))
+        await offload.join()
+        waiting = await offload.submit(release.wait, 10)
+        found: list[httpx.Response] = []
+
+        async def read() -> None:
+            found.append(await client.get("/offload/events"))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read)
+            await anyio.sleep(0.7)  # after the first snapshot
+            release.set()
+            late = await offload.submit(answer, "late")
+    text = found[0].text
+    [first] = re.findall(r"event: snapshot\ndata: (.*)\n\n", text)
+    patches = [json.loads(p) for p in re.findall(r"event: patch\ndata: (.*)\n\n", text)]
+    assert len(json.loads(first)["tasks"]) == 31 and patches
+    rows = [task for patch in patches for task in patch.get("tasks", [])]
+    # Only the two tasks that changed travel again, never the 30 that had ended.
+    assert {task["id"] for task in rows} == {waiting.id, late.id}
+    orders = [patch["order"] for patch in patches if "order" in patch]
+    assert orders[-1][:2] == [late.id, waiting.id]  # the newest first
+    assert max(len(json.dumps(patch)) for patch in patches) < len(first) / 3
+    assert all("now" in patch for patch in patches)
+
+
+def test_a_patch_rebuilds_the_snapshot() -> None:
+    from fastapi_offload._dashboard_patch import diff
+
+    def row(task_id: str, state: str, live: bool = False) -> dict[str, Any]:
+        return {"id": task_id, "state": state, "live": live, "duration": 1.0}
+
+    old: dict[str, Any] = {"now": 1.0, "accepting": True, "lanes": [1]}
+    old["tasks"] = [row("b", "running", True), row("a", "succeeded")]
+    new: dict[str, Any] = {"now": 2.0, "accepting": False, "lanes": [1]}
+    new["tasks"] = [row("c", "pending", True), row("b", "succeeded")]
+    patch = diff(old, new)
+    assert patch == {
+        "set": {"accepting": False},
+        "tasks": new["tasks"],
+        "order": ["c", "b"],
+        "removed": ["a"],
+        "now": 2.0,
+    }
+    # Nothing but the clock and a live task's duration: the clock only.
+    moved = {**new, "now": 3.0, "tasks": [{**new["tasks"][0], "duration": 2.0}, new["tasks"][1]]}
+    assert diff(new, moved) == {"now": 3.0}
+    ended = {**new, "tasks": [row("b", "succeeded")]}
+    assert diff(ended, {**ended, "now": 9.0}) is None  # nothing live, nothing to say
+
+
+def test_a_dashboard_without_dependencies_or_public_is_refused() -> None:
+    # Issue 15, finding 4: it served every task's id, error and result to anyone.
+    offload = Offload()
+    with pytest.raises(ConfigError) as refused:
+        offload.dashboard_router()
+    assert "dependencies=[Depends(require_admin)]" in str(refused.value)
+    assert "public=True" in str(refused.value)
+    with pytest.raises(ConfigError, match="cancel tasks"):
+        offload.dashboard_router(cancel=True)
+    with pytest.raises(ConfigError, match="max_streams=0"):
+        offload.dashboard_router(public=True, max_streams=0)
+    offload.dashboard_router(public=True)
+    offload.dashboard_router(dependencies=[Depends(answer)])
+
+
+@pytest.mark.server
+def test_open_streams_are_capped_with_a_503(tmp_path: Path) -> None:
+    # Issue 15, finding 7: 1,000 open pages slowed /health to about a second.
+    with (
+        run_server("tests.apps.dashboard_app:app", tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        with client.stream("GET", "/few/events") as one, client.stream("GET", "/few/events") as two:
+            assert (one.status_code, two.status_code) == (200, 200)
+            refused = client.get("/few/events")
+            other = client.get("/ops/snapshot")  # the page's other routes still answer
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert "max_streams=2" in refused.json()["detail"] and other.status_code == 200
+        deadline = time.monotonic() + 10  # the server notices the two have left
+        while True:
+            with client.stream("GET", "/few/events") as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the closed streams' slots were not freed"
+            time.sleep(0.1)
 
 
 @pytest.mark.anyio

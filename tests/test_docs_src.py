@@ -50,6 +50,7 @@ EXERCISED = {
     "migrating_order",
     "monitoring_app",
     "monitoring_block",
+    "owner_app",
     "progress_app",  # tests/test_docs_results.py
     "quickstart_after",
     "quickstart_before",
@@ -411,3 +412,25 @@ async def test_backend_template_unreachable_database_is_a_503(tmp_path: Path) ->
     assert response.json()["detail"].startswith("the task database")
     with pytest.raises(BackendUnavailable):
         await backend.submit(TaskCall(id="x", name="tests.test_docs_src.always_fails"))
+
+
+async def test_owner_app_serves_each_task_to_its_owner_only() -> None:
+    from docs_src import owner_app as example
+
+    ada, bob = ({"Authorization": f"Bearer token-of-{name}"} for name in ("ada", "bob"))
+    async with serve(example.app, example.offload) as client:
+        started = await client.post("/reports/2026-05", headers=ada)
+        task_id = started.json()["task_id"]
+        await example.offload.join()
+        mine = await client.get(f"/tasks/{task_id}", headers=ada)
+        theirs = await client.get(f"/tasks/{task_id}", headers=bob)
+        stream = await client.get(f"/tasks/{task_id}/events", headers=bob)
+        cancel = await client.delete(f"/tasks/{task_id}", headers=bob)
+        unknown = await client.get(f"/tasks/{'0' * 32}", headers=bob)
+        anonymous = await client.get(f"/tasks/{task_id}")
+    assert started.status_code == 202
+    assert mine.status_code == 200 and mine.json()["result"]["url"] == "/reports/2026-05.pdf"
+    assert "owner" not in mine.json()
+    assert (theirs.status_code, stream.status_code, cancel.status_code) == (404, 404, 404)
+    assert theirs.json() == unknown.json() | {"id": task_id}  # nothing tells them apart
+    assert anonymous.status_code == 401

@@ -48,6 +48,7 @@ TYPES = {
     "fastapi_offload_tasks_waiting": "gauge",
     "fastapi_offload_tasks_running": "gauge",
     "fastapi_offload_lane_capacity": "gauge",
+    "fastapi_offload_threads_abandoned": "gauge",
     "fastapi_offload_loop_blocks": "counter",
     "fastapi_offload_process_crashes": "counter",
     "fastapi_offload_process_cpu_seconds": "counter",
@@ -376,18 +377,25 @@ def test_with_workers_every_scrape_sums_every_worker(
         with httpx.Client(base_url=server.url, timeout=10) as client:
             return client.request(method, path, headers=headers)
 
-    with ThreadPoolExecutor(8) as pool:
-        placed = list(pool.map(lambda i: call("POST", f"/orders/{i}"), range(40)))
-    assert {response.status_code for response in placed} == {202}
-    deadline = time.monotonic() + 20
-    while _succeeded(call("GET", "/metrics").text) < 40 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    per_worker = _worker_counts(files)
+    # The kernel hands connections to whichever worker accepts first, so one worker
+    # may take a whole burst: post in rounds until both have run some.
+    posted = 0
+    per_worker: dict[str, float] = {}
+    while posted < 200 and not (len(per_worker) == 2 and all(per_worker.values())):
+        with ThreadPoolExecutor(8) as pool:
+            placed = list(pool.map(lambda i: call("POST", f"/orders/{i}"), range(20)))
+        assert {response.status_code for response in placed} == {202}
+        posted += 20
+        deadline = time.monotonic() + 20
+        while _succeeded(call("GET", "/metrics").text) < posted:
+            assert time.monotonic() < deadline, "tasks did not finish"
+            time.sleep(0.1)
+        per_worker = _worker_counts(files)
     assert len(per_worker) == 2 and all(per_worker.values()), per_worker  # both ran some
-    assert sum(per_worker.values()) == 40
+    assert sum(per_worker.values()) == posted
     with ThreadPoolExecutor(4) as pool:
         scrapes = [r.text for r in pool.map(lambda _: call("GET", "/metrics"), range(12))]
-    assert {_succeeded(text) for text in scrapes} == {40}  # whichever worker answered
+    assert {_succeeded(text) for text in scrapes} == {posted}  # whichever worker answered
     capacity = Offload().config.thread_workers
     for text in scrapes:
         assert value(parse(text), "fastapi_offload_lane_capacity", lane="thread") == 2 * capacity
@@ -401,5 +409,5 @@ def test_with_workers_every_scrape_sums_every_worker(
         time.sleep(0.1)
     after = parse(call("GET", "/metrics").text)
     name = "fastapi_offload_tasks_total"
-    assert value(after, name, lane="thread", state="succeeded") == 40
+    assert value(after, name, lane="thread", state="succeeded") == posted
     assert value(after, "fastapi_offload_lane_capacity", lane="thread") == 2 * capacity

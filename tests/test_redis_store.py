@@ -191,6 +191,15 @@ async def test_what_one_process_flushed_another_reads(open_store: OpenStore) -> 
     assert await b.get("never") is None and len(a) == 2
 
 
+async def test_the_task_owner_travels_through_redis(open_store: OpenStore) -> None:
+    a, b = await open_store("a"), await open_store("b")
+    a.put(record("mine", TaskState.SUCCEEDED, owner="user-42"))
+    a.put(record("nobodys", TaskState.SUCCEEDED))
+    await a.flush()
+    assert (info := await b.get("mine")) is not None and info.owner == "user-42"
+    assert (info := await b.get("nobodys")) is not None and info.owner is None
+
+
 async def test_live_records_are_answered_from_memory(
     open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,6 +74,11 @@ def test_plain_json_arguments_are_saved_as_json_and_load_back() -> None:
         False,
         ("builtins.OSError",),
     )
+    assert (call.after, call.owner) == ((), None)
+    extra = {"after": ["t1"], "owner": "user-7"}
+    followed = SavedCalls(KEY).dump("t2", declared, args=(), kwargs={}, **SETTINGS, **extra)
+    loaded = SavedCalls(KEY).load("t2", followed)
+    assert (loaded.after, loaded.owner) == (("t1",), "user-7")  # kept for a rerun
 
 
 @pytest.mark.parametrize(
@@ -224,3 +229,21 @@ def test_a_planted_row_runs_no_code_in_the_web_process(
     assert not marker.exists()
     server.wait_for_log("(id 'planted') reclaimed from a process that stopped is interrupted")
     assert not marker.exists()
+
+
+@pytest.mark.anyio
+async def test_an_id_from_the_url_is_bounded_before_any_store_is_asked() -> None:
+    from fastapi import FastAPI
+
+    from .helpers import serve
+
+    offload = Offload()
+    app = FastAPI(lifespan=offload.lifespan)
+    app.include_router(offload.status_router(cancel=True, public=True))
+    async with serve(app, offload) as client:
+        for method in ("GET", "DELETE"):
+            response = await client.request(method, "/tasks/" + "x" * 201)
+            assert response.status_code == 422, response.text
+            assert "at most 200 characters" in response.text
+        assert (await client.get("/tasks/" + "x" * 200)).status_code == 404
+        assert (await client.get("/tasks/" + "x" * 201 + "/events")).status_code == 422

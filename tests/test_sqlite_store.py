@@ -19,7 +19,7 @@ import pytest
 from fastapi_offload._errors import ConfigError, StoreUnavailable
 from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._sqlite_schema import CANCELS
+from fastapi_offload._sqlite_schema import CANCELS, UPGRADES
 from fastapi_offload._sqlite_store import SqliteStore
 from fastapi_offload._store import Orphan, Store
 
@@ -343,7 +343,7 @@ async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_rows(
         group.start_soon(open_one, "a")
         group.start_soon(open_one, "b")
     a, b = stores
-    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(2,)]
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(3,)]
     assert (info := await a.get("done")) is not None and len(a) == 2
     assert (info.name, info.lane, info.state, info.attempts, info.finished_at) == (
         "jobs.g", "process", TaskState.FAILED, 2, NOW - 7
@@ -358,6 +358,33 @@ async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_rows(
     await open_store("c")  # opening it again upgrades nothing twice
     assert query(db, "SELECT count(*), sum(settled_at NOTNULL) FROM tasks") == [(3, 2)]
     assert dict(query(db, "SELECT key, value FROM meta"))["rows"] == 3
+
+
+async def test_a_version_2_file_gains_the_task_owner_column_and_keeps_its_rows(
+    open_store: OpenStore, db: Path
+) -> None:
+    # Version 2: version 1 and its upgrade (results, progress, cancel requests).
+    with sqlite3.connect(db) as conn:
+        for statement in V1_SCHEMA:
+            conn.execute(statement)
+        for statement in UPGRADES[1]:
+            conn.execute(statement)
+        conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+        conn.executemany(f"INSERT INTO tasks VALUES ({', '.join('?' * 22)})", [
+            (*row, '"kept"' if row[0] == "done" else None, None, None, None) for row in V1_ROWS
+        ])  # fmt: skip
+    conn.close()
+    store = await open_store("a")
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(3,)]
+    assert (info := await store.get("done")) is not None
+    assert (info.result, info.owner, info.error) == ("kept", None, "ValueError('x')")
+    mine = record("mine", TaskState.SUCCEEDED)
+    mine.owner = "user-42"
+    store.put(mine)
+    await store.flush()
+    other = await open_store("b")  # reads the row from the file, not from `put`'s record
+    assert (info := await other.get("mine")) is not None and info.owner == "user-42"
+    assert "owner" not in info.to_dict()  # never served by a status route
 
 
 async def test_a_cancel_request_is_kept_on_the_row_until_the_task_settles(
@@ -400,7 +427,7 @@ async def test_request_cancel_fails_while_another_connection_locks_the_file(
 def newer_schema(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER)")
-        conn.execute("INSERT INTO meta VALUES ('schema_version', 3)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', 4)")
     conn.close()
 
 
@@ -416,7 +443,7 @@ def foreign_table(path: Path) -> None:
         (lambda path: None, "missing/offload.db", "cannot be created or written"),
         (lambda path: path.parent.write_text("a file"), "file/offload.db", "cannot be created"),
         (lambda path: path.write_bytes(b"not sqlite" * 500), "junk.db", "not a usable SQLite"),
-        (newer_schema, "newer.db", "schema version 3, written by a newer fastapi-offload"),
+        (newer_schema, "newer.db", "schema version 4, written by a newer fastapi-offload"),
         (foreign_table, "theirs.db", "`tasks` table fastapi-offload did not create"),
     ],
 )

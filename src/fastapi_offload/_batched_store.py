@@ -96,7 +96,7 @@ class BatchedStore:
             self.owner if live else None, now + self.lease if live else None,
             record.handed_off, record.requeue, record.payload if live else None,
             record.timeout, record.retries, record.retry_delay, None if live else now,
-            record.result, record.progress, record.progress_message,
+            record.result, record.progress, record.progress_message, record.owner,
         ))  # fmt: skip
 
     def evict(self, task_id: str) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -71,6 +71,11 @@ class Ledger:
         self._live: dict[str, TaskRecord] = {}
         self._joiners: list[asyncio.Future[None]] = []
         self._observers: tuple[Observer, ...] = ()
+        self._abandoned: dict[str, Callable[[], int]] = {}
+
+    def count_abandoned(self, lane: str, count: Callable[[], int]) -> None:
+        """Where `lane_stats` reads the lane's abandoned threads (the thread lane's)."""
+        self._abandoned[lane] = count
 
     def add_observer(self, observer: Observer) -> None:
         self._observers = (*self._observers, observer)
@@ -329,6 +334,7 @@ class Ledger:
             failed=counters.failed,
             cancelled=counters.cancelled,
             retried=counters.retried,
+            abandoned=count() if (count := self._abandoned.get(lane)) is not None else 0,
         )
 
 

@@ -76,6 +76,10 @@ GAUGES = {  # per local lane, read from the ledger
     "waiting": ("tasks_waiting", "Tasks accepted and not started (the queue depth)"),
     "running": ("tasks_running", "Tasks running now"),
     "capacity": ("lane_capacity", "Tasks the lane runs at once"),
+    "abandoned": (
+        "threads_abandoned",
+        "Threads still running a task that timed out; each holds a slot of the lane",
+    ),
 }
 TOTALS = {  # counted by the loop monitor and the process lane
     "loop_blocks": ("loop_blocks", "Steps of async def tasks that held the event loop too long"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._declare import check_settings
+from ._owner import check_owner
 from ._public import public
 
 __all__ = [
@@ -56,7 +57,9 @@ class TaskInfo:
     why a cancelled or interrupted one ended; on a succeeded task it says why its
     result was not kept (not JSON, or too large). `result` is the return value of a
     succeeded task that keeps results (`keep_results`), as JSON data. `progress` (0.0
-    to 1.0) and `progress_message` are the task's last `report_progress()`.
+    to 1.0) and `progress_message` are the task's last `report_progress()`. `owner` is
+    what `tasks.options(owner=...)` recorded (the user who started it), for a status
+    router's `owner=` check; it is not in `to_dict()`, so a status route never shows it.
     """
 
     id: str
@@ -71,6 +74,7 @@ class TaskInfo:
     result: Any = None
     progress: float | None = None
     progress_message: str | None = None
+    owner: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +118,12 @@ class TaskCall:
 @public
 @dataclass(frozen=True)
 class LaneStats:
-    """Counters of one lane. `waiting` tasks are accepted but not yet running."""
+    """Counters of one lane. `waiting` tasks are accepted but not yet running.
+
+    `abandoned` (thread lane): threads still running a function whose task ended (it
+    timed out, or was given up at shutdown). A thread cannot be killed, so each keeps
+    one of the lane's `capacity` slots until its function returns.
+    """
 
     waiting: int
     running: int
@@ -124,6 +133,7 @@ class LaneStats:
     failed: int
     cancelled: int
     retried: int
+    abandoned: int = 0
 
 
 @public
@@ -172,9 +182,12 @@ class CallOptions:
     retry_backoff: bool | None = None
     retry_on: tuple[type[BaseException], ...] | None = None
     after: tuple[str, ...] | None = None  # ids (`_after.after_ids`)
+    owner: str | int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_on", check_settings(self))
+        if self.owner is not None:
+            object.__setattr__(self, "owner", check_owner(self.owner))
 
 
 NO_OPTIONS = CallOptions()

@@ -12,9 +12,10 @@ from fastapi import APIRouter, params
 from typing_extensions import Self
 
 from ._after import after_ids
+from ._checks import check_int
 from ._config import OffloadConfig
 from ._declare import LaneName
-from ._errors import OffloadClosed
+from ._errors import ConfigError, OffloadClosed
 from ._lifecycle import Lifecycle, build_backend, build_store
 from ._lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 from ._models import NO_OPTIONS, CallOptions, OffloadStats, TaskHandle, TaskInfo
@@ -174,10 +175,12 @@ class Offload:
         retry_backoff: bool | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         after: TaskHandle | str | Sequence[TaskHandle | str] | None = None,
+        owner: str | int | None = None,
     ) -> RuntimeOptions:
         """Per-call settings for `submit`: `await offload.options(timeout=5).submit(f, x)`.
 
-        Raises `ConfigError` for a bad value, naming the setting.
+        `owner` records who started the task, as `tasks.options(owner=...)` does. Raises
+        `ConfigError` for a bad value, naming the setting.
         """
         return RuntimeOptions(
             self,
@@ -191,6 +194,7 @@ class Offload:
                 retry_backoff,
                 (retry_on,) if isinstance(retry_on, type) else retry_on,
                 after_ids(after),
+                owner,
             ),
         )
 
@@ -265,6 +269,8 @@ class Offload:
         cancel: bool = False,
         dependencies: Sequence[params.Depends] | None = None,
         cancel_dependencies: Sequence[params.Depends] | None = None,
+        owner: params.Depends | None = None,
+        public: bool = False,
     ) -> APIRouter:
         """An `APIRouter` with `GET {prefix}/{task_id}` (the task's status as JSON) and
         `GET {prefix}/{task_id}/events` (a Server-Sent Events stream of its changes).
@@ -276,9 +282,31 @@ class Offload:
         `DELETE {prefix}/{task_id}`, which cancels the task (202; 404 for an unknown
         id, 409 for one that has ended): protect it with `cancel_dependencies=[Depends(...)]`
         (that route only) or `dependencies=[...]` (every route), as for any FastAPI router.
+
+        `owner=Depends(current_user_id)` serves each task only to the caller the
+        dependency returns, when it equals the owner recorded with
+        `tasks.options(owner=...)`; any other id, a task without an owner, and a caller
+        `None` get the 404 of an unknown id, on every route. Without protection
+        (`dependencies`, `owner`), a router that serves kept results (`keep_results`) or
+        cancels logs a WARNING at creation: `public=True` says it is meant to be open.
         """
         from ._router import build_status_router
 
+        open_to = []
+        if not dependencies and owner is None:
+            if self.config.keep_results:
+                open_to.append("reads every kept result")
+            if cancel and not cancel_dependencies:
+                open_to.append("cancels any task")
+        if open_to and not public:
+            logger.warning(
+                "status_router(prefix=%r): anyone who holds a task id %s. Protect it with "
+                "owner=Depends(current_user_id) (each user sees only the tasks started with "
+                "tasks.options(owner=...)) or dependencies=[Depends(require_user)], or pass "
+                "public=True if that is meant",
+                prefix,
+                " and ".join(open_to),
+            )
         router = build_status_router(
             self._runtime,
             prefix=prefix,
@@ -286,6 +314,7 @@ class Offload:
             cancel=cancel,
             dependencies=list(dependencies or ()),
             cancel_dependencies=list(cancel_dependencies or ()),
+            owner=owner,
         )
         mark_routes(self._runtime, router.routes)  # a forgotten lifespan is then named
         return router
@@ -296,19 +325,35 @@ class Offload:
         prefix: str = "/offload",
         tags: list[str] | None = None,
         dependencies: Sequence[params.Depends] | None = None,
+        public: bool = False,
         cancel: bool = False,
         show_arguments: bool = False,
+        max_streams: int = 50,
     ) -> APIRouter:
         """An `APIRouter` serving a live dashboard page at `{prefix}/`: lanes, recent
         tasks with their progress and errors, loop-block reports, the CPU advisor's
         findings and process-worker crashes, updated through Server-Sent Events.
 
-        Protect it with `dependencies=[Depends(...)]` (HTTP basic, your auth). Task
-        arguments are not shown unless `show_arguments=True`; `cancel=True` adds a
-        cancel button (and its route, under the same dependencies).
+        Closed by default: it shows every task's id, error and the start of its result,
+        so it needs `dependencies=[Depends(...)]` (HTTP basic, your auth), or
+        `public=True` for a private network where anyone who reaches it may read it;
+        without either it raises `ConfigError`. Task arguments are not shown unless
+        `show_arguments=True`; `cancel=True` adds a cancel button (and its route, under
+        the same dependencies). At most `max_streams` live feeds are served at once
+        (process-wide per router): one more gets a 503 with `Retry-After`.
         """
         from ._dashboard import build_dashboard_router
 
+        if not dependencies and not public:
+            raise ConfigError(
+                "dashboard_router() shows every task's id, error and result to whoever "
+                "reaches it"
+                + (" and lets them cancel tasks" if cancel else "")
+                + ": protect it with dependencies=[Depends(require_admin)] (your own "
+                "check: HTTP basic, a session, a token), or pass public=True if only a "
+                "private network can reach it"
+            )
+        check_int("max_streams", max_streams, minimum=1)
         router = build_dashboard_router(
             self._runtime,
             prefix=prefix,
@@ -316,6 +361,7 @@ class Offload:
             dependencies=list(dependencies or ()),
             cancel=cancel,
             show_arguments=show_arguments,
+            max_streams=max_streams,
         )
         mark_routes(self._runtime, router.routes)
         return router

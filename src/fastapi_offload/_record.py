@@ -62,6 +62,7 @@ class TaskRecord:
     needs: TaskDependencies | None = None
     after: tuple[str, ...] = ()  # ids of the tasks that must succeed before it starts
     app: Any = None
+    owner: str | None = None  # `options(owner=...)`: the user who started it (`_owner`)
 
     @property
     def live(self) -> bool:
@@ -86,6 +87,7 @@ class TaskRecord:
             result=None if self.result is None or not with_result else json.loads(self.result),
             progress=self.progress,
             progress_message=self.progress_message,
+            owner=self.owner,
         )
 
     def task_call(self) -> TaskCall:

@@ -1,6 +1,7 @@
 """A task row as `RedisStore` keeps it: one hash, the fields of `_sqlite_schema.COLUMNS`
 after the id. A `None` is an absent field, so a hash written before a field existed
-(`result`, `progress`, `progress_message`) reads as it did: the layout stays version 1.
+(`result`, `progress`, `progress_message`, `task_owner`) reads as it did: the layout
+stays version 1.
 """
 
 from __future__ import annotations
@@ -58,4 +59,5 @@ def decode(task_id: str, row: dict[bytes, bytes]) -> TaskInfo:
         number("finished_at"), int(attempts), text("error"),
         result=None if result is None else json.loads(result),  # JSONDecodeError: ValueError
         progress=number("progress"), progress_message=text("progress_message"),
+        owner=text("task_owner"),
     )  # fmt: skip

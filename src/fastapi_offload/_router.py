@@ -1,21 +1,22 @@
 """The ready-made status router: `GET /tasks/{task_id}`, its event stream, and an opt-in
-`DELETE /tasks/{task_id}` that cancels."""
+`DELETE /tasks/{task_id}` that cancels; with `owner=`, each only for the task's owner."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request, params
+from fastapi import APIRouter, Depends, Path, Request, params
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from ._errors import StoreUnavailable
 from ._lookup import runtime_for
 from ._models import TaskInfo, TaskState
+from ._owner import owns
 from ._runtime import Runtime
 
 __all__ = ["TaskStatus", "build_status_router", "cancel_response"]
@@ -26,6 +27,10 @@ POLL = 0.25  # seconds between two looks at a streamed task's status
 # --timeout-graceful-shutdown) is never held by a long task's stream for longer.
 STREAM_MAX = 30.0
 KEEP_ALIVE = 10.0  # seconds of silence before a comment line keeps proxies from closing
+# An id from the URL is input: one longer than any id we make (32 hex characters; a
+# remote backend's own at most a few dozen) is refused before any store is asked.
+MAX_ID = 200
+TaskId = Annotated[str, Path(max_length=MAX_ID, description="The id `add_task` returned")]
 END = "end"  # the id of a stream's last event: a reconnect that carries it gets a 204
 # While the task store cannot be read, a stream says so (once) and keeps polling: an
 # outage is not the end of the task, and the browser must keep following it.
@@ -57,15 +62,31 @@ def build_status_router(
     cancel: bool,
     dependencies: Sequence[params.Depends],
     cancel_dependencies: Sequence[params.Depends] = (),
+    owner: params.Depends | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies))
     unknown: dict[int | str, dict[str, Any]] = {
-        404: {"model": TaskStatus, "description": "No task with this id is known"},
+        404: {
+            "model": TaskStatus,
+            "description": "No task with this id is known"
+            + (", or it is not the caller's" if owner is not None else ""),
+        },
         503: {
             "description": "The task store cannot be read now (down, frozen, locked): "
             "retry after `Retry-After` seconds. Never a 404: the task may exist"
         },
     }
+    # The caller's identity, resolved by FastAPI like any dependency of the route (its
+    # own sub-dependencies, headers, cookies); without `owner=`, nobody is asked.
+    caller_of: Any = owner if owner is not None else Depends(_anyone)
+
+    async def lookup(found: Runtime, task_id: str, caller: Any) -> TaskInfo:
+        info = await found.status(task_id)
+        if owner is not None and not owns(info.owner, caller):
+            # The same answer as an unknown id: another user's task is not confirmed to
+            # exist, so ids cannot be probed.
+            return TaskInfo(id=task_id, name="", state=TaskState.UNKNOWN)
+        return info
 
     @router.get(
         "/{task_id}",
@@ -73,9 +94,11 @@ def build_status_router(
         responses=unknown,
         summary="Status of an offloaded task",
     )
-    async def task_status(task_id: str, request: Request) -> JSONResponse:
+    async def task_status(
+        task_id: TaskId, request: Request, caller: Any = caller_of
+    ) -> JSONResponse:
         # An Offload that was never started (no lifespan): the app's default runtime.
-        info = await runtime_for(request, runtime).status(task_id)
+        info = await lookup(runtime_for(request, runtime), task_id, caller)
         status_code = 404 if info.state is TaskState.UNKNOWN else 200
         return JSONResponse(info.to_dict(), status_code=status_code)
 
@@ -94,15 +117,17 @@ def build_status_router(
         response_class=StreamingResponse,
         summary="Live status of an offloaded task (Server-Sent Events)",
     )
-    async def task_events(task_id: str, request: Request) -> Response:
+    async def task_events(task_id: TaskId, request: Request, caller: Any = caller_of) -> Response:
         if request.headers.get("last-event-id") == END:
             # Per the SSE standard, a 204 tells the browser's EventSource to stop
             # reconnecting: the task had ended when the last stream closed.
             return Response(status_code=204)
         found = runtime_for(request, runtime)
         try:
-            info: TaskInfo | StoreUnavailable = await found.status(task_id)
+            info: TaskInfo | StoreUnavailable = await lookup(found, task_id, caller)
         except StoreUnavailable as exc:
+            if owner is not None:
+                raise  # whose task it is cannot be checked: never stream it unchecked
             # A 503 would make the browser's EventSource give up for good: stream
             # instead, saying the store is unavailable, until it answers again.
             info = exc
@@ -128,10 +153,21 @@ def build_status_router(
             },
             summary="Cancel an offloaded task",
         )
-        async def cancel_task(task_id: str, request: Request) -> JSONResponse:
-            return await cancel_response(runtime_for(request, runtime), task_id)
+        async def cancel_task(
+            task_id: TaskId, request: Request, caller: Any = caller_of
+        ) -> JSONResponse:
+            found = runtime_for(request, runtime)
+            if owner is not None:
+                info = await lookup(found, task_id, caller)
+                if info.state is TaskState.UNKNOWN:  # checked before anything is cancelled
+                    return JSONResponse(info.to_dict(), status_code=404)
+            return await cancel_response(found, task_id)
 
     return router
+
+
+def _anyone() -> None:
+    return None
 
 
 async def cancel_response(runtime: Runtime, task_id: str) -> JSONResponse:

@@ -237,6 +237,7 @@ def build_record(
         retry_backoff=_first(options.retry_backoff, defaults and defaults.retry_backoff, False),
         retry_on=_retry_names(_first(options.retry_on, defaults and defaults.retry_on, None)),
         after=options.after or (),
+        owner=None if options.owner is None else str(options.owner),  # checked: text
     )
     if lane == "remote":
         if record.after:

@@ -52,9 +52,10 @@ class Runtime:
         self.process_lane = ProcessLane(
             config.effective_process_workers, config.process_priority, limit
         )
+        thread_lane = ThreadLane(config.thread_workers, self.advisor, limit)
         self.lanes: dict[str, Lane] = {
             "loop": LoopLane(self.monitor, limit),
-            "thread": ThreadLane(config.thread_workers, self.advisor, limit),
+            "thread": thread_lane,
             "process": self.process_lane,
         }
         pending = config.max_pending
@@ -71,6 +72,7 @@ class Runtime:
                 "process": LaneBounds(self.process_lane.capacity, pending),
             },
         )
+        self.ledger.count_abandoned("thread", lambda: thread_lane.abandoned)
         self.process_lane.report = self.ledger.progress
         self.runner = Runner(self.ledger, self.lanes, self._submit_late)
         self.runner.ordering = Ordering(self.ledger, frozenset(self.lanes))
@@ -138,6 +140,7 @@ class Runtime:
                 retry_backoff=record.retry_backoff,
                 retry_on=record.retry_on,
                 after=list(record.after),
+                owner=record.owner,
             )
         self.ledger.admit(record)
         return record
@@ -236,7 +239,7 @@ class Runtime:
         record.lane, record.timeout = call.lane, call.timeout
         record.retries, record.retry_delay = call.retries, call.retry_delay
         record.keep_result, record.retry_backoff = call.keep_result, call.retry_backoff
-        record.retry_on, record.after = call.retry_on, call.after
+        record.retry_on, record.after, record.owner = call.retry_on, call.after, call.owner
         self.ledger.adopt(record)
         if record.attempts > record.retries + 1:
             # A task that takes its process down each time must not do so forever.
@@ -349,6 +352,7 @@ class Runtime:
                         remote,
                         name=remote.name or info.name,
                         created_at=remote.created_at or info.created_at,
+                        owner=info.owner,  # recorded here: a backend knows no owner
                     )
                 return remote
         if info is not None:

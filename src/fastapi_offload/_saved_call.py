@@ -79,6 +79,7 @@ class Call:
     retry_backoff: bool
     retry_on: tuple[str, ...] | None
     after: tuple[str, ...] = ()
+    owner: str | None = None
 
 
 class SavedCalls:
@@ -94,7 +95,7 @@ class SavedCalls:
 
     def dump(self, task_id: str, func: Callable[..., Any], **call: Any) -> bytes:
         """The signed bytes of one call; `call` holds args, kwargs, lane, timeout,
-        retries, retry_delay, keep_result, retry_backoff, retry_on, after."""
+        retries, retry_delay, keep_result, retry_backoff, retry_on, after, owner."""
         name = path_of(func)
         if not registered(func):
             raise ConfigError(
@@ -182,6 +183,7 @@ class SavedCalls:
                 retry_backoff=bool(header["retry_backoff"]),
                 retry_on=None if retry_on is None else tuple(str(name) for name in retry_on),
                 after=tuple(str(task_id) for task_id in header.get("after", ())),
+                owner=None if header.get("owner") is None else str(header["owner"]),
             )
         except Untrusted:
             raise

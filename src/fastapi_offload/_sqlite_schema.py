@@ -1,5 +1,5 @@
-"""The SQL of `SqliteStore`: schema version 2, the upgrade from 1, its statements, and
-reading a row."""
+"""The SQL of `SqliteStore`: schema version 3, the upgrades from 1 and 2, its statements,
+and reading a row."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from ._models import TaskInfo, TaskState
 
 Row = tuple[Any, ...]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_BATCH = 10_000  # operations per transaction: bounds one commit's size and duration
 LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial index's WHERE
 INFO = (
     "id, name, state, lane, created_at, started_at, finished_at, attempts, error, result, "
-    "progress, progress_message"
+    "progress, progress_message, task_owner"
 )
 INFO_SIZE = len(INFO.split(", "))
 # A live task has no result yet: what reads only live rows does not load the column.
@@ -23,7 +23,7 @@ LIVE_INFO = INFO.replace(" result,", " NULL,")
 COLUMNS = (
     "id, name, lane, state, created_at, started_at, finished_at, attempts, error, owner, "
     "lease_until, handed_off, requeue, payload, timeout, retries, retry_delay, settled_at, "
-    "result, progress, progress_message"
+    "result, progress, progress_message, task_owner"
 ).split(", ")
 UPSERT = (
     f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
@@ -45,6 +45,9 @@ UPGRADES = {
         "ALTER TABLE tasks ADD COLUMN progress_message TEXT",
         "ALTER TABLE tasks ADD COLUMN cancel_requested REAL",
     ),
+    # Version 2 to 3: who started the task (`options(owner=...)`; `owner` was taken: it
+    # is the process that leases the row).
+    2: ("ALTER TABLE tasks ADD COLUMN task_owner TEXT",),
 }
 # `settled_at`: when the row stopped being live here (finished, or handed to a remote
 # backend, which has no `finished_at`): the order in which finished rows are pruned.
@@ -57,7 +60,7 @@ SCHEMA = (
     "attempts INTEGER NOT NULL, error TEXT, owner TEXT, lease_until REAL, handed_off INTEGER "
     "NOT NULL, requeue INTEGER NOT NULL, payload BLOB, timeout REAL, retries INTEGER NOT NULL, "
     "retry_delay REAL NOT NULL, settled_at REAL, result TEXT, progress REAL, progress_message "
-    "TEXT, cancel_requested REAL)",
+    "TEXT, cancel_requested REAL, task_owner TEXT)",
     f"CREATE INDEX IF NOT EXISTS tasks_live ON tasks (lease_until) WHERE {LIVE}",
     "CREATE INDEX IF NOT EXISTS tasks_settled ON tasks (settled_at) WHERE settled_at IS NOT NULL",
     # Only the rows with a pending request: the poll of `cancel_requests` reads a few.
@@ -101,10 +104,10 @@ def row_info(row: Row) -> TaskInfo:
     """A row (the `INFO` columns) as a `TaskInfo`; `ValueError` if a column holds what this
     store never writes (a result that is not JSON text among them)."""
     task_id, name, state, lane, created, started, finished, attempts, error = row[:9]
-    result, progress, message = row[9:]
+    result, progress, message, owner = row[9:]
     numbers = (created, started, finished, progress)
     numbers_ok = all(n is None or isinstance(n, float | int) for n in numbers)
-    texts_ok = all(t is None or isinstance(t, str) for t in (error, result, message))
+    texts_ok = all(t is None or isinstance(t, str) for t in (error, result, message, owner))
     if not (numbers_ok and texts_ok and isinstance(name, str) and isinstance(lane, str)):
         raise ValueError(f"a column has an unexpected type: {row!r}")
     if not isinstance(attempts, int):
@@ -112,5 +115,5 @@ def row_info(row: Row) -> TaskInfo:
     return TaskInfo(
         task_id, name, TaskState(state), lane, created, started, finished, attempts, error,
         result=None if result is None else json.loads(result),  # JSONDecodeError: ValueError
-        progress=progress, progress_message=message,
+        progress=progress, progress_message=message, owner=owner,
     )  # fmt: skip

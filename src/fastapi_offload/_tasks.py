@@ -66,6 +66,7 @@ class TaskCollector:
         retry_backoff: bool | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         after: TaskHandle | str | Sequence[TaskHandle | str] | None = None,
+        owner: str | int | None = None,
     ) -> TaskOptions:
         """Per-call settings, kept apart from the task's own keyword arguments:
         `tasks.options(lane="process", timeout=30).add_task(func, ...)`.
@@ -73,7 +74,9 @@ class TaskCollector:
         `after=handle` (or a list of handles): the task starts once those tasks
         succeeded, and ends `cancelled`, naming the one, if any of them did not.
 
-        Raises `ConfigError` for a bad value, naming the setting.
+        `owner` records who started the task (a user id, 200 characters at most), for
+        `offload.status_router(owner=Depends(current_user_id))`, which then serves the
+        task to that user only. Raises `ConfigError` for a bad value, naming the setting.
         """
         return TaskOptions(
             self,
@@ -87,6 +90,7 @@ class TaskCollector:
                 retry_backoff,
                 (retry_on,) if isinstance(retry_on, type) else retry_on,
                 after_ids(after),
+                owner,
             ),
         )
 

@@ -39,7 +39,12 @@ def record_request(request: Request) -> None:
 
 app.include_router(offload.dashboard_router(cancel=True, dependencies=[Depends(record_request)]))
 # The screenshot's: arguments shown.
-app.include_router(offload.dashboard_router(prefix="/ops", cancel=True, show_arguments=True))
+# public=True: a test server on 127.0.0.1, which nobody else reaches.
+app.include_router(
+    offload.dashboard_router(prefix="/ops", cancel=True, show_arguments=True, public=True)
+)
+# Two feeds at most: a third open page gets a 503 (the stream cap's test).
+app.include_router(offload.dashboard_router(prefix="/few", public=True, max_streams=2))
 
 
 @app.get("/health")

@@ -88,10 +88,14 @@ function renderLane(lane) {
     const cells = {};
     for (const [key, label] of [
       ["waiting", "waiting"], ["succeeded", "done"], ["failed", "failed"],
-      ["cancelled", "cancelled"], ["retried", "retried"],
+      ["cancelled", "cancelled"], ["retried", "retried"], ["abandoned", "abandoned"],
     ]) {
       cells[key] = el("dd", key);
-      counts.append(el("dt", "", label), cells[key]);
+      const term = el("dt", "", label);
+      if (key === "abandoned") {
+        term.title = "threads still running a task that timed out: each holds a slot";
+      }
+      counts.append(term, cells[key]);
     }
     card.append(head, bar, counts);
     $("lanes").append(card);
@@ -139,6 +143,13 @@ function taskRow(id) {
   return row;
 }
 
+// Computed here rather than sent: a running task's duration changes with every tick of
+// the clock, and a patch carries only what changed.
+function duration(task, now) {
+  if (task.started_at === null || task.started_at === undefined) return null;
+  return Math.max((task.finished_at ?? now) - task.started_at, 0);
+}
+
 function renderTask(task, snapshot) {
   const row = taskRow(task.id);
   setText(row.state, task.state);
@@ -157,7 +168,7 @@ function renderTask(task, snapshot) {
   disclosure(row.problem, task.error, label);
   row.problem.dataset.state = retrying ? "retrying" : task.state; // colours the summary
   setText(row.cells[2], task.lane);
-  setText(row.cells[3], seconds(task.duration));
+  setText(row.cells[3], seconds(duration(task, snapshot.now)));
   const progress = task.progress;
   row.bar.hidden = progress === null;
   if (progress !== null) row.bar.value = progress;
@@ -289,6 +300,22 @@ function render(snapshot) {
   notice(problems.join(" "));
 }
 
+// The stream sends one `snapshot`, then `patch` events: the changed and new task rows,
+// the ids that left, the rows' order when it changed, and the other keys that changed.
+let current = null;
+
+function applyPatch(patch) {
+  if (current === null) return; // a patch before its snapshot: the next stream resends it
+  current.now = patch.now;
+  if (patch.set) Object.assign(current, patch.set);
+  const byId = new Map(current.tasks.map((task) => [task.id, task]));
+  for (const task of patch.tasks || []) byId.set(task.id, task);
+  for (const id of patch.removed || []) byId.delete(id);
+  const order = patch.order || current.tasks.map((task) => task.id);
+  current.tasks = order.map((id) => byId.get(id)).filter(Boolean);
+  render(current);
+}
+
 function connect() {
   const status = $("connection");
   const show = (state, text) => {
@@ -299,11 +326,16 @@ function connect() {
   events.addEventListener("open", () => show("live", "live"));
   events.addEventListener("snapshot", (event) => {
     show("live", "live");
-    render(JSON.parse(event.data));
+    current = JSON.parse(event.data);
+    render(current);
+  });
+  events.addEventListener("patch", (event) => {
+    show("live", "live");
+    applyPatch(JSON.parse(event.data));
   });
   events.addEventListener("error", () => {
     // The stream ends every 30 s and the browser reconnects by itself; CLOSED means it
-    // gave up (the server refused: a 401 or 403).
+    // gave up (the server refused: a 401 or 403, or a 503 for too many open streams).
     if (events.readyState === EventSource.CLOSED) show("closed", "disconnected: reload");
     else show("reconnecting", "reconnecting…");
   });
