@@ -215,6 +215,7 @@ def test_compute_status_page_shows_live_progress_in_chromium(
 def test_compute_status_page_shows_a_cancelled_count_in_chromium(
     start_server: StartServer, tmp_path: Path
 ) -> None:
+    chromium()  # skips here, not in the browser's thread, when there is none
     server = start_server("examples.compute_status.app:app")
     with server.client() as client:
         task_id = client.post("/primes", params={"below": 50_000_000}).json()["task_id"]

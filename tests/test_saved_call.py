@@ -232,18 +232,32 @@ def test_a_planted_row_runs_no_code_in_the_web_process(
 
 
 @pytest.mark.anyio
-async def test_an_id_from_the_url_is_bounded_before_any_store_is_asked() -> None:
+async def test_an_id_from_the_url_is_bounded_before_any_store_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from fastapi import FastAPI
+
+    from fastapi_offload._store import MemoryStore
 
     from .helpers import serve
 
+    asked: list[str] = []
+    get = MemoryStore.get
+
+    async def counting_get(self: MemoryStore, task_id: str) -> object:
+        asked.append(task_id)
+        return await get(self, task_id)
+
+    monkeypatch.setattr(MemoryStore, "get", counting_get)
     offload = Offload()
     app = FastAPI(lifespan=offload.lifespan)
     app.include_router(offload.status_router(cancel=True, public=True))
     async with serve(app, offload) as client:
-        for method in ("GET", "DELETE"):
-            response = await client.request(method, "/tasks/" + "x" * 201)
-            assert response.status_code == 422, response.text
-            assert "at most 200 characters" in response.text
+        for method, path in (("GET", ""), ("DELETE", ""), ("GET", "/events")):
+            response = await client.request(method, "/tasks/" + "x" * 201 + path)
+            assert response.status_code == 404, response.text
+            assert response.json()["state"] == "unknown"
+        assert asked == []  # an id no lane or backend makes: nobody was asked
         assert (await client.get("/tasks/" + "x" * 200)).status_code == 404
-        assert (await client.get("/tasks/" + "x" * 201 + "/events")).status_code == 422
+        assert asked == ["x" * 200]
+        assert (await offload.status("y" * 10_000)).state.value == "unknown"

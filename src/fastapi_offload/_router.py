@@ -27,10 +27,9 @@ POLL = 0.25  # seconds between two looks at a streamed task's status
 # --timeout-graceful-shutdown) is never held by a long task's stream for longer.
 STREAM_MAX = 30.0
 KEEP_ALIVE = 10.0  # seconds of silence before a comment line keeps proxies from closing
-# An id from the URL is input: one longer than any id we make (32 hex characters; a
-# remote backend's own at most a few dozen) is refused before any store is asked.
-MAX_ID = 200
-TaskId = Annotated[str, Path(max_length=MAX_ID, description="The id `add_task` returned")]
+# An id from the URL is input: `Runtime.status` answers one longer than any id we make
+# "unknown" (404, as for any other odd id) before any store is asked.
+TaskId = Annotated[str, Path(description="The id `add_task` returned")]
 END = "end"  # the id of a stream's last event: a reconnect that carries it gets a 204
 # While the task store cannot be read, a stream says so (once) and keeps polling: an
 # outage is not the end of the task, and the browser must keep following it.

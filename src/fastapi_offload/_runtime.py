@@ -34,6 +34,10 @@ from .backends.base import Backend
 
 __all__ = ["Runtime"]
 
+# The longest id the status routes and `offload.status` look up: ids we make are 32 hex
+# characters, a remote backend's own at most a few dozen.
+MAX_ID = 200
+
 logger = logging.getLogger("fastapi_offload")
 
 
@@ -257,6 +261,8 @@ class Runtime:
         loop or process task is stopped, a thread task is asked to stop), in another
         process sharing a durable store (which sees the request within a second), or
         in the remote backend. `False` for an id that is unknown or already ended."""
+        if len(task_id) > MAX_ID:
+            return False  # no task has such an id: no store or backend is asked
         if self.runner.cancel(task_id, BY_REQUEST, force=False):
             return True
         if self.store.durable and await self.store.request_cancel(task_id):
@@ -341,6 +347,10 @@ class Runtime:
     # -- queries --------------------------------------------------------------------
 
     async def status(self, task_id: str) -> TaskInfo:
+        if len(task_id) > MAX_ID:
+            # Ids come from URLs: one longer than any id a lane or a backend makes is
+            # unknown without asking a store or a broker to look it up.
+            return TaskInfo(id=task_id, name="", state=TaskState.UNKNOWN)
         info = await self.store.get(task_id)
         local = info is not None and info.lane in self.lanes
         if self.backend is not None and not local:
