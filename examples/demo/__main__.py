@@ -15,6 +15,7 @@ from functools import partial
 from benchmarks import _harness as h
 from benchmarks._jobs import calibrate
 
+from ._machine import CpuMeter, cores, verdict
 from .app import MODES
 from .jobs import crunch
 
@@ -28,6 +29,10 @@ LABELS = {
 
 def _say(label: str, text: str) -> None:
     print(f"{label}: {text}", flush=True)
+
+
+def _cores(other: float | None) -> str:
+    return "n/a" if other is None else f"{other:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,9 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     iterations = calibrate(args.seconds, crunch)
     print(f"{args.jobs} jobs of ~{args.seconds} s of CPU each ({iterations:,} iterations)")
     rows = []
+    others: list[float] = []
     for mode in modes:
         label = LABELS[mode]
         print(f"\n{label}: starting uvicorn (DEMO_MODE={mode})", flush=True)
+        meter = CpuMeter.start()
         with h.server("examples.demo.app:app", {"DEMO_MODE": mode}) as server:
             result = h.load_trial(
                 server,
@@ -57,10 +64,14 @@ def main(argv: list[str] | None = None) -> int:
                 batches=False,
                 on_step=partial(_say, label),
             )
+        other = meter.other_cores()  # read once the server (and its workers) exited
+        if other is not None:
+            others.append(other)
         idle, loaded = result.idle["/health"], result.loaded["/health"]
         print(
             f"{label}: /health p99 {h.fmt_ms(idle.p99)} ms idle, "
-            f"{h.fmt_ms(loaded.p99)} ms loaded; jobs took {result.wall:.2f} s",
+            f"{h.fmt_ms(loaded.p99)} ms loaded; jobs took {result.wall:.2f} s; "
+            f"other processes used {_cores(other)} cores",
             flush=True,
         )
         rows.append(
@@ -72,16 +83,23 @@ def main(argv: list[str] | None = None) -> int:
                 h.fmt_ms(loaded.p99),
                 h.fmt_ms(loaded.max),
                 f"{result.wall:.2f}",
+                _cores(other),
             ]
         )
 
     headers = ["mode", "idle p50", "idle p99", "loaded p50", "loaded p99", "loaded max"]
     print("\nGET /health latency in ms, while idle and while the jobs ran:\n")
-    print(h.table([*headers, "jobs wall s"], rows))
+    print(h.table([*headers, "jobs wall s", "other load"], rows))
     print(
         "\nAn async def job freezes the event loop; threads share the GIL with it; worker"
         "\nprocesses leave it free. More: scripts/bench and docs/benchmarks.md."
     )
+    count = cores()
+    print(
+        f"\nother load: cores' worth of CPU used by processes other than the demo's own "
+        f"({count} cores here)."
+    )
+    print(verdict(max(others) if others else None, count))
     return 0
 
 
