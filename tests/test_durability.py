@@ -135,3 +135,33 @@ def test_a_cancel_asked_while_the_owner_was_dead_stops_the_requeued_task_before_
     body = second.wait_for_state(task_id, {"cancelled", "succeeded", "failed"})
     assert (body["state"], body["error"]) == ("cancelled", "cancelled by request")
     assert len(lines(out)) == 1  # reclaimed, but never started again
+
+
+def test_a_restart_on_the_same_host_reclaims_a_killed_process_s_tasks_without_waiting_for_the_lease(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # The default lease (15 s): the killed process's owner id names this host, boot and
+    # pid namespace, and its pid is gone, so the restart reclaims at once.
+    env = {"OFFLOAD_STORE": f"sqlite:///{tmp_path / 'offload.db'}", "OFFLOAD_STORE_LEASE": "15"}
+    out = tmp_path / "starts.txt"
+    first = start_server(APP, env=env)
+    with first.client() as client:
+        [nap] = client.post("/nap", params={"seconds": 60}).json()
+        rerun = client.post("/requeue-first", params={"seconds": 60, "path": str(out)}).json()
+    first.wait_for_state(nap, {"running"})
+    first.wait_for_state(rerun, {"running"})
+    deadline = time.monotonic() + 10
+    while not lines(out) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.kill()
+    killed = time.monotonic()
+
+    second = start_server(APP, env=env)
+    interrupted = second.wait_for_state(nap, {"interrupted"}, timeout=7)
+    while len(lines(out)) < 2 and time.monotonic() < killed + 7:
+        time.sleep(0.02)  # the requeued task's second start, in the restarted process
+    took = time.monotonic() - killed
+    print(f"reclaimed {took:.2f} s after kill -9 (restart included); the lease is 15 s")
+    assert len(lines(out)) == 2, f"the requeue=True task did not start again within {took:.1f} s"
+    assert second.wait_for_state(rerun, {"running"})["attempts"] == 2
+    assert "no longer runs on this host" in str(interrupted["error"]), interrupted["error"]

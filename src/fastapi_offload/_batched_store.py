@@ -342,13 +342,20 @@ class BatchedStore:
                     op.future.get_loop().call_soon_threadsafe(_settle, op.future, error)
 
 
-def interrupted_reason(owner: str, ran_out: str, requeue: bool) -> str:
-    """Why a reclaimed task is `interrupted` (`ran_out`: when its lease ran out, UTC)."""
+def interrupted_reason(
+    owner: str, ran_out: str | None, requeue: bool, *, found_gone: str = ""
+) -> str:
+    """Why a reclaimed task is `interrupted`: `ran_out` is when its lease ran out (UTC),
+    or None when it was reclaimed before, its process found gone at `found_gone` (UTC)."""
     because = "no copy of its call was saved" if requeue else "it is not declared "
+    how = (
+        f"its lease ran out at {ran_out} UTC"
+        if ran_out is not None
+        else f"its process no longer runs on this host (found at {found_gone} UTC)"
+    )
     return (
-        f"the process that ran it ({owner}) stopped before it finished: its lease ran "
-        f"out at {ran_out} UTC; it was not run again because {because}"
-        + ("" if requeue else "@task(requeue=True)")
+        f"the process that ran it ({owner}) stopped before it finished: {how}; it was not "
+        f"run again because {because}" + ("" if requeue else "@task(requeue=True)")
     )
 
 
