@@ -138,11 +138,11 @@ def test_a_cancel_asked_while_the_owner_was_dead_stops_the_requeued_task_before_
 
 
 def test_a_restart_on_the_same_host_reclaims_a_killed_process_s_tasks_without_waiting_for_the_lease(
-    start_server: StartServer, tmp_path: Path
+    start_server: StartServer, tmp_path: Path, store_env: dict[str, str]
 ) -> None:
     # The default lease (15 s): the killed process's owner id names this host, boot and
     # pid namespace, and its pid is gone, so the restart reclaims at once.
-    env = {"OFFLOAD_STORE": f"sqlite:///{tmp_path / 'offload.db'}", "OFFLOAD_STORE_LEASE": "15"}
+    env = {**store_env, "OFFLOAD_STORE_LEASE": "15"}
     out = tmp_path / "starts.txt"
     first = start_server(APP, env=env)
     with first.client() as client:
