@@ -4,6 +4,7 @@ keeps its lease."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -11,7 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastapi_offload._lease_owner import OWNER_ID_MAX, gone_owners, new_owner_id
+from fastapi_offload._lease_owner import (
+    OWNER_ID_MAX,
+    gone_owners,
+    new_owner_id,
+    owner_id_of_this_process,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="boot ids and /proc: elsewhere, leases only"
@@ -109,3 +115,15 @@ def test_ids_that_cannot_be_parsed_keep_their_lease(
         "worker-1",
     ]
     assert gone_owners(unreadable) == []
+
+
+def test_an_owner_id_formed_before_a_fork_is_replaced_by_the_process_that_uses_it(
+    child: tuple[subprocess.Popen[str], str],
+) -> None:
+    # As a gunicorn --preload worker would hold its parent's id: the parent may exit
+    # while the worker runs tasks, and peers would take that for the worker being gone.
+    _, parents = child
+    own = owner_id_of_this_process(parents)
+    assert own != parents and own.split(":")[1] == str(os.getpid())
+    assert owner_id_of_this_process(own) == own
+    assert owner_id_of_this_process("worker-1") == "worker-1"  # given by hand: kept

@@ -411,6 +411,7 @@ async def test_a_gone_owner_of_this_host_loses_its_lease_at_once_and_a_foreign_o
     foreign = "elsewhere" + gone[gone.index(":") :]
     for owner, task_id in [(gone, "dead-here"), (foreign, "dead-elsewhere")]:
         store = await open_store(owner, lease=60.0)
+        store.owner = owner  # as that process (open gives a store of this one its own id)
         store.put(record(task_id, TaskState.RUNNING))
         await store.flush()
     assert client.smembers(f"{P}:owners") == {gone.encode(), foreign.encode()}

@@ -33,6 +33,7 @@ import anyio.to_thread
 
 from ._breaker import Breaker
 from ._errors import StoreUnavailable
+from ._lease_owner import owner_id_of_this_process
 from ._models import TaskInfo
 from ._record import TaskRecord
 from ._sqlite_schema import Row
@@ -224,6 +225,15 @@ class BatchedStore:
 
     def _refused(self, doing: str, breaker: Breaker) -> StoreUnavailable:
         return self._down(doing, breaker.error or "the store failed a moment ago")
+
+    def _take_owner_id(self) -> None:
+        """Call first in `open`: an owner id formed in the process this one forked from
+        is replaced by one of this process's own."""
+        owner = owner_id_of_this_process(self.owner)
+        if owner != self.owner:
+            self.owner = owner
+            self._reads.name = f"task store {self!r} (reads)"
+            self._writes.name = f"task store {self!r} (writes)"
 
     def _start_writer(self, name: str) -> None:
         self._closing = False

@@ -24,7 +24,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["OWNER_ID_MAX", "gone_owners", "new_owner_id"]
+__all__ = ["OWNER_ID_MAX", "gone_owners", "new_owner_id", "owner_id_of_this_process"]
 
 # Owner ids are read back from the store, which others can write: bounded before parsing.
 # A hostname is at most 64 characters on Linux (255 anywhere), the suffix about 80.
@@ -33,6 +33,7 @@ _OWNER = re.compile(
     r"(?P<host>[^\x00-\x1f]{1,255}):(?P<pid>[1-9][0-9]{0,9}):[0-9a-f]{8}"
     r":(?P<boot>[0-9a-f]{32}):(?P<ns>[0-9]{1,20}):(?P<start>[0-9]{1,20})"
 )
+_FORMED_BY = re.compile(r".{1,255}:(?P<pid>[1-9][0-9]{0,9}):[0-9a-f]{8}(?::.*)?")
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 # One process at most is judged this many times per call: a store full of owner ids is
 # not a way to make a reclaim pass read thousands of /proc files.
@@ -58,6 +59,16 @@ def new_owner_id() -> str:
     suffixed = f"{owner}:{place.boot}:{place.pid_ns}:{start}"
     # A hostname the pattern refuses (a control character) would make the id unreadable.
     return suffixed if _OWNER.fullmatch(suffixed) else owner
+
+
+def owner_id_of_this_process(owner: str) -> str:
+    """`owner`, or a new owner id if `owner` was formed by another process: an `Offload`
+    built before a fork (gunicorn `--preload`, a daemon's double fork) must not lease its
+    tasks under its parent's pid, which peers would judge (and the parent may exit)."""
+    found = _FORMED_BY.fullmatch(owner) if len(owner) <= OWNER_ID_MAX else None
+    if found is None or int(found["pid"]) == os.getpid():
+        return owner  # ours, or not an id this module forms (given by hand): kept
+    return new_owner_id()
 
 
 def gone_owners(owners: Iterable[str]) -> list[str]:

@@ -104,6 +104,7 @@ class RedisStore(BatchedStore):
 
     async def open(self) -> None:
         """Connect and check the layout; `ConfigError` naming `store` if it cannot be used."""
+        self._take_owner_id()
         self._client = await anyio.to_thread.run_sync(self._connect)
         self._start_writer("offload:redis")
 

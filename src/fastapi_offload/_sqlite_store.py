@@ -110,6 +110,7 @@ class SqliteStore(BatchedStore):
 
     async def open(self) -> None:
         """Open (or create) the file; `ConfigError` naming `store` if it cannot be used."""
+        self._take_owner_id()
         self._conn = await anyio.to_thread.run_sync(self._connect_writer)
         self._start_writer("offload:sqlite")
 
