@@ -147,11 +147,16 @@ for j = 1, #expired, 2 do
     end)
   end
 end
+-- At most 500 tasks of gone owners looked at per call, as for expired leases: one call
+-- blocks Redis for a few ms at most; what is left waits for the next pass.
+local room = 500
 for k = 9, #ARGV do
   local gone = ARGV[k]
   local owned = p .. ':owned:' .. gone
-  if gone ~= me then
-    for _, id in ipairs(redis.call('SRANDMEMBER', owned, 500)) do
+  if gone ~= me and room > 0 then
+    local ids = redis.call('SRANDMEMBER', owned, room)
+    room = room - #ids
+    for _, id in ipairs(ids) do
       local key = p .. ':task:' .. id
       local f = fields(key)
       if f[1] == gone and redis.call('ZSCORE', live, id) then
