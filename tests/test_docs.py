@@ -28,6 +28,8 @@ from fastapi_offload._config import OffloadConfig
 from fastapi_offload.backends import BACKENDS
 from fastapi_offload.backends._settings import RemoteSettings
 
+from . import reference_names
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SNIPPET = re.compile(r'^\s*--8<-- "([^"]+)"\s*$', re.MULTILINE)
@@ -211,6 +213,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr}"
     return out
+
+
+def test_every_public_name_has_an_entry_in_the_built_api_reference(site: Path) -> None:
+    # Read from the code (`__all__`, public methods) and from the built inventory, so a
+    # name made public without a reference entry fails here.
+    missing = reference_names.undocumented(site)
+    assert missing == [], (
+        f"public but not in the API reference: {', '.join(missing)}. Add a `::: path` "
+        "block to docs/reference.md, or a method to its class's `members:` list there"
+    )
 
 
 def test_mkdocs_build_strict_builds_every_page(site: Path) -> None:

@@ -7,6 +7,8 @@ never `unknown`; and every worker process answers the same status for it.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,3 +137,59 @@ def test_a_cancel_asked_while_the_owner_was_dead_stops_the_requeued_task_before_
     body = second.wait_for_state(task_id, {"cancelled", "succeeded", "failed"})
     assert (body["state"], body["error"]) == ("cancelled", "cancelled by request")
     assert len(lines(out)) == 1  # reclaimed, but never started again
+
+
+def test_a_restart_on_the_same_host_reclaims_a_killed_process_s_tasks_without_waiting_for_the_lease(
+    start_server: StartServer, tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    # The default lease (15 s): the killed process's owner id names this host, boot and
+    # pid namespace, and its pid is gone, so the restart reclaims at once.
+    env = {**store_env, "OFFLOAD_STORE_LEASE": "15"}
+    out = tmp_path / "starts.txt"
+    first = start_server(APP, env=env)
+    with first.client() as client:
+        [nap] = client.post("/nap", params={"seconds": 60}).json()
+        rerun = client.post("/requeue-first", params={"seconds": 60, "path": str(out)}).json()
+    first.wait_for_state(nap, {"running"})
+    first.wait_for_state(rerun, {"running"})
+    deadline = time.monotonic() + 10
+    while not lines(out) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.kill()
+    killed = time.monotonic()
+
+    second = start_server(APP, env=env)
+    interrupted = second.wait_for_state(nap, {"interrupted"}, timeout=7)
+    while len(lines(out)) < 2 and time.monotonic() < killed + 7:
+        time.sleep(0.02)  # the requeued task's second start, in the restarted process
+    took = time.monotonic() - killed
+    print(f"reclaimed {took:.2f} s after kill -9 (restart included); the lease is 15 s")
+    assert len(lines(out)) == 2, f"the requeue=True task did not start again within {took:.1f} s"
+    assert second.wait_for_state(rerun, {"running"})["attempts"] == 2
+    assert "no longer runs on this host" in str(interrupted["error"]), interrupted["error"]
+
+
+def test_a_killed_worker_s_tasks_are_reclaimed_at_once_under_workers_2(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # The case that was measured at 15-19 s: one worker of `uvicorn --workers 2` killed;
+    # uvicorn starts a new one, and it (or the other worker) takes the tasks at once.
+    env = {"OFFLOAD_STORE": f"sqlite:///{tmp_path / 'offload.db'}", "OFFLOAD_STORE_LEASE": "15"}
+    server = start_server(APP, env=env, args=("--workers", "2"))
+    out = tmp_path / "starts.txt"
+    with server.client() as client:
+        answer = client.post("/requeue-first", params={"seconds": 60, "path": str(out)})
+    task_id, worker = answer.json(), int(answer.headers["x-worker-pid"])
+    deadline = time.monotonic() + 10
+    while not lines(out) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lines(out) == [str(worker)]
+    os.kill(worker, signal.SIGKILL)
+    killed = time.monotonic()
+    while len(lines(out)) < 2 and time.monotonic() < killed + 7:
+        time.sleep(0.02)
+    took = time.monotonic() - killed
+    print(f"started again {took:.2f} s after kill -9 of a worker; the lease is 15 s")
+    assert len(lines(out)) == 2, f"not started again within {took:.1f} s"
+    assert lines(out)[1] != str(worker)
+    assert server.wait_for_state(task_id, {"running"})["attempts"] == 2

@@ -220,6 +220,7 @@ async def test_an_evicted_task_is_forgotten(open_store: OpenStore, client: redis
     a.evict("x")
     await a.flush()
     assert await a.get("x") is None and await b.get("x") is None and len(a) == 0
+    await a.renew()  # which also drops an owner with no live task from the owners set
     assert sorted(client.keys()) == [f"{P}:meta".encode()]
 
 
@@ -397,6 +398,36 @@ async def test_a_url_that_decodes_responses_is_refused(url: str) -> None:
     store = RedisStore(f"{url}?decode_responses=True", owner="a", **SETTINGS)
     with pytest.raises(ConfigError, match="decode_responses"):
         await store.open()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="boot ids: Linux only")
+async def test_a_gone_owner_of_this_host_loses_its_lease_at_once_and_a_foreign_one_keeps_it(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    # As with SQLite: an owner id formed by a process that then died, and the same id
+    # from another host; only this host's is judged gone, whatever the leases say.
+    form = "from fastapi_offload._lease_owner import new_owner_id; print(new_owner_id())"
+    gone = (await anyio.run_process([sys.executable, "-c", form])).stdout.decode().strip()
+    foreign = "elsewhere" + gone[gone.index(":") :]
+    for owner, task_id in [(gone, "dead-here"), (foreign, "dead-elsewhere")]:
+        store = await open_store(owner, lease=60.0)
+        store.owner = owner  # as that process (open gives a store of this one its own id)
+        store.put(record(task_id, TaskState.RUNNING))
+        await store.flush()
+    assert client.smembers(f"{P}:owners") == {gone.encode(), foreign.encode()}
+    b = await open_store("b")
+    orphans = await b.reclaim()
+    assert [o.info.id for o in orphans] == ["dead-here"], "not reclaimed before its lease ran out"
+    assert orphans[0].info.state is TaskState.INTERRUPTED
+    assert f"({gone}) stopped before it finished: its process no longer runs on this host" in (
+        orphans[0].info.error or ""
+    )
+    assert (info := await b.get("dead-elsewhere")) is not None and info.state is TaskState.RUNNING
+    assert cast("float", client.zscore(f"{P}:live", "dead-elsewhere")) > time.time() + 50
+    # The gone owner's bookkeeping goes with its tasks; the foreign one's stays.
+    assert client.smembers(f"{P}:owners") == {foreign.encode()}
+    assert not client.exists(f"{P}:owned:{gone}")
+    assert await b.reclaim() == []
 
 
 async def test_an_unexpired_lease_is_not_reclaimed(open_store: OpenStore) -> None:

@@ -247,6 +247,45 @@ async def test_an_unexpired_lease_is_not_reclaimed(open_store: OpenStore) -> Non
     assert (info := await b.get("x")) is not None and info.state is TaskState.RUNNING
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="boot ids: Linux only")
+async def test_a_gone_owner_of_this_host_loses_its_lease_at_once_and_a_foreign_one_keeps_it(
+    open_store: OpenStore, db: Path
+) -> None:
+    # An owner id formed by a process that then died, and the same id from another host
+    # (whose pid, looked up here, is just as absent): only this host's is judged gone.
+    form = "from fastapi_offload._lease_owner import new_owner_id; print(new_owner_id())"
+    gone = (await anyio.run_process([sys.executable, "-c", form])).stdout.decode().strip()
+    foreign = "elsewhere" + gone[gone.index(":") :]
+    for owner, task_id in [(gone, "dead-here"), (foreign, "dead-elsewhere")]:
+        store = await open_store(owner, lease=60.0)
+        store.owner = owner  # as that process (open gives a store of this one its own id)
+        store.put(record(task_id, TaskState.RUNNING))
+        await store.flush()
+    b = await open_store("b")
+    orphans = await b.reclaim()
+    assert [o.info.id for o in orphans] == ["dead-here"], "not reclaimed before its lease ran out"
+    orphan = orphans[0]
+    assert orphan.info.state is TaskState.INTERRUPTED
+    assert f"({gone}) stopped before it finished: its process no longer runs on this host" in (
+        orphan.info.error or ""
+    )
+    assert (info := await b.get("dead-elsewhere")) is not None and info.state is TaskState.RUNNING
+    [(owner, lease_until)] = query(
+        db, "SELECT owner, lease_until FROM tasks WHERE state = 'running'"
+    )
+    assert owner == foreign and lease_until > time.time() + 50
+
+
+async def test_a_store_opened_in_another_process_than_its_owner_id_takes_its_own(
+    open_store: OpenStore,
+) -> None:
+    form = "from fastapi_offload._lease_owner import new_owner_id; print(new_owner_id())"
+    parents = (await anyio.run_process([sys.executable, "-c", form])).stdout.decode().strip()
+    store = await open_store(parents)
+    assert store.owner != parents and store.owner.split(":")[1] == str(os.getpid())
+    assert store.owner in repr(store._writes)
+
+
 async def test_renew_keeps_a_lease_alive_past_its_first_expiry(
     open_store: OpenStore, db: Path
 ) -> None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .backends.base import BaseBackend as BaseBackend
 
 __version__ = "0.1.0"
+"""The installed version of fastapi-offload."""
 
 # Public name -> private module that defines it.
 _MODULES: dict[str, str] = {

@@ -33,6 +33,7 @@ import anyio.to_thread
 
 from ._breaker import Breaker
 from ._errors import StoreUnavailable
+from ._lease_owner import owner_id_of_this_process
 from ._models import TaskInfo
 from ._record import TaskRecord
 from ._sqlite_schema import Row
@@ -225,6 +226,15 @@ class BatchedStore:
     def _refused(self, doing: str, breaker: Breaker) -> StoreUnavailable:
         return self._down(doing, breaker.error or "the store failed a moment ago")
 
+    def _take_owner_id(self) -> None:
+        """Call first in `open`: an owner id formed in the process this one forked from
+        is replaced by one of this process's own."""
+        owner = owner_id_of_this_process(self.owner)
+        if owner != self.owner:
+            self.owner = owner
+            self._reads.name = f"task store {self!r} (reads)"
+            self._writes.name = f"task store {self!r} (writes)"
+
     def _start_writer(self, name: str) -> None:
         self._closing = False
         self._writer = threading.Thread(target=self._write, name=name, daemon=True)
@@ -342,13 +352,20 @@ class BatchedStore:
                     op.future.get_loop().call_soon_threadsafe(_settle, op.future, error)
 
 
-def interrupted_reason(owner: str, ran_out: str, requeue: bool) -> str:
-    """Why a reclaimed task is `interrupted` (`ran_out`: when its lease ran out, UTC)."""
+def interrupted_reason(
+    owner: str, ran_out: str | None, requeue: bool, *, found_gone: str = ""
+) -> str:
+    """Why a reclaimed task is `interrupted`: `ran_out` is when its lease ran out (UTC),
+    or None when it was reclaimed before, its process found gone at `found_gone` (UTC)."""
     because = "no copy of its call was saved" if requeue else "it is not declared "
+    how = (
+        f"its lease ran out at {ran_out} UTC"
+        if ran_out is not None
+        else f"its process no longer runs on this host (found at {found_gone} UTC)"
+    )
     return (
-        f"the process that ran it ({owner}) stopped before it finished: its lease ran "
-        f"out at {ran_out} UTC; it was not run again because {because}"
-        + ("" if requeue else "@task(requeue=True)")
+        f"the process that ran it ({owner}) stopped before it finished: {how}; it was not "
+        f"run again because {because}" + ("" if requeue else "@task(requeue=True)")
     )
 
 

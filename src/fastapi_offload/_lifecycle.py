@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -17,6 +14,7 @@ from anyio.lowlevel import RunVar
 
 from ._config import OffloadConfig
 from ._errors import ConfigError
+from ._lease_owner import new_owner_id
 from ._runtime import Runtime
 from ._saved_call import load_key
 from ._store import MemoryStore, Store
@@ -221,7 +219,7 @@ def build_store(config: OffloadConfig) -> Store:
     """The store `config.store` names: memory, a SQLite file or a Redis."""
     if not config.durable_store:
         return MemoryStore(config.status_capacity, 64 * config.result_max_bytes)
-    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    owner = new_owner_id()
     lease, capacity, retention = config.store_lease, config.status_capacity, config.store_retention
     timeout, path = config.store_timeout, config.store_path
     if path is not None:

@@ -1,6 +1,6 @@
 """The Lua scripts of `RedisStore`: each runs atomically inside Redis (layout version 1:
 a hash per task, the `live` and `settled` sorted sets, an `owned` and a `cancels` set
-per owner)."""
+per owner, and an `owners` set of the owners that lease live tasks)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ while i <= #ARGV do
       redis.call('ZADD', live, lease, id)
       redis.call('ZREM', settled, id)
       redis.call('SADD', owned, id)
+      redis.call('SADD', p .. ':owners', me)
       if f[2] then
         redis.call('HSET', key, 'cancel_requested', f[2])
       end
@@ -47,6 +48,10 @@ for _, id in ipairs(redis.call('SMEMBERS', owned)) do
   else
     redis.call('SREM', owned, id)
   end
+end
+-- An owner with no live task leaves the owners set (its next live row adds it back).
+if redis.call('SCARD', owned) == 0 then
+  redis.call('SREM', p .. ':owners', me)
 end
 """
 # Oldest settled rows beyond `capacity` (once over the slack), then those older than the
@@ -79,7 +84,9 @@ redis.call('SADD', ARGV[1] .. ':cancels:' .. f[1], ARGV[2])
 return 1
 """
 # Exactly once across processes: the scan and every claim happen in one atomic script.
-# ARGV: prefix, me, now, the new lease_until, the two reasons (`%s`: owner, ran-out time).
+# ARGV: prefix, me, now, the new lease_until, the two reasons (`%s`: owner, ran-out time),
+# the two reasons for an owner found gone (`%s`: owner), then the owners whose process
+# is gone (`_lease_owner`): their tasks are claimed whatever their lease.
 # A cancel request follows a requeued task to its new owner.
 RECLAIM = """
 local function utc(t)  -- as Python's strftime('%Y-%m-%d %H:%M:%S'): Redis's Lua has no os.date
@@ -99,33 +106,70 @@ local function utc(t)  -- as Python's strftime('%Y-%m-%d %H:%M:%S'): Redis's Lua
 end
 local p, me, now, lease, live, settled = ARGV[1], ARGV[2], ARGV[3], ARGV[4], KEYS[1], KEYS[2]
 local out = {}
+local function claim(id, key, f, why)
+  local owned = p .. ':owned:' .. f[1]
+  redis.call('SREM', owned, id)
+  redis.call('SREM', p .. ':cancels:' .. f[1], id)
+  if redis.call('SCARD', owned) == 0 then
+    redis.call('SREM', p .. ':owners', f[1])
+  end
+  local requeued = f[2] == '1' and f[3] ~= false
+  if requeued then
+    redis.call('HSET', key, 'state', 'pending', 'owner', me, 'lease_until', lease)
+    redis.call('ZADD', live, lease, id)
+    redis.call('SADD', p .. ':owned:' .. me, id)
+    redis.call('SADD', p .. ':owners', me)
+    if f[4] then
+      redis.call('SADD', p .. ':cancels:' .. me, id)
+    end
+  else
+    redis.call('HDEL', key, 'owner', 'lease_until', 'payload', 'cancel_requested')
+    redis.call('HSET', key, 'state', 'interrupted', 'finished_at', now, 'settled_at', now,
+      'error', why(f[2] == '1'))
+    redis.call('ZREM', live, id)
+    redis.call('ZADD', settled, now, id)
+  end
+  out[#out + 1] = {id, requeued and 1 or 0, redis.call('HGETALL', key)}
+end
+local function fields(key)
+  return redis.call('HMGET', key, 'owner', 'requeue', 'payload', 'cancel_requested')
+end
 local expired = redis.call('ZRANGEBYSCORE', live, '-inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, 500)
 for j = 1, #expired, 2 do
   local id, key = expired[j], p .. ':task:' .. expired[j]
-  local f = redis.call('HMGET', key, 'owner', 'requeue', 'payload', 'cancel_requested')
+  local f = fields(key)
   if not f[1] then
     redis.call('ZREM', live, id)  -- no leased row behind it (evicted): nothing to settle
   elseif f[1] ~= me then
-    redis.call('SREM', p .. ':owned:' .. f[1], id)
-    redis.call('SREM', p .. ':cancels:' .. f[1], id)
-    local requeued = f[2] == '1' and f[3] ~= false
-    if requeued then
-      redis.call('HSET', key, 'state', 'pending', 'owner', me, 'lease_until', lease)
-      redis.call('ZADD', live, lease, id)
-      redis.call('SADD', p .. ':owned:' .. me, id)
-      if f[4] then
-        redis.call('SADD', p .. ':cancels:' .. me, id)
+    local ran_out = utc(tonumber(expired[j + 1]))
+    claim(id, key, f, function(saved)
+      return string.format(saved and ARGV[5] or ARGV[6], f[1], ran_out)
+    end)
+  end
+end
+-- At most 500 tasks of gone owners looked at per call, as for expired leases: one call
+-- blocks Redis for a few ms at most; what is left waits for the next pass.
+local room = 500
+for k = 9, #ARGV do
+  local gone = ARGV[k]
+  local owned = p .. ':owned:' .. gone
+  if gone ~= me and room > 0 then
+    local ids = redis.call('SRANDMEMBER', owned, room)
+    room = room - #ids
+    for _, id in ipairs(ids) do
+      local key = p .. ':task:' .. id
+      local f = fields(key)
+      if f[1] == gone and redis.call('ZSCORE', live, id) then
+        claim(id, key, f, function(saved)
+          return string.format(saved and ARGV[7] or ARGV[8], gone)
+        end)
+      else
+        redis.call('SREM', owned, id)  -- settled or claimed already: not its any more
       end
-    else
-      local ran_out = utc(tonumber(expired[j + 1]))
-      local why = string.format(f[2] == '1' and ARGV[5] or ARGV[6], f[1], ran_out)
-      redis.call('HDEL', key, 'owner', 'lease_until', 'payload', 'cancel_requested')
-      redis.call('HSET', key, 'state', 'interrupted', 'finished_at', now, 'settled_at', now,
-        'error', why)
-      redis.call('ZREM', live, id)
-      redis.call('ZADD', settled, now, id)
     end
-    out[#out + 1] = {id, requeued and 1 or 0, redis.call('HGETALL', key)}
+    if redis.call('SCARD', owned) == 0 then
+      redis.call('SREM', p .. ':owners', gone)
+    end
   end
 end
 return out

@@ -11,10 +11,13 @@ Key layout (version 1, under `prefix`):
 - `{prefix}:settled`: a sorted set of the other ids, scored by `settled_at`: what is pruned;
 - `{prefix}:owned:{owner}`: a set of the ids an owner leases: what `renew` extends;
 - `{prefix}:cancels:{owner}`: a set of the ids of an owner's live tasks asked to cancel:
-  what `cancel_requests` reads (a reclaim moves an entry to the new owner's set).
+  what `cancel_requests` reads (a reclaim moves an entry to the new owner's set);
+- `{prefix}:owners`: a set of the owners that lease live tasks: what `reclaim` checks
+  for processes gone from this host (`_lease_owner`).
 
 Later additions (the `result`, `progress`, `progress_message` and `cancel_requested`
-fields, the `cancels` sets) are optional to a reader, so the layout is still version 1.
+fields, the `cancels` sets, the `owners` set) are optional to a reader, so the layout is
+still version 1 (the owners of a process that does not add itself keep their lease).
 
 Every write that must not race another process is a Lua script, atomic in Redis. The
 write path (non-blocking `put`, one writer thread, batches, flush) is `_batched_store`'s.
@@ -33,9 +36,10 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import anyio.to_thread
 
-from ._batched_store import PROBE_EVERY, SETTLED_AT, BatchedStore, interrupted_reason
+from ._batched_store import PROBE_EVERY, SETTLED_AT, BatchedStore, interrupted_reason, utc_text
 from ._errors import ConfigError, StoreUnavailable
 from ._extras import install_hint
+from ._lease_owner import OWNER_ID_MAX, gone_owners
 from ._models import TaskInfo, TaskState
 from ._redis_rows import decode, encode
 from ._sqlite_schema import Row
@@ -100,6 +104,7 @@ class RedisStore(BatchedStore):
 
     async def open(self) -> None:
         """Connect and check the layout; `ConfigError` naming `store` if it cannot be used."""
+        self._take_owner_id()
         self._client = await anyio.to_thread.run_sync(self._connect)
         self._start_writer("offload:redis")
 
@@ -204,10 +209,15 @@ class RedisStore(BatchedStore):
     def _reclaim(self) -> list[Orphan]:
         now = time.time()
         reasons = [interrupted_reason("%s", "%s", requeue) for requeue in (True, False)]
+        found = utc_text(now)
+        reasons += [
+            interrupted_reason("%s", None, saved, found_gone=found) for saved in (True, False)
+        ]
         keys, args = [self._live, self._settled], [self.owner, repr(now), repr(now + self.lease)]
+        args += [*reasons, *self._gone()]
 
         def build(pipe: Pipeline) -> None:
-            self._script(pipe, "reclaim", keys, *args, *reasons)
+            self._script(pipe, "reclaim", keys, *args)
             self._prune(pipe, now)
 
         claimed, *_ = self._pipeline(build)
@@ -231,6 +241,23 @@ class RedisStore(BatchedStore):
                 float(row.get(b"retry_delay", 1.0)),
             ))  # fmt: skip
         return orphans
+
+    def _gone(self) -> list[str]:
+        # Owners whose process is gone from this host lose their tasks now, not when their
+        # lease runs out. A sample, so a set grown large costs one bounded read per pass.
+        [members] = self._pipeline(lambda pipe: pipe.srandmember(f"{self.prefix}:owners", 100))
+        owners = [
+            owner
+            for raw in members
+            if len(raw) <= OWNER_ID_MAX and (owner := raw.decode("utf-8", "replace")) != self.owner
+        ]
+        gone = gone_owners(owners)
+        for owner in gone:
+            logger.info(
+                "task store %s: the process of owner %s is gone from this host: its tasks "
+                "are reclaimed now, not when its lease runs out", self, owner,
+            )  # fmt: skip
+        return gone
 
     def _strays(self, claimed: set[bytes]) -> list[tuple[bytes, int, list[bytes]]]:
         # Requeue-able rows this owner claimed but never took up (a reply lost, or the

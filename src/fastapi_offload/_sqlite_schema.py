@@ -81,10 +81,24 @@ OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at L
 PRUNE_COUNT = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('')})"
 PRUNE_AGE = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('AND settled_at < ?')})"
 RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
-ORPHANS = (
+_CLAIMABLE = (
     f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
-    f"FROM tasks WHERE {LIVE} AND lease_until < ? AND owner IS NOT ? LIMIT 500"
+    f"FROM tasks WHERE {LIVE}"
 )
+ORPHANS = f"{_CLAIMABLE} AND lease_until < ? AND owner IS NOT ? LIMIT 500"
+# The other owners whose leases still run: each is checked for a process gone from this
+# host (`_lease_owner`). A few processes, bounded all the same.
+LEASING = (
+    f"SELECT DISTINCT owner FROM tasks WHERE {LIVE} AND lease_until >= ? AND owner IS NOT ? "
+    "AND length(owner) <= ? LIMIT 100"
+)
+
+
+def orphans_of(owners: int) -> str:
+    """The live rows of `owners` owners (their process is gone), whatever their lease."""
+    return f"{_CLAIMABLE} AND owner IN ({', '.join('?' * owners)}) LIMIT 500"
+
+
 # Requeue-able rows this owner claimed but never took up (the reclaim's caller failed
 # after the commit): returned by the next reclaim instead of renewed forever.
 STRAYS = (

@@ -37,6 +37,7 @@ from ._batched_store import (
     utc_text,
 )
 from ._errors import ConfigError, StoreUnavailable
+from ._lease_owner import OWNER_ID_MAX, gone_owners
 from ._models import TaskInfo, TaskState
 from ._sqlite_schema import (
     CANCEL,
@@ -44,6 +45,7 @@ from ._sqlite_schema import (
     INFO,
     INFO_SIZE,
     INTERRUPT,
+    LEASING,
     LIVE,
     LIVE_INFO,
     MAX_BATCH,
@@ -57,6 +59,7 @@ from ._sqlite_schema import (
     UPGRADES,
     UPSERT,
     Row,
+    orphans_of,
     row_info,
 )
 from ._store import Orphan
@@ -107,6 +110,7 @@ class SqliteStore(BatchedStore):
 
     async def open(self) -> None:
         """Open (or create) the file; `ConfigError` naming `store` if it cannot be used."""
+        self._take_owner_id()
         self._conn = await anyio.to_thread.run_sync(self._connect_writer)
         self._start_writer("offload:sqlite")
 
@@ -198,13 +202,27 @@ class SqliteStore(BatchedStore):
 
     def _reclaim(self) -> list[Orphan]:
         now, conn = time.time(), self._reader()
+        # Owners whose process is gone from this host lose their rows now, not when their
+        # lease runs out. Judged before the write lock (it reads /proc, not the file); a
+        # row an owner settled meanwhile is not live any more and is not selected below.
+        leasing = conn.execute(LEASING, (now, self.owner, OWNER_ID_MAX)).fetchall()
+        gone = gone_owners(owner for (owner,) in leasing if isinstance(owner, str))
+        for owner in gone:
+            logger.info(
+                "task store %s: the process of owner %s is gone from this host: its tasks "
+                "are reclaimed now, not when its lease runs out", self, owner,
+            )  # fmt: skip
         # IMMEDIATE: the write lock is taken before the select, so two processes
         # reclaiming at once never both see (and claim) the same row.
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = conn.execute(ORPHANS, (now, self.owner)).fetchall()
-            orphans = [self._claim(conn, row, now) for row in rows]
             claimed = {row[0] for row in rows}
+            if gone:
+                found = conn.execute(orphans_of(len(gone)), gone).fetchall()
+                rows += [row for row in found if row[0] not in claimed]
+                claimed.update(row[0] for row in found)
+            orphans = [self._claim(conn, row, now) for row in rows]
             strays = conn.execute(STRAYS, (self.owner,)).fetchall()
             orphans += [
                 self._claim(conn, row, now)
@@ -230,7 +248,9 @@ class SqliteStore(BatchedStore):
             )
             info = replace(info, state=TaskState.PENDING)
             return Orphan(info, True, payload, timeout, retries, retry_delay)
-        error = interrupted_reason(owner, utc_text(lease_until), bool(requeue))
+        # A lease that still runs was taken from an owner found gone (see `_reclaim`).
+        ended = utc_text(lease_until) if lease_until < now else None
+        error = interrupted_reason(owner, ended, bool(requeue), found_gone=utc_text(now))
         conn.execute(INTERRUPT, (now, now, error, info.id))
         return Orphan(
             replace(info, state=TaskState.INTERRUPTED, finished_at=now, error=error), False

@@ -21,7 +21,8 @@ __all__ = ["MemoryStore", "Orphan", "Store"]
 
 @dataclass(frozen=True, slots=True)
 class Orphan:
-    """A task a durable store found unfinished under an owner whose lease ran out.
+    """A task a durable store found unfinished under an owner whose lease ran out (or,
+    on one host, whose process is gone: `_lease_owner`).
 
     `reclaim` has already settled it in the store: a requeue-able one (with `payload`)
     as pending under the new owner, to be run again; any other as `interrupted`.

@@ -79,7 +79,6 @@ __all__ = [
     "task_name",
 ]
 
-#: Accepted names, with the module that implements each and the extra it needs.
 BACKENDS: Mapping[str, tuple[str, str, str]] = {
     "celery": ("fastapi_offload.backends.celery", "CeleryBackend", "celery"),
     "rq": ("fastapi_offload.backends.rq", "RQBackend", "rq"),
@@ -88,6 +87,8 @@ BACKENDS: Mapping[str, tuple[str, str, str]] = {
     "inline": ("fastapi_offload.testing", "InlineBackend", ""),
     "recording": ("fastapi_offload.testing", "RecordingBackend", ""),
 }
+"""The names `backend=` / `OFFLOAD_BACKEND` accept besides `local`, each with the module
+and class that implement it and the extra it needs (`pip install "fastapi-offload[extra]"`)."""
 
 
 def load_backend(name: str, environ: Mapping[str, str] | None = None) -> Backend:

@@ -34,10 +34,10 @@ __all__ = [
     "write_revoked",
 ]
 
-#: State written to the result store before a task is published. Celery reports an id
-#: it has no record of as PENDING, so "queued" and "never submitted" look alike; with
-#: this marker, PENDING from the store means "not submitted through this backend".
 SUBMITTED = "SENT"
+"""State written to the result store before a task is published. Celery reports an id
+it has no record of as PENDING, so "queued" and "never submitted" look alike; with
+this marker, PENDING from the store means "not submitted through this backend"."""
 
 #: State a running task stores with each `report_progress()`; its result is
 #: `{"progress": 0.0-1.0, "message": str | None}`.

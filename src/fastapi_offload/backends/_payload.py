@@ -17,6 +17,9 @@ from ._registry import check_travelling_name
 __all__ = ["Serializer", "check_call"]
 
 Serializer = Literal["json", "pickle"]
+"""How a remote backend encodes a task's arguments: `json` (the default: data only) or
+`pickle` (`OFFLOAD_SERIALIZER=pickle` on both sides: any picklable value; only with a
+broker nobody untrusted can write to)."""
 
 # Containers deeper than this are almost certainly self-referencing or a mistake; the
 # walk stops there rather than hitting the interpreter's recursion limit.
