@@ -10,6 +10,7 @@ from typing import Any
 
 from ._checks import check_bool, check_int, check_lane, check_seconds
 from ._errors import ConfigError
+from ._names import RENAMED_ENV, check_option_names, renamed_env, warn_unknown_env
 
 __all__ = ["OffloadConfig", "parse_routes", "store_path"]
 
@@ -99,12 +100,14 @@ class OffloadConfig:
         "Finished tasks whose status is kept (oldest forgotten first). Pending and "
         "running tasks are always kept.",
     )
-    keep_results: bool = _opt(
+    keep_result: bool = _opt(
         False,
-        "OFFLOAD_KEEP_RESULTS",
+        "OFFLOAD_KEEP_RESULT",
         "Keep every succeeded task's return value (as JSON) in its status, "
         "`TaskInfo.result`; per task: `@task(keep_result=True)` or "
-        "`tasks.options(keep_result=...)`. Kept as long as the status is.",
+        "`tasks.options(keep_result=...)`. Kept as long as the status is. Its old name "
+        "`keep_results` (`OFFLOAD_KEEP_RESULTS`) still works, with a `DeprecationWarning`, "
+        "until the next release.",
     )
     result_max_bytes: int = _opt(
         1_048_576,
@@ -203,7 +206,7 @@ class OffloadConfig:
         for name in (
             "prestart_workers",
             "auto_promote",
-            "keep_results",
+            "keep_result",
             "wait_for_tasks",
             "tracing",
         ):
@@ -235,11 +238,8 @@ class OffloadConfig:
         """Build the config from keyword options, then `OFFLOAD_*` variables, then defaults."""
         environ = os.environ if environ is None else environ
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - set(fields))
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(fields)}"
-            )
+        options = check_option_names(options, fields)
+        warn_unknown_env(environ, known_variables())
         values: dict[str, Any] = {}
         from_env: dict[str, tuple[str, str]] = {}
         for name, f in fields.items():
@@ -248,6 +248,8 @@ class OffloadConfig:
                 continue
             env = f.metadata["env"]
             raw = environ.get(env)
+            if (old := renamed_env(environ, env)) is not None:
+                env, raw = old
             if raw is not None and raw.strip() != "":
                 values[name] = _parse_env(env, raw.strip(), f.metadata["kind"])
                 from_env[name] = (env, raw)
@@ -259,6 +261,16 @@ class OffloadConfig:
                 if str(exc).startswith((f"{name}=", f"{name}[")):
                     raise ConfigError(f"{env}={raw!r} (the {name} option): {exc}") from None
             raise
+
+
+def known_variables() -> frozenset[str]:
+    """Every `OFFLOAD_*` variable the package reads: the options', the remote backends'
+    (`backends._settings`) and the renamed ones still honoured."""
+    from .backends._settings import RemoteSettings  # the backends package imports no _config
+
+    remote = (f"OFFLOAD_{f.name.upper()}" for f in dataclasses.fields(RemoteSettings))
+    options = (str(f.metadata["env"]) for f in dataclasses.fields(OffloadConfig))
+    return frozenset((*options, *remote, *RENAMED_ENV))
 
 
 MIN_KEY = 16
