@@ -10,6 +10,7 @@ from typing import Any
 
 from ._checks import check_bool, check_int, check_lane, check_seconds
 from ._errors import ConfigError
+from ._logging import show_logs
 from ._names import RENAMED_ENV, check_option_names, renamed_env, warn_unknown_env
 
 __all__ = ["OffloadConfig", "parse_routes", "store_path"]
@@ -46,7 +47,8 @@ class OffloadConfig:
     process_workers: int = _opt(
         0,
         "OFFLOAD_PROCESS_WORKERS",
-        "Worker processes of the process lane; 0 means one per CPU core.",
+        "Worker processes of the process lane, per web process: `uvicorn --workers N` "
+        "runs N times as many (docs/lanes.md); 0 means one per CPU core.",
     )
     max_pending: int = _opt(
         1000,
@@ -236,6 +238,9 @@ class OffloadConfig:
         cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> OffloadConfig:
         """Build the config from keyword options, then `OFFLOAD_*` variables, then defaults."""
+        # The first step of every `Offload` and default runtime, and the first that may
+        # log (below): from here on the package's lines are visible, levelled and named.
+        show_logs()
         environ = os.environ if environ is None else environ
         fields = {f.name: f for f in dataclasses.fields(cls)}
         options = check_option_names(options, fields)
