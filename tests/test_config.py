@@ -127,6 +127,8 @@ def test_the_old_name_keep_results_still_works_with_a_deprecation_warning() -> N
         offload = Offload(keep_results=True)  # type: ignore[call-arg]  # the old name
     assert offload.config.keep_result is True
     assert seen[0].filename == __file__  # points at the caller's line
+    with pytest.warns(DeprecationWarning, match="is now keep_result"):
+        assert offload.config.keep_results is True  # the old name
     with pytest.raises(ConfigError, match="both keep_results= and keep_result="):
         Offload(keep_results=True, keep_result=False)  # type: ignore[call-arg]
 

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from typing_extensions import deprecated
+
 from ._checks import check_bool, check_int, check_lane, check_seconds
 from ._errors import ConfigError
 from ._logging import show_logs
@@ -218,6 +220,12 @@ class OffloadConfig:
         for pattern, lane in self.routes.items():
             check_lane(f"routes[{pattern!r}]", lane)
         object.__setattr__(self, "routes", dict(self.routes))
+
+    @property
+    @deprecated("OffloadConfig.keep_results is now keep_result; the old name goes next release")
+    def keep_results(self) -> bool:
+        """The old name of `keep_result`, for one release."""
+        return self.keep_result
 
     @property
     def store_path(self) -> str | None:
