@@ -60,6 +60,7 @@ def test_the_no_lifespan_notice_and_task_errors_show_under_uvicorn(
         assert client.post("/work", params={"path": str(tmp_path / "out")}).status_code == 200
     log = server.wait_for_log("ValueError: this one fails")
     assert re.search(r"^INFO:     fastapi_offload: no Offload lifespan found: ", log, re.M), log
+    assert re.search(rf"^INFO:     {STARTED} {server.process.pid}: loop lane", log, re.M), log
     assert re.search(r"^ERROR:    fastapi_offload: task tests.apps.jobs.fail \(id ", log, re.M)
 
 
