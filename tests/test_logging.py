@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,18 @@ def test_info_and_warning_lines_show_under_uvicorns_default_config(
         rf"^WARNING:  {MISSPELLED}, so it is ignored: did you mean OFFLOAD_STORE\? ", log, re.M
     ), log
     assert count(log, STARTED) == 1 and count(log, MISSPELLED) == 1
+
+
+@pytest.mark.server
+def test_each_web_process_logs_its_own_lane_sizes(start_server: StartServer) -> None:
+    # The issue's case: `--workers 2` doubles the CPU workers; the log now says so.
+    server = start_server(APP, env={"OFFLOAD_PROCESS_WORKERS": "1"}, args=("--workers", "2"))
+    deadline = time.monotonic() + 30
+    while len(pids := re.findall(rf"^INFO:     {STARTED} (\d+): ", server.log(), re.M)) < 2:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
+    assert len(set(pids)) == 2 and str(server.process.pid) not in pids  # the workers'
+    assert count(server.log(), "process lane 1 worker processes (process_workers;") == 2
 
 
 @pytest.mark.server
