@@ -1,11 +1,11 @@
-"""What `keep_results` costs per task: `Offload(keep_results=True)` against the default,
+"""What `keep_result` costs per task: `Offload(keep_result=True)` against the default,
 on the loop and thread lanes, with the memory and the SQLite store.
 
     .venv/bin/python -m benchmarks.results_cost [--n 1000] [--pairs 30] [--concurrency 8]
         [--json PATH]
 
 For each lane and store, two runtimes run side by side on one event loop: the default
-one and one with `keep_results=True` (SQLite: each its own new database file). They take
+one and one with `keep_result=True` (SQLite: each its own new database file). They take
 turns: a batch of `n` tasks on one, then a batch on the other, `--pairs` times, the
 order swapped every pair; each pair gives one ratio (keep / default), and the table
 shows medians and the middle half (IQR) of the ratios. Batches a fraction of a second
@@ -73,14 +73,14 @@ async def _batch(offload: Offload, lane: LaneName, n: int, concurrency: int) -> 
     last = await _submit_all(offload, lane, n, concurrency)
     await offload.join()
     # Until the store has the final rows (a durable store writes them in the
-    # background): the result's write is part of what keep_results costs.
+    # background): the result's write is part of what keep_result costs.
     await offload._runtime.store.flush()
     wall = time.perf_counter() - wall
     cpu, process = time.thread_time() - cpu, time.process_time() - process
     info = await offload.status(last)
-    keep = offload.config.keep_results
+    keep = offload.config.keep_result
     if info.state is not TaskState.SUCCEEDED or (info.result is not None) != keep:
-        raise RuntimeError(f"{lane} lane, keep_results={keep}: {info}")  # no numbers then
+        raise RuntimeError(f"{lane} lane, keep_result={keep}: {info}")  # no numbers then
     return {
         "wall_us": wall / n * 1e6,
         "loop_cpu_us": cpu / n * 1e6,
@@ -91,7 +91,7 @@ async def _batch(offload: Offload, lane: LaneName, n: int, concurrency: int) -> 
 async def run_pairs(
     lane: LaneName, store: str, n: int, pairs: int, concurrency: int, folder: Path
 ) -> dict[str, list[Batch]]:
-    """`pairs` alternating batches on a default runtime and a keep_results one."""
+    """`pairs` alternating batches on a default runtime and a keep_result one."""
 
     def url(name: str) -> str:
         return "memory" if store == "memory" else f"sqlite:///{folder / f'{lane}-{name}.db'}"
@@ -101,8 +101,8 @@ async def run_pairs(
     pending = max(1000, n, WARMUP)
     found: dict[str, list[Batch]] = {"default": [], "keep": []}
     async with (
-        Offload(store=url("default"), keep_results=False, max_pending=pending) as default,
-        Offload(store=url("keep"), keep_results=True, max_pending=pending) as keep,
+        Offload(store=url("default"), keep_result=False, max_pending=pending) as default,
+        Offload(store=url("keep"), keep_result=True, max_pending=pending) as keep,
     ):
         runtimes = {"default": default, "keep": keep}
         for offload in runtimes.values():
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     headers = [
         "lane",
         "store",
-        "keep_results",
+        "keep_result",
         "tasks/s",
         "wall us/task",
         "CPU on the loop us/task",

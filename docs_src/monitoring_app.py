@@ -15,8 +15,8 @@ offload = Offload(loop_block_threshold=0.1)  # report steps that hold the loop >
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # uvicorn configures its own loggers only. The root logger's level is also the level
-    # of the records that process workers carry back.
+    # fastapi-offload's own lines show without this; your loggers need a config, and the
+    # root logger's level is also the level of the records process workers carry back.
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     async with offload.lifespan(app):
         yield

@@ -6,7 +6,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 
 from fastapi_offload import Offload, OffloadTasks, io_bound
 
-offload = Offload(keep_results=True)
+offload = Offload(keep_result=True)
 app = FastAPI(lifespan=offload.lifespan)
 TOKENS = {"token-of-ada": "ada", "token-of-bob": "bob"}  # stands in for your auth
 

@@ -4,7 +4,7 @@ from fastapi import FastAPI, HTTPException
 
 from fastapi_offload import Offload, OffloadTasks, TaskState, cpu_bound
 
-offload = Offload(keep_results=True)  # or OFFLOAD_KEEP_RESULTS=1
+offload = Offload(keep_result=True)  # or OFFLOAD_KEEP_RESULT=1
 app = FastAPI(lifespan=offload.lifespan)
 # GET /tasks/{task_id}, with "result". public=True: whoever holds a task's id reads its
 # result; to serve each result to the user who started the task only, see "Only the owner".

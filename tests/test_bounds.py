@@ -110,7 +110,7 @@ def large():
     return [[1] * 1000] * 100_000  # ~200 MB of JSON, ~1 MB in memory
 
 async def main():
-    offload = Offload(keep_results=True, result_max_bytes=1_000_000)
+    offload = Offload(keep_result=True, result_max_bytes=1_000_000)
     async with offload.lifespan(None):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         handle = await offload.options(lane="thread").submit(large)
@@ -262,7 +262,7 @@ async def test_a_large_loop_result_is_refused_off_the_loop() -> None:
 
     from fastapi_offload import Offload
 
-    offload = Offload(keep_results=True, result_max_bytes=1_000_000, loop_block_threshold=0)
+    offload = Offload(keep_result=True, result_max_bytes=1_000_000, loop_block_threshold=0)
     worst = 0.0
     async with offload.lifespan(None):
         done = anyio.Event()

@@ -127,7 +127,7 @@ async def test_a_thread_task_that_ignores_the_flag_runs_out_and_ends_cancelled(
     tmp_path: Path,
 ) -> None:
     release = tmp_path / "release"
-    async with Offload(keep_results=True) as offload:
+    async with Offload(keep_result=True) as offload:
         handle = await offload.submit(jobs.wait_for, str(release))
         await until(offload, handle.id, {TaskState.RUNNING})
         assert await offload.cancel(handle.id) is True
@@ -166,7 +166,7 @@ async def test_unknown_and_finished_ids_are_not_cancelled() -> None:
 async def test_a_cancel_racing_the_tasks_end_leaves_one_clean_end() -> None:
     # A loop task that ends in the same step as the cancel: it is recorded once, as what
     # it did, and the counters stay consistent.
-    async with Offload(keep_results=True) as offload:
+    async with Offload(keep_result=True) as offload:
         handles = [await offload.submit(jobs.answer_async, i) for i in range(50)]
         answers = [await offload.cancel(handle.id) for handle in handles]
         await offload.join()

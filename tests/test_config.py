@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 
 from fastapi_offload import ConfigError, Offload, cpu_bound, task
@@ -37,7 +39,7 @@ def test_environment_is_read_by_offload(monkeypatch: pytest.MonkeyPatch) -> None
         ({"thread_workers": 0}, {}, "thread_workers=0 must be a whole number, 1 or more"),
         ({"shutdown_timeout": -1}, {}, "shutdown_timeout=-1"),
         ({"routes": {"x.*": "gpu"}}, {}, "routes\\['x.\\*'\\]='gpu' is not a lane"),
-        ({"threads": 3}, {}, "unknown option\\(s\\) threads"),
+        ({"threads": 3}, {}, "has no option threads \\(did you mean thread_workers\\?\\)"),
         ({}, {"OFFLOAD_MAX_PENDING": "lots"}, "OFFLOAD_MAX_PENDING='lots' is not a whole number"),
         ({}, {"OFFLOAD_AUTO_PROMOTE": "maybe"}, "OFFLOAD_AUTO_PROMOTE='maybe' is not a boolean"),
         ({}, {"OFFLOAD_ROUTES": "nolane"}, "is not `pattern=lane`"),
@@ -102,3 +104,76 @@ def test_options_given_as_none_fall_back_to_the_environment(
     monkeypatch.setenv("OFFLOAD_THREAD_WORKERS", "3")
     assert Offload(thread_workers=None).config.thread_workers == 3
     assert Offload(thread_workers=5).config.thread_workers == 5
+
+
+# -- names: unknown, misspelled and renamed options and variables ----------------------
+
+
+def test_keep_result_is_the_offload_option_as_on_the_decorators() -> None:
+    # `Offload(keep_result=True)` was a bare TypeError (the option was `keep_results`).
+    assert Offload(keep_result=True).config.keep_result is True
+
+
+def test_an_unknown_keyword_is_a_config_error_naming_the_closest_option() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Offload(stor="memory")  # type: ignore[call-arg]  # the mistake under test
+    message = str(raised.value)
+    assert "Offload() has no option stor (did you mean store?)" in message
+    assert "docs/configuration.md" in message and "help(Offload)" in message
+
+
+def test_the_old_name_keep_results_still_works_with_a_deprecation_warning() -> None:
+    with pytest.warns(DeprecationWarning, match=r"keep_results=.* write keep_result=") as seen:
+        offload = Offload(keep_results=True)  # type: ignore[call-arg]  # the old name
+    assert offload.config.keep_result is True
+    assert seen[0].filename == __file__  # points at the caller's line
+    with pytest.warns(DeprecationWarning, match="is now keep_result"):
+        assert offload.config.keep_results is True  # the old name
+    with pytest.raises(ConfigError, match="both keep_results= and keep_result="):
+        Offload(keep_results=True, keep_result=False)  # type: ignore[call-arg]
+
+
+def test_the_old_variable_still_works_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OFFLOAD_KEEP_RESULTS", "1")
+    with pytest.warns(DeprecationWarning, match="OFFLOAD_KEEP_RESULTS is deprecated: rename it"):
+        config = OffloadConfig.resolve({})
+    assert config.keep_result is True
+    # Operators do not see DeprecationWarnings: the log says it too (once per process).
+    assert "rename it OFFLOAD_KEEP_RESULT" in caplog.text
+    # A bad value names the variable that holds it.
+    with pytest.raises(ConfigError, match=r"^OFFLOAD_KEEP_RESULTS='maybe' is not a boolean"):
+        with pytest.warns(DeprecationWarning):
+            OffloadConfig.resolve({}, environ={"OFFLOAD_KEEP_RESULTS": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("OFFLOAD_STOR", "OFFLOAD_STORE"),
+        ("OFFLOAD_PROCES_WORKERS", "OFFLOAD_PROCESS_WORKERS"),
+        ("OFFLOAD_CELERY_QUEU", "OFFLOAD_CELERY_QUEUE"),  # a remote backend's variable
+    ],
+)
+def test_a_misspelled_variable_is_a_warning_naming_the_closest_one(
+    caplog: pytest.LogCaptureFixture, variable: str, meant: str
+) -> None:
+    environ = {variable: "1", "OFFLOAD_REDIS_URL": "redis://r", "OFFLOAD_RQ_QUEUE": "q"}
+    OffloadConfig.resolve({}, environ=environ)
+    OffloadConfig.resolve({}, environ=environ)  # once per process, not per runtime
+    [record] = [r for r in caplog.records if variable in r.getMessage()]
+    assert record.levelno == logging.WARNING and record.name == "fastapi_offload"
+    assert f"{variable} is set but is not a fastapi-offload variable" in record.getMessage()
+    assert f"did you mean {meant}?" in record.getMessage()
+    # The variables the remote backends read are known: nothing said about them.
+    assert "OFFLOAD_REDIS_URL" not in caplog.text and "OFFLOAD_RQ_QUEUE " not in caplog.text
+
+
+def test_an_unknown_variable_near_nothing_is_an_info_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "fastapi_offload")
+    OffloadConfig.resolve({}, environ={"OFFLOAD_ZZ_APP_OWN": "x"})
+    [record] = [r for r in caplog.records if "OFFLOAD_ZZ_APP_OWN" in r.getMessage()]
+    assert record.levelno == logging.INFO and "did you mean" not in record.getMessage()

@@ -31,7 +31,7 @@ def parse(stream: str) -> list[tuple[str, str | None, dict[str, object]]]:
 
 @pytest.mark.anyio
 async def test_the_stream_sends_each_change_then_ends() -> None:
-    offload = Offload(keep_results=True)
+    offload = Offload(keep_result=True)
     app = FastAPI(lifespan=offload.lifespan)
     app.include_router(offload.status_router())
     async with serve(app, offload) as client:

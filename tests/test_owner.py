@@ -40,7 +40,7 @@ def app_for(offload: Offload) -> FastAPI:
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
 async def test_only_the_owner_reads_waits_for_or_cancels_a_task(store: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'tasks.db'}" if store == "sqlite" else None
-    offload = Offload(keep_results=True, store=url)
+    offload = Offload(keep_result=True, store=url)
     async with serve(app_for(offload), offload) as client:
         ada, bob = {"x-user": "ada"}, {"x-user": "bob"}
         mine = (await client.post("/run", headers=ada)).json()["id"]
@@ -105,7 +105,7 @@ def test_a_status_router_open_to_anyone_is_warned_of(
 
 def test_kept_results_behind_a_bare_id_are_warned_of(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, "fastapi_offload"):
-        Offload(keep_results=True).status_router(prefix="/jobs")
+        Offload(keep_result=True).status_router(prefix="/jobs")
     [message] = [r.getMessage() for r in caplog.records]
     assert "status_router(prefix='/jobs')" in message and "reads every kept result" in message
 

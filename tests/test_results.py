@@ -1,4 +1,4 @@
-"""Kept results: `keep_results` / `keep_result`, on the loop, thread and process lanes."""
+"""Kept results: `keep_result` (app-wide and per task), on the loop, thread and process lanes."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def test_a_kept_result_is_the_return_value_as_json(lane: LaneName) -> None
         "ok": True,
         "note": "\u00e9t\u00e9",
     }
-    async with Offload(keep_results=True) as offload:
+    async with Offload(keep_result=True) as offload:
         handle = await offload.options(lane=lane).submit(answer_for(lane), value)
         await offload.join()
         info = await offload.status(handle.id)
@@ -84,7 +84,7 @@ async def test_a_declared_keep_result_applies_and_an_option_overrides_it() -> No
 async def test_a_result_that_is_not_json_leaves_the_task_succeeded_with_the_reason(
     lane: LaneName, func: Any, why: str
 ) -> None:
-    async with Offload(keep_results=True) as offload:
+    async with Offload(keep_result=True) as offload:
         handle = await offload.options(lane=lane).submit(func)
         await offload.join()
         info = await offload.status(handle.id)
@@ -100,7 +100,7 @@ async def test_a_result_over_the_size_limit_is_not_kept_and_its_size_is_reported
     lane: LaneName,
 ) -> None:
     func = jobs.answer_async if lane == "loop" else jobs.answer
-    async with Offload(keep_results=True, result_max_bytes=1000) as offload:
+    async with Offload(keep_result=True, result_max_bytes=1000) as offload:
         small = await offload.options(lane=lane).submit(func, "x" * 900)
         big = await offload.options(lane=lane).submit(func, "x" * 5000)
         await offload.join()
@@ -115,17 +115,17 @@ async def test_a_result_over_the_size_limit_is_not_kept_and_its_size_is_reported
 def test_result_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="result_max_bytes=0 must be a whole number, 1 or more"):
         Offload(result_max_bytes=0)
-    with pytest.raises(ConfigError, match="keep_results='yes' must be True or False"):
-        Offload(keep_results="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="keep_result='yes' must be True or False"):
+        Offload(keep_result="yes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="keep_result=1 must be True or False"):
         Offload().options(keep_result=1)  # type: ignore[arg-type]
 
 
-def test_keep_results_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OFFLOAD_KEEP_RESULTS", "true")
+def test_keep_result_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OFFLOAD_KEEP_RESULT", "true")
     monkeypatch.setenv("OFFLOAD_RESULT_MAX_BYTES", "2048")
     config = Offload().config
-    assert (config.keep_results, config.result_max_bytes) == (True, 2048)
+    assert (config.keep_result, config.result_max_bytes) == (True, 2048)
 
 
 def finished(index: int, result: str | None) -> TaskRecord:
@@ -161,7 +161,7 @@ def test_the_memory_store_forgets_the_result_with_the_status() -> None:
 
 
 async def test_the_status_router_returns_the_result() -> None:
-    offload = Offload(keep_results=True)
+    offload = Offload(keep_result=True)
     app = FastAPI(lifespan=offload.lifespan)
     app.include_router(offload.status_router())
     async with serve(app, offload) as client:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -527,3 +528,44 @@ def test_websocket_endpoints_can_offload(tmp_path: Path) -> None:
         task_id = socket.receive_text()
     assert lines(out)[0].startswith("over-websocket")
     assert len(task_id) == 32
+
+
+async def fetch_and_log(url: str, *, retries: int = 1) -> None:
+    """Never runs: the tests below pass its coroutine object where it belongs."""
+
+
+async def test_a_coroutine_object_is_refused_naming_the_call_to_write() -> None:
+    offload = Offload()
+    app = make_app(offload)
+    made: list[Coroutine[Any, Any, None]] = []
+    errors: list[Exception] = []
+
+    @app.post("/")
+    async def endpoint(tasks: OffloadTasks) -> None:
+        made.append(fetch_and_log("https://example.com", retries=2))
+        made.append(jobs.async_write("p", "t"))
+        for coroutine in made:
+            try:
+                tasks.add_task(coroutine)  # type: ignore[arg-type]  # the mistake under test
+            except Exception as exc:  # noqa: PERF203 - collected to check each message
+                errors.append(exc)
+
+    async with serve(app, offload) as client:
+        assert (await client.post("/")).status_code == 200
+    assert all(isinstance(e, NotOffloadable) and isinstance(e, TypeError) for e in errors)
+    assert len(errors) == 2
+    assert (
+        "pass the function and its arguments: add_task(fetch_and_log, url, retries=retries), "
+        "not add_task(fetch_and_log(url, retries=retries))"
+    ) in str(errors[0])
+    assert "add_task(async_write, path, text)" in str(errors[1])
+    # Closed, so Python does not warn later that it was never awaited.
+    assert [inspect.getcoroutinestate(c) for c in made] == ["CORO_CLOSED"] * 2
+
+
+async def test_submit_refuses_a_coroutine_object_too() -> None:
+    coroutine = fetch_and_log("https://example.com")
+    async with Offload() as offload:
+        with pytest.raises(NotOffloadable, match=r"submit\(fetch_and_log, url, retries=retries\)"):
+            await offload.submit(coroutine)  # type: ignore[arg-type]  # the mistake under test
+    assert inspect.getcoroutinestate(coroutine) == "CORO_CLOSED"

@@ -8,8 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from typing_extensions import deprecated
+
 from ._checks import check_bool, check_int, check_lane, check_seconds
 from ._errors import ConfigError
+from ._logging import show_logs
+from ._names import RENAMED_ENV, check_option_names, renamed_env, warn_unknown_env
 
 __all__ = ["OffloadConfig", "parse_routes", "store_path"]
 
@@ -45,7 +49,8 @@ class OffloadConfig:
     process_workers: int = _opt(
         0,
         "OFFLOAD_PROCESS_WORKERS",
-        "Worker processes of the process lane; 0 means one per CPU core.",
+        "Worker processes of the process lane, per web process: `uvicorn --workers N` "
+        "runs N times as many (docs/lanes.md); 0 means one per CPU core.",
     )
     max_pending: int = _opt(
         1000,
@@ -99,12 +104,14 @@ class OffloadConfig:
         "Finished tasks whose status is kept (oldest forgotten first). Pending and "
         "running tasks are always kept.",
     )
-    keep_results: bool = _opt(
+    keep_result: bool = _opt(
         False,
-        "OFFLOAD_KEEP_RESULTS",
+        "OFFLOAD_KEEP_RESULT",
         "Keep every succeeded task's return value (as JSON) in its status, "
         "`TaskInfo.result`; per task: `@task(keep_result=True)` or "
-        "`tasks.options(keep_result=...)`. Kept as long as the status is.",
+        "`tasks.options(keep_result=...)`. Kept as long as the status is. Its old name "
+        "`keep_results` (`OFFLOAD_KEEP_RESULTS`) still works, with a `DeprecationWarning`, "
+        "until the next release.",
     )
     result_max_bytes: int = _opt(
         1_048_576,
@@ -203,7 +210,7 @@ class OffloadConfig:
         for name in (
             "prestart_workers",
             "auto_promote",
-            "keep_results",
+            "keep_result",
             "wait_for_tasks",
             "tracing",
         ):
@@ -213,6 +220,12 @@ class OffloadConfig:
         for pattern, lane in self.routes.items():
             check_lane(f"routes[{pattern!r}]", lane)
         object.__setattr__(self, "routes", dict(self.routes))
+
+    @property
+    @deprecated("OffloadConfig.keep_results is now keep_result; the old name goes next release")
+    def keep_results(self) -> bool:
+        """The old name of `keep_result`, for one release."""
+        return self.keep_result
 
     @property
     def store_path(self) -> str | None:
@@ -233,13 +246,13 @@ class OffloadConfig:
         cls, options: Mapping[str, Any], environ: Mapping[str, str] | None = None
     ) -> OffloadConfig:
         """Build the config from keyword options, then `OFFLOAD_*` variables, then defaults."""
+        # The first step of every `Offload` and default runtime, and the first that may
+        # log (below): from here on the package's lines are visible, levelled and named.
+        show_logs()
         environ = os.environ if environ is None else environ
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - set(fields))
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(unknown)}; the options are {', '.join(fields)}"
-            )
+        options = check_option_names(options, fields)
+        warn_unknown_env(environ, known_variables())
         values: dict[str, Any] = {}
         from_env: dict[str, tuple[str, str]] = {}
         for name, f in fields.items():
@@ -248,6 +261,8 @@ class OffloadConfig:
                 continue
             env = f.metadata["env"]
             raw = environ.get(env)
+            if (old := renamed_env(environ, env)) is not None:
+                env, raw = old
             if raw is not None and raw.strip() != "":
                 values[name] = _parse_env(env, raw.strip(), f.metadata["kind"])
                 from_env[name] = (env, raw)
@@ -259,6 +274,16 @@ class OffloadConfig:
                 if str(exc).startswith((f"{name}=", f"{name}[")):
                     raise ConfigError(f"{env}={raw!r} (the {name} option): {exc}") from None
             raise
+
+
+def known_variables() -> frozenset[str]:
+    """Every `OFFLOAD_*` variable the package reads: the options', the remote backends'
+    (`backends._settings`) and the renamed ones still honoured."""
+    from .backends._settings import RemoteSettings  # the backends package imports no _config
+
+    remote = (f"OFFLOAD_{f.name.upper()}" for f in dataclasses.fields(RemoteSettings))
+    options = (str(f.metadata["env"]) for f in dataclasses.fields(OffloadConfig))
+    return frozenset((*options, *remote, *RENAMED_ENV))
 
 
 MIN_KEY = 16

@@ -15,6 +15,7 @@ from anyio.lowlevel import RunVar
 from ._config import OffloadConfig
 from ._errors import ConfigError
 from ._lease_owner import new_owner_id
+from ._logging import show_logs
 from ._runtime import Runtime
 from ._saved_call import load_key
 from ._store import MemoryStore, Store
@@ -36,6 +37,7 @@ class Lifecycle:
 
     async def open(self, *, detached: bool) -> None:
         runtime = self._runtime
+        show_logs()  # again: the app may have configured logging since it built its Offload
         if detached:
             async with AsyncExitStack() as undo:  # what started is stopped if a later step fails
                 await runtime.store.open()
@@ -68,6 +70,7 @@ class Lifecycle:
         runtime.detached = detached
         if detached:
             _started_here().add(runtime)
+            logger.info("%s", lane_sizes(runtime))
             try:  # what a process that stopped left unfinished; else the upkeep retries
                 await self._reclaim()
             except Exception as exc:
@@ -173,6 +176,21 @@ class Lifecycle:
             finally:
                 runtime.monitor.stop()
                 _started_here().discard(runtime)
+
+
+def lane_sizes(runtime: Runtime) -> str:
+    """The start-up line: what this process may run at once. Each web process has its
+    own lanes, so `uvicorn --workers 2` on 2 cores means 4 CPU workers unless said."""
+    config, cpus = runtime.config, os.cpu_count() or 1
+    workers = config.effective_process_workers
+    how = "one per CPU core" if config.process_workers == 0 else "process_workers"
+    backend = f", remote backend {runtime.backend.name}" if runtime.backend is not None else ""
+    return (
+        f"started in process {os.getpid()}: loop lane up to {config.max_pending} tasks at "
+        f"once, thread lane {config.thread_workers} threads, process lane {workers} "
+        f"worker processes ({how}; {cpus} CPU cores here), store {runtime.store!r}{backend}. "
+        f"These lanes are per web process: `--workers N` runs N times as many workers."
+    )
 
 
 def build_backend(config: OffloadConfig, given: Backend | str | None) -> Backend | None:

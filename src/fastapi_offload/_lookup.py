@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 
 from ._config import OffloadConfig
 from ._errors import ConfigError
-from ._lifecycle import build_backend, started_on_this_loop
+from ._lifecycle import build_backend, lane_sizes, started_on_this_loop
 from ._runtime import Runtime
 
 __all__ = ["RUNTIME_KEY", "STATE_KEY", "mark_routes", "runtime_for"]
@@ -133,4 +133,5 @@ def _default_runtime(app: Any) -> Runtime:
                 "OFFLOAD_* variables) that runs each request's tasks after its response, "
                 "inside the request. Add FastAPI(lifespan=offload.lifespan) to detach them."
             )
+            logger.info("%s", lane_sizes(runtime))  # its lanes multiply with --workers too
     return runtime

@@ -56,7 +56,7 @@ class TaskInfo:
     or the backend's name. `error` is the `repr` of the exception of a failed task, or
     why a cancelled or interrupted one ended; on a succeeded task it says why its
     result was not kept (not JSON, or too large). `result` is the return value of a
-    succeeded task that keeps results (`keep_results`), as JSON data. `progress` (0.0
+    succeeded task that keeps its result (`keep_result`), as JSON data. `progress` (0.0
     to 1.0) and `progress_message` are the task's last `report_progress()`. `owner` is
     what `tasks.options(owner=...)` recorded (the user who started it), for a status
     router's `owner=` check; it is not in `to_dict()`, so a status route never shows it.

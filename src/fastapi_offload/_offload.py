@@ -19,7 +19,9 @@ from ._errors import ConfigError, OffloadClosed
 from ._lifecycle import Lifecycle, build_backend, build_store
 from ._lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 from ._models import NO_OPTIONS, CallOptions, OffloadStats, TaskHandle, TaskInfo
+from ._names import checked_options
 from ._public import public
+from ._routing import refuse_coroutine
 from ._runtime import Runtime
 from .backends.base import Backend
 
@@ -35,10 +37,11 @@ class Offload:
 
     Every option left at `None` is read from its `OFFLOAD_*` environment variable,
     then takes its default (see the configuration reference). A bad value raises
-    `ConfigError` naming the option. Start it with `FastAPI(lifespan=offload.lifespan)`
-    or `async with offload:`.
+    `ConfigError` naming the option; so does an unknown keyword, naming the closest
+    option. Start it with `FastAPI(lifespan=offload.lifespan)` or `async with offload:`.
     """
 
+    @checked_options
     def __init__(
         self,
         *,
@@ -59,7 +62,7 @@ class Offload:
         store_retention: float | None = None,
         secret_key: str | None = None,
         store_timeout: float | None = None,
-        keep_results: bool | None = None,
+        keep_result: bool | None = None,
         result_max_bytes: int | None = None,
         wait_for_tasks: bool | None = None,
         tracing: bool | None = None,
@@ -81,7 +84,7 @@ class Offload:
             "store_retention": store_retention,
             "secret_key": secret_key,
             "store_timeout": store_timeout,
-            "keep_results": keep_results,
+            "keep_result": keep_result,
             "result_max_bytes": result_max_bytes,
             "wait_for_tasks": wait_for_tasks,
             "tracing": tracing,
@@ -205,6 +208,7 @@ class Offload:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> TaskHandle:
+        refuse_coroutine(func, "submit")
         if not self._started:
             raise OffloadClosed(
                 "this Offload is not running (not started yet, or stopped): `submit` needs a "
@@ -287,14 +291,14 @@ class Offload:
         dependency returns, when it equals the owner recorded with
         `tasks.options(owner=...)`; any other id, a task without an owner, and a caller
         `None` get the 404 of an unknown id, on every route. Without protection
-        (`dependencies`, `owner`), a router that serves kept results (`keep_results`) or
+        (`dependencies`, `owner`), a router that serves kept results (`keep_result`) or
         cancels logs a WARNING at creation: `public=True` says it is meant to be open.
         """
         from ._router import build_status_router
 
         open_to = []
         if not dependencies and owner is None:
-            if self.config.keep_results:
+            if self.config.keep_result:
                 open_to.append("reads every kept result")
             if cancel and not cancel_dependencies:
                 open_to.append("cancels any task")

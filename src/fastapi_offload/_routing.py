@@ -28,7 +28,44 @@ __all__ = [
     "callable_name",
     "check_picklable",
     "is_async_callable",
+    "refuse_coroutine",
 ]
+
+
+def refuse_coroutine(func: object, method: str) -> None:
+    """Raise `NotOffloadable` for a coroutine object given where its function belongs:
+    `add_task(fetch_and_log(url))` instead of `add_task(fetch_and_log, url)`.
+
+    The coroutine is closed, so Python does not also warn that it was never awaited.
+    """
+    if not inspect.iscoroutine(func):
+        return
+    code = func.cr_code
+    name = getattr(func, "__name__", code.co_name)
+    func.close()
+    arguments = _parameters(code)
+    shown = ", ".join((name, *arguments))
+    raise NotOffloadable(
+        f"{method}() was given a coroutine object, {name}(...), which has not run and "
+        f"cannot be run later: pass the function and its arguments: {method}({shown}), "
+        f"not {method}({name}({', '.join(arguments)}))"
+    )
+
+
+def _parameters(code: Any) -> list[str]:
+    # The parameters as a call would pass them, from the coroutine's code object: its
+    # arguments are in the frame, but their names say more than their values.
+    positional, keyword = code.co_argcount, code.co_kwonlyargcount
+    names = list(code.co_varnames)
+    shown = [n for n in names[:positional] if n not in ("self", "cls")]
+    shown += [f"{n}={n}" for n in names[positional : positional + keyword]]
+    rest = positional + keyword
+    if code.co_flags & inspect.CO_VARARGS:
+        shown.append(f"*{names[rest]}")
+        rest += 1
+    if code.co_flags & inspect.CO_VARKEYWORDS:
+        shown.append(f"**{names[rest]}")
+    return shown
 
 
 def _unwrap(func: Any) -> Any:
@@ -232,7 +269,7 @@ def build_record(
         requeue=_first(options.requeue, defaults and defaults.requeue, False),
         declared=defaults is not None,
         keep_result=_first(
-            options.keep_result, defaults and defaults.keep_result, config.keep_results
+            options.keep_result, defaults and defaults.keep_result, config.keep_result
         ),
         retry_backoff=_first(options.retry_backoff, defaults and defaults.retry_backoff, False),
         retry_on=_retry_names(_first(options.retry_on, defaults and defaults.retry_on, None)),

@@ -16,6 +16,7 @@ from ._declare import LaneName
 from ._lookup import runtime_for
 from ._models import NO_OPTIONS, CallOptions, TaskHandle
 from ._record import TaskRecord
+from ._routing import refuse_coroutine
 from ._runtime import Runtime
 from ._task_deps import refuse_request_objects
 
@@ -101,6 +102,7 @@ class TaskCollector:
         kwargs: dict[str, Any],
         options: CallOptions,
     ) -> TaskHandle:
+        refuse_coroutine(func, "add_task")
         if self._route is not None and not self._runtime.request_waits:
             refuse_request_objects(
                 self._route, getattr(func, "__qualname__", "the task"), args, kwargs
