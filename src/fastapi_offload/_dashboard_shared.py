@@ -49,7 +49,7 @@ class SharedView:
             except Exception as exc:  # the page must show an unreachable store, not fail
                 view.error = str(exc) or repr(exc)
             else:
-                view.tasks = [_row(task, now, label) for task in stored if task.id not in known]
+                view.tasks = [_row(task, now) for task in stored if task.id not in known]
         # This process from its own counters (current); the others as they published.
         mine = next((f for f in figures if f.here), None)
         view.processes = [_mine(label, runtime.stats(), mine, now)] + [
@@ -95,7 +95,7 @@ def _theirs(figures: ProcessFigures) -> dict[str, Any]:
     }
 
 
-def _row(task: StoredTask, now: float, label: str) -> dict[str, Any]:
+def _row(task: StoredTask, now: float) -> dict[str, Any]:
     return {
         "id": task.id,
         "name": task.name,
@@ -115,6 +115,6 @@ def _row(task: StoredTask, now: float, label: str) -> dict[str, Any]:
         if task.started_at is None
         else (task.finished_at or now) - task.started_at,
         # Mostly another process sharing the store; or this one, past what its feed keeps.
-        "here": task.process == label,
+        "here": task.here,
         "process": task.process,
     }

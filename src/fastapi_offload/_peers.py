@@ -100,7 +100,8 @@ class StoredTask:
     result: str | None  # the start of the result's JSON text
     progress: float | None
     progress_message: str | None
-    process: str | None  # host:pid of the process that ran it (None: written before 0.x)
+    process: str | None  # host:pid of the process that ran it (None: an older row)
+    here: bool = False  # run by the store's own owner (this runtime)
 
 
 def figures_of(
@@ -120,10 +121,11 @@ def label_of(owner: object) -> str | None:
     return owner[: owner.rindex(":")][:NAME_MAX]
 
 
-def stored_task(row: tuple[Any, ...]) -> StoredTask:
+def stored_task(row: tuple[Any, ...], owner: str) -> StoredTask:
     """A store's row for the dashboard (id, name, state, lane, created_at, started_at,
     finished_at, attempts, error, result text, progress, progress_message, ran_by,
-    handed_off); `ValueError` if a column holds what the stores never write."""
+    handed_off), read by the store of `owner`; `ValueError` if a column holds what the
+    stores never write."""
     task_id, name, state, lane, created, started, finished, attempts = row[:8]
     error, result, progress, message, ran_by, handed_off = row[8:]
     state = TaskState(state).value  # ValueError for a state no store writes
@@ -135,7 +137,7 @@ def stored_task(row: tuple[Any, ...]) -> StoredTask:
         _text(task_id), _text(_cut(name, NAME_MAX)), state, _text(lane), _maybe(_moment, created),
         _maybe(_moment, started), _maybe(_moment, finished), attempts,
         _cut(error, TEXT_MAX), _cut(result, RESULT_MAX), _maybe(_moment, progress),
-        _cut(message, RESULT_MAX), label_of(ran_by),
+        _cut(message, RESULT_MAX), label_of(ran_by), ran_by == owner,
     )  # fmt: skip
 
 

@@ -222,7 +222,7 @@ class RedisStore(BatchedStore):
             self._script(pipe, "recent", keys, limit, TEXT_MAX + 1, RESULT_MAX + 1)
 
         found = (
-            self._decoded(f"task {raw_id[:40]!r}", partial(_stored, raw_id, fields))
+            self._decoded(f"task {raw_id[:40]!r}", partial(_stored, raw_id, fields, self.owner))
             for raw_id, fields in self._pipeline(build)[0]
         )
         return [task for task in found if task is not None]
@@ -350,7 +350,7 @@ class RedisStore(BatchedStore):
         return ConfigError(f"store (OFFLOAD_STORE) {self._shown}: {what}")
 
 
-def _stored(raw_id: bytes, fields: list[bytes | None]) -> StoredTask:
+def _stored(raw_id: bytes, fields: list[bytes | None], owner: str) -> StoredTask:
     """A row of the `recent` script (Redis holds text), checked by `stored_task`."""
     name, state, lane, created, started, finished, attempts, error, result = fields[:9]
     progress, message, ran_by, handed_off = fields[9:]
@@ -366,7 +366,7 @@ def _stored(raw_id: bytes, fields: list[bytes | None]) -> StoredTask:
         raw_id.decode(), text(name), text(state), text(lane), number(created),
         number(started), number(finished), int(attempts or b""), text(error), text(result),
         number(progress), text(message), text(ran_by), handed_off == b"1",
-    ))  # fmt: skip
+    ), owner)  # fmt: skip
 
 
 def _masked(url: str) -> str:

@@ -270,7 +270,10 @@ class SqliteStore(BatchedStore):
         bounds = {"text": TEXT_MAX + 1, "result": RESULT_MAX + 1, "limit": limit}
         rows = [row for query in (RECENT_LIVE, RECENT_SETTLED) for row in
                 self._reader().execute(query, bounds).fetchall()]  # fmt: skip
-        found = (self._decoded(f"task {row[0]!s:.40}", partial(stored_task, row)) for row in rows)
+        found = (
+            self._decoded(f"task {row[0]!s:.40}", partial(stored_task, row, self.owner))
+            for row in rows
+        )
         return [task for task in found if task is not None]
 
     def _request_cancel(self, task_id: str) -> bool:

@@ -148,6 +148,26 @@ def send_newsletter(issue: int) -> None:
     time.sleep(1)
 
 
+@io_bound
+def describe_album(album: str, photos: int, pause: float) -> dict[str, Any]:
+    for done in range(photos):
+        time.sleep(pause)
+        report_progress((done + 1) / photos, f"{done + 1} of {photos} photos")
+    # A long result, kept: the page shows one line of it, the rest on a click.
+    sizes = [{"photo": f"{album}-{n:03}.jpg", "width": 4032, "height": 3024} for n in range(8)]
+    return {"album": album, "photos": photos, "sizes": sizes}
+
+
+@app.post("/from-a-worker", status_code=202)
+async def from_a_worker(tasks: OffloadTasks, photos: int = 4, pause: float = 0.5) -> Any:
+    # Under `--workers 2` with a shared store: which worker took the request, so a test
+    # can post until both have tasks.
+    task = tasks.options(keep_result=True).add_task(
+        describe_album, f"album-{os.getpid()}", photos, pause
+    )
+    return {"pid": os.getpid(), "id": task.id}
+
+
 @app.post("/demo", status_code=202)
 async def demo(tasks: OffloadTasks) -> dict[str, str]:
     tasks.add_task(resize_album, "wedding", 4, 0.01)
