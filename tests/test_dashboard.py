@@ -673,6 +673,9 @@ def test_the_page_shows_a_task_appear_and_finish_without_a_reload(tmp_path: Path
         )
         still = browser.evaluate("window.loadedOnce === true")
         live = browser.evaluate("document.getElementById('connection').textContent")
+        # A memory store: the page says plainly what it shows (issue 19).
+        scope = browser.evaluate("document.getElementById('scope').textContent")
+        processes = browser.evaluate("document.getElementById('processes-card').hidden")
         page_error = browser.evaluate("document.getElementById('page-error').textContent")
         problems = browser.problems()
         navigations = [e for e in browser.events if e.get("method") == "Page.frameNavigated"]
@@ -680,6 +683,7 @@ def test_the_page_shows_a_task_appear_and_finish_without_a_reload(tmp_path: Path
     assert first == ""  # no task when the page loaded
     assert "running" in running and "of 6 photos" in running
     assert (message, thread_done, live) == ("100% · 6 of 6 photos", "1", "live")
+    assert scope.startswith(f"this process only ({socket.gethostname()}:") and processes is True
     assert still is True and len(navigations) == 1
     assert [path for path, _ in seen].count("/offload/") == 1
     assert (page_error, problems) == ("", [])
