@@ -376,6 +376,7 @@ async def test_the_event_stream_sends_snapshots(monkeypatch: pytest.MonkeyPatch)
     assert stream.text.startswith("retry: 1000\n\n")
     events = re.findall(r"event: snapshot\ndata: (.*)\n\n", stream.text)
     assert len(events) == 1  # nothing changed after the first
+    assert "event: patch" not in stream.text  # not even this process's figures
     assert json.loads(events[0])["tasks"][0]["state"] == "succeeded"
 
 

@@ -52,7 +52,7 @@ class SharedView:
                 view.tasks = [_row(task, now) for task in stored if task.id not in known]
         # This process from its own counters (current); the others as they published.
         mine = next((f for f in figures if f.here), None)
-        view.processes = [_mine(label, runtime.stats(), mine, now)] + [
+        view.processes = [_mine(label, runtime.stats(), mine)] + [
             _theirs(f) for f in figures if not f.here
         ]
         return view
@@ -67,14 +67,13 @@ def newest(tasks: list[dict[str, Any]], shown: int) -> list[dict[str, Any]]:
     return [task for task in ordered if id(task) in kept]
 
 
-def _mine(
-    label: str, stats: OffloadStats, published: ProcessFigures | None, now: float
-) -> dict[str, Any]:
+def _mine(label: str, stats: OffloadStats, published: ProcessFigures | None) -> dict[str, Any]:
     return {
         "process": label,
         "here": True,
         "started_at": published.started_at if published else None,
-        "at": now,
+        # Current, not published: None, or every poll of an idle page would send a patch.
+        "at": None,
         "lanes": [
             {"name": name, "capacity": x.capacity, "running": x.running, "waiting": x.waiting}
             for name, x in stats.lanes.items()
