@@ -11,10 +11,14 @@ Key layout (version 1, under `prefix`):
 - `{prefix}:settled`: a sorted set of the other ids, scored by `settled_at`: what is pruned;
 - `{prefix}:owned:{owner}`: a set of the ids an owner leases: what `renew` extends;
 - `{prefix}:cancels:{owner}`: a set of the ids of an owner's live tasks asked to cancel:
-  what `cancel_requests` reads (a reclaim moves an entry to the new owner's set).
+  what `cancel_requests` reads (a reclaim moves an entry to the new owner's set);
+- `{prefix}:processes`: a hash, owner -> the lane figures it published with its last
+  renewal (`_peers`, JSON), and `{prefix}:processes:until`, a sorted set of the owners
+  scored by when their figures expire (a publication deletes the expired ones).
 
-Later additions (the `result`, `progress`, `progress_message` and `cancel_requested`
-fields, the `cancels` sets) are optional to a reader, so the layout is still version 1.
+Later additions (the `result`, `progress`, `progress_message`, `cancel_requested` and
+`ran_by` fields, the `cancels` sets, the `processes` keys) are optional to a reader, so
+the layout is still version 1.
 
 Every write that must not race another process is a Lua script, atomic in Redis. The
 write path (non-blocking `put`, one writer thread, batches, flush) is `_batched_store`'s.
