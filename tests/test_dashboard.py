@@ -10,12 +10,14 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -280,6 +282,21 @@ async def test_without_a_lifespan_the_apps_default_runtime_is_shown() -> None:
 
 
 @pytest.mark.anyio
+async def test_with_a_memory_store_the_snapshot_says_this_process_only() -> None:
+    # Issue 19: under --workers 2 each reload showed one process, and nothing said so.
+    async with dashboard() as (offload, client):
+        await offload.submit(answer, 1)
+        await offload.join()
+        found = await snapshot(client)
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    assert (found["shared"], found["process"]) == (False, here)
+    [process] = found["processes"]
+    assert (process["process"], process["here"]) == (here, True)
+    assert [(t["process"], t["here"]) for t in found["tasks"]] == [(here, True)]
+    assert {lane["name"]: lane["capacity"] for lane in process["lanes"]}["thread"] == 2
+
+
+@pytest.mark.anyio
 async def test_a_shared_store_shows_the_tasks_of_other_processes(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'tasks.db'}"
     release = threading.Event()
@@ -359,6 +376,7 @@ async def test_the_event_stream_sends_snapshots(monkeypatch: pytest.MonkeyPatch)
     assert stream.text.startswith("retry: 1000\n\n")
     events = re.findall(r"event: snapshot\ndata: (.*)\n\n", stream.text)
     assert len(events) == 1  # nothing changed after the first
+    assert "event: patch" not in stream.text  # not even this process's figures
     assert json.loads(events[0])["tasks"][0]["state"] == "succeeded"
 
 
@@ -656,6 +674,9 @@ def test_the_page_shows_a_task_appear_and_finish_without_a_reload(tmp_path: Path
         )
         still = browser.evaluate("window.loadedOnce === true")
         live = browser.evaluate("document.getElementById('connection').textContent")
+        # A memory store: the page says plainly what it shows (issue 19).
+        scope = browser.evaluate("document.getElementById('scope').textContent")
+        processes = browser.evaluate("document.getElementById('processes-card').hidden")
         page_error = browser.evaluate("document.getElementById('page-error').textContent")
         problems = browser.problems()
         navigations = [e for e in browser.events if e.get("method") == "Page.frameNavigated"]
@@ -663,6 +684,7 @@ def test_the_page_shows_a_task_appear_and_finish_without_a_reload(tmp_path: Path
     assert first == ""  # no task when the page loaded
     assert "running" in running and "of 6 photos" in running
     assert (message, thread_done, live) == ("100% · 6 of 6 photos", "1", "live")
+    assert scope.startswith(f"this process only ({socket.gethostname()}:") and processes is True
     assert still is True and len(navigations) == 1
     assert [path for path, _ in seen].count("/offload/") == 1
     assert (page_error, problems) == ("", [])
@@ -704,6 +726,108 @@ def test_the_cancel_button_cancels_a_running_task(tmp_path: Path) -> None:
     assert (buttons, reason, problems) == (0, "cancelled by request", [])
 
 
+PROCESS_ROWS = "[...document.querySelectorAll('#processes tbody tr')]"
+# Each task row as [id, state, process label, one line of its result].
+TASK_ROWS = (
+    f"JSON.stringify({ROW}.map(r => [r.dataset.id, r.querySelector('.state').textContent, "
+    "r.querySelector('.process').textContent.replace(' · ', ''), "
+    "r.querySelector('.result summary')?.textContent ?? null]))"
+)
+
+
+def post_until_both_workers(url: str, params: dict[str, Any]) -> dict[int, list[str]]:
+    """Tasks posted to `/from-a-worker` until both processes of `--workers 2` took some,
+    by pid. The kernel hands a connection to whichever worker accepts first, so one may
+    take a whole burst: post in rounds, a new connection each."""
+
+    def post(_: int) -> dict[str, Any]:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            response = client.post("/from-a-worker", params=params)
+            assert response.status_code == 202, response.text
+            return response.json()  # type: ignore[no-any-return]  # JSON of a dict
+
+    by_pid: dict[int, list[str]] = {}
+    for _ in range(25):
+        with ThreadPoolExecutor(4) as pool:
+            for found in pool.map(post, range(4)):
+                by_pid.setdefault(found["pid"], []).append(found["id"])
+        if len(by_pid) == 2:
+            return by_pid
+    raise AssertionError(f"one worker took every request: {by_pid}")
+
+
+def workers_page(scratch: Path, shot: Path | None = None) -> dict[str, Any]:
+    """A real `uvicorn --workers 2` sharing a SQLite store, tasks in both workers, and the
+    page in headless Chromium: what it shows (and, given `shot`, its picture)."""
+    # A 3 s lease: each process publishes its figures every second.
+    env = {"OFFLOAD_STORE": f"sqlite:///{scratch / 'tasks.db'}", "OFFLOAD_STORE_LEASE": "3"}
+    with (
+        run_server(
+            "tests.apps.dashboard_app:app", scratch / "server.log", env, args=("--workers", "2")
+        ) as server,
+        devtools(scratch / "profile") as browser,
+    ):
+        quick = post_until_both_workers(server.url, {"photos": 2, "pause": 0.05})
+        slow = post_until_both_workers(server.url, {"photos": 8, "pause": 0.6})
+        labels = {f"{socket.gethostname()}:{pid}" for pid in quick}
+        size = {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+        browser.send("Emulation.setDeviceMetricsOverride", session=True, **size)
+        browser.send("Page.navigate", session=True, url=f"{server.url}/offload/")
+        browser.wait_for(f"{PROCESS_ROWS}.length === 2")
+        # Both processes' thread lanes busy, as each published it with its lease renewal.
+        busy = browser.wait_for(
+            f"{PROCESS_ROWS}.every(r => /^[12] \\/ 2/.test(r.cells[3].textContent)) && "
+            f"JSON.stringify({PROCESS_ROWS}.map(r => [r.dataset.process, r.cells[3].textContent]))"
+        )
+        if shot is not None:
+            browser.wait_for(
+                f"{ROW}.filter(r => r.querySelector('.state').textContent === 'running' && "
+                "r.querySelector('progress').value >= 0.3).length >= 2"
+            )
+            picture = browser.send("Page.captureScreenshot", session=True, format="png")
+            shot.write_bytes(base64.b64decode(picture["data"]))
+        wanted = {task_id for ids in (*quick.values(), *slow.values()) for task_id in ids}
+        rows = json.loads(
+            browser.wait_for(
+                f"(rows => {json.dumps(sorted(wanted))}.every(id => rows.some(r => r[0] === id "
+                f"&& r[1] === 'succeeded')) && JSON.stringify(rows))(JSON.parse({TASK_ROWS}))",
+                timeout=60,
+            )
+        )
+        result = "document.querySelector('#tasks .result details')"
+        line = browser.evaluate(f"{result}.querySelector('summary').getClientRects().length")
+        height = browser.evaluate(f"{result}.getBoundingClientRect().height")
+        browser.evaluate(f"{result}.querySelector('summary').click()")
+        opened = browser.evaluate(f"{result}.open && {result}.querySelector('pre').textContent")
+        return {
+            "labels": labels,
+            "by_pid": {**quick, **{pid: quick[pid] + slow[pid] for pid in slow}},
+            "processes": json.loads(busy),
+            "rows": rows,
+            "scope": browser.evaluate("document.getElementById('scope').textContent"),
+            "result": (line, height, opened),
+            "problems": browser.problems(),
+        }
+
+
+@pytest.mark.server
+def test_with_workers_and_a_shared_store_the_page_shows_every_process(tmp_path: Path) -> None:
+    # Issue 19: under `uvicorn --workers 2` each reload showed one process's lanes and tasks.
+    seen = workers_page(tmp_path)
+    labels, rows = seen["labels"], seen["rows"]
+    assert {label for label, _ in seen["processes"]} == labels  # both, labelled host:pid
+    assert all(re.match(r"[12] / 2", threads) for _, threads in seen["processes"])
+    by_id = {task_id: (state, process) for task_id, state, process, _ in rows}
+    for pid, ids in seen["by_pid"].items():  # every task of each worker, labelled by it
+        for task_id in ids:
+            assert by_id[task_id] == ("succeeded", f"{socket.gethostname()}:{pid}"), rows
+    assert seen["scope"].startswith("all processes (2) · this page: ")
+    # A kept result is one line, cut; a click shows the whole kept text.
+    line, height, opened = seen["result"]
+    assert line == 1 and height < 30 and '"sizes":[{"photo":"album-' in opened
+    assert seen["problems"] == []
+
+
 def take_screenshot(path: Path, scratch: Path, scheme: str = "light", height: int = 900) -> None:
     """The docs' picture: the demo app's tasks in every state, at 1280 x 900."""
     with (
@@ -727,10 +851,14 @@ def take_screenshot(path: Path, scratch: Path, scheme: str = "light", height: in
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
-if __name__ == "__main__":  # python -m tests.test_dashboard [light|dark]: docs/img/dashboard.png
+if __name__ == "__main__":  # python -m tests.test_dashboard [light|dark|workers]: docs/img/
     import tempfile
 
     scheme = sys.argv[1] if len(sys.argv) > 1 else "light"
     name = "dashboard.png" if scheme == "light" else f"dashboard-{scheme}.png"
+    images = Path(__file__).parent.parent / "docs" / "img"
     with tempfile.TemporaryDirectory() as scratch:
-        take_screenshot(Path(__file__).parent.parent / "docs" / "img" / name, Path(scratch), scheme)
+        if scheme == "workers":  # two uvicorn workers sharing a SQLite store
+            workers_page(Path(scratch), images / name)
+        else:
+            take_screenshot(images / name, Path(scratch), scheme)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import select
 import signal
@@ -19,6 +20,7 @@ import redis
 
 from fastapi_offload._errors import ConfigError, StoreUnavailable
 from fastapi_offload._models import TaskState
+from fastapi_offload._peers import EXPIRY_LEASES, RESULT_MAX, LaneFigures, ProcessFigures
 from fastapi_offload._record import TaskRecord
 from fastapi_offload._redis_store import RedisStore, _masked
 from fastapi_offload._store import Orphan, Store
@@ -673,3 +675,70 @@ async def test_stores_under_other_prefixes_do_not_meet(open_store: OpenStore, ur
     a.put(record("x"))
     await a.flush()
     assert await b.get("x") is None and await b.active() == []
+
+
+# -- what the processes sharing the Redis tell each other (issue 19) --------------------
+
+
+def figures(host: str, pid: int, running: int = 0) -> ProcessFigures:
+    lanes = (LaneFigures("thread", 4, running, 0), LaneFigures("process", 2, 0, 3))
+    return ProcessFigures(host, pid, started_at=time.time() - 60, at=time.time(), lanes=lanes)
+
+
+async def test_each_process_publishes_its_figures_until_they_expire(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    a = await open_store("h1:11:x", lease=0.3)
+    b = await open_store("h2:22:y", lease=0.3)
+    await a.renew(figures("h1", 11, running=1))
+    await b.renew(figures("h2", 22))
+    found = {p.label: p for p in await b.processes()}
+    assert {label: p.here for label, p in found.items()} == {"h1:11": False, "h2:22": True}
+    assert found["h1:11"].lanes == (LaneFigures("thread", 4, 1, 0), LaneFigures("process", 2, 0, 3))
+    until = client.zscore(f"{P}:processes:until", "h1:11:x") or 0.0
+    assert time.time() < until <= time.time() + EXPIRY_LEASES * 0.3
+    # b stops renewing (killed): gone from every reader after EXPIRY_LEASES leases, and
+    # deleted by the next process that publishes, so the hash stays bounded.
+    await anyio.sleep(0.3 * EXPIRY_LEASES + 0.05)
+    await a.renew(figures("h1", 11))
+    assert [p.label for p in await a.processes()] == ["h1:11"]
+    assert client.hkeys(f"{P}:processes") == [b"h1:11:x"]
+    await a.close()  # a clean stop: gone at once
+    assert client.hkeys(f"{P}:processes") == [] and client.zcard(f"{P}:processes:until") == 0
+
+
+async def test_published_figures_are_read_as_untrusted_input(
+    open_store: OpenStore, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await open_store("h1:11:x")
+    await a.renew(figures("h1", 11))
+    forged = {
+        "long": json.dumps({"host": "x" * 5000}).encode(),  # past FIGURES_MAX: not even sent
+        "pickle": b"\x80\x04\x95cos\nsystem\n.",  # bytes of a pickle, never unpickled
+        "types": json.dumps({"host": "h", "pid": -1, "started_at": 1, "at": 1}).encode(),
+    }
+    for owner, text in forged.items():
+        client.hset(f"{P}:processes", owner, text)
+        client.zadd(f"{P}:processes:until", {owner: time.time() + 60})
+    with caplog.at_level(logging.WARNING, "fastapi_offload"):
+        assert [p.label for p in await a.processes()] == ["h1:11"]
+    assert len([r for r in caplog.records if "cannot read process" in r.message]) == 2
+
+
+async def test_recent_tasks_name_their_process_and_come_cut(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    a, b = await open_store("h1:11:x"), await open_store("h2:22:y")
+    a.put(record("done", TaskState.SUCCEEDED, result=json.dumps({"k": "v" * 5000})))
+    b.put(record("live", TaskState.RUNNING, error="E" * 9000))
+    await a.flush()
+    await b.flush()
+    found = {task.id: task for task in await a.recent(10)}
+    assert {i: (t.process, t.here, t.state) for i, t in found.items()} == {
+        "done": ("h1:11", True, "succeeded"),
+        "live": ("h2:22", False, "running"),
+    }
+    assert found["done"].result is not None and len(found["done"].result) == RESULT_MAX
+    assert found["done"].result.endswith("…") and found["live"].error == "E" * 1999 + "…"
+    # Once settled, the hash still names the process that ran it (its lease is cleared).
+    assert client.hmget(f"{P}:task:done", "owner", "ran_by") == [None, b"h1:11:x"]

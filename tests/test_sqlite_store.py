@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -18,8 +19,9 @@ import pytest
 
 from fastapi_offload._errors import ConfigError, StoreUnavailable
 from fastapi_offload._models import TaskState
+from fastapi_offload._peers import EXPIRY_LEASES, RESULT_MAX, LaneFigures, ProcessFigures
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._sqlite_schema import CANCELS, UPGRADES
+from fastapi_offload._sqlite_schema import CANCELS, SCHEMA_VERSION, UPGRADES
 from fastapi_offload._sqlite_store import SqliteStore
 from fastapi_offload._store import Orphan, Store
 
@@ -382,7 +384,7 @@ async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_rows(
         group.start_soon(open_one, "a")
         group.start_soon(open_one, "b")
     a, b = stores
-    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(3,)]
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
     assert (info := await a.get("done")) is not None and len(a) == 2
     assert (info.name, info.lane, info.state, info.attempts, info.finished_at) == (
         "jobs.g", "process", TaskState.FAILED, 2, NOW - 7
@@ -414,7 +416,7 @@ async def test_a_version_2_file_gains_the_task_owner_column_and_keeps_its_rows(
         ])  # fmt: skip
     conn.close()
     store = await open_store("a")
-    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(3,)]
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
     assert (info := await store.get("done")) is not None
     assert (info.result, info.owner, info.error) == ("kept", None, "ValueError('x')")
     mine = record("mine", TaskState.SUCCEEDED)
@@ -466,7 +468,7 @@ async def test_request_cancel_fails_while_another_connection_locks_the_file(
 def newer_schema(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER)")
-        conn.execute("INSERT INTO meta VALUES ('schema_version', 4)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION + 1,))
     conn.close()
 
 
@@ -482,7 +484,7 @@ def foreign_table(path: Path) -> None:
         (lambda path: None, "missing/offload.db", "cannot be created or written"),
         (lambda path: path.parent.write_text("a file"), "file/offload.db", "cannot be created"),
         (lambda path: path.write_bytes(b"not sqlite" * 500), "junk.db", "not a usable SQLite"),
-        (newer_schema, "newer.db", "schema version 4, written by a newer fastapi-offload"),
+        (newer_schema, "newer.db", f"version {SCHEMA_VERSION + 1}, written by a newer fastapi"),
         (foreign_table, "theirs.db", "`tasks` table fastapi-offload did not create"),
     ],
 )
@@ -596,3 +598,95 @@ async def test_the_file_stays_bounded_over_100_000_tasks(open_store: OpenStore, 
     size = sum(path.stat().st_size for path in db.parent.glob("offload.db*"))
     print(f"file size after 100,000 tasks, capacity 1000: {size / 1e6:.2f} MB")
     assert size < 20e6  # not growing with the task count
+
+
+# -- what the processes sharing the file tell each other (issue 19) ---------------------
+
+
+def figures(host: str, pid: int, running: int = 0) -> ProcessFigures:
+    lanes = (LaneFigures("thread", 4, running, 0), LaneFigures("process", 2, 0, 3))
+    return ProcessFigures(host, pid, started_at=time.time() - 60, at=time.time(), lanes=lanes)
+
+
+async def test_each_process_publishes_its_figures_until_they_expire(
+    open_store: OpenStore, db: Path
+) -> None:
+    a = await open_store("h1:11:x", lease=0.3)
+    b = await open_store("h2:22:y", lease=0.3)
+    await a.renew(figures("h1", 11, running=1))
+    await b.renew(figures("h2", 22))
+    found = {p.label: p for p in await a.processes()}
+    assert {label: p.here for label, p in found.items()} == {"h1:11": True, "h2:22": False}
+    assert found["h1:11"].lanes == (LaneFigures("thread", 4, 1, 0), LaneFigures("process", 2, 0, 3))
+    # b stops renewing (killed): gone from every reader after EXPIRY_LEASES leases, and its
+    # row deleted by the next process that publishes, so the table stays bounded.
+    await anyio.sleep(0.3 * EXPIRY_LEASES + 0.05)
+    await a.renew(figures("h1", 11))
+    assert [p.label for p in await a.processes()] == ["h1:11"]
+    assert query(db, "SELECT owner FROM processes") == [("h1:11:x",)]
+    await a.close()  # a clean stop: gone at once
+    assert query(db, "SELECT owner FROM processes") == []
+
+
+async def test_published_figures_are_read_as_untrusted_input(
+    open_store: OpenStore, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await open_store("h1:11:x")
+    await a.renew(figures("h1", 11))
+    until = time.time() + 60
+    forged = [
+        ("long", json.dumps({"host": "x" * 5000})),  # past FIGURES_MAX: not even loaded
+        ("pickle", b"\x80\x04\x95cos\nsystem\n."),  # bytes of a pickle, never unpickled
+        ("types", json.dumps({"host": "h", "pid": True, "started_at": 1, "at": 1, "lanes": []})),
+        ("lanes", json.dumps({"host": "h", "pid": 1, "started_at": 1, "at": 1, "lanes": [[1]]})),
+    ]
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO processes VALUES (?, ?, ?)", [(*f, until) for f in forged])
+    conn.close()
+    with caplog.at_level(logging.WARNING, "fastapi_offload"):
+        assert [p.label for p in await a.processes()] == ["h1:11"]
+    assert len([r for r in caplog.records if "cannot read process" in r.message]) == 3
+
+
+async def test_recent_tasks_name_their_process_and_come_cut(
+    open_store: OpenStore, db: Path
+) -> None:
+    a, b = await open_store("h1:11:x"), await open_store("h2:22:y")
+    a.put(record("done", TaskState.SUCCEEDED, result=json.dumps({"k": "v" * 5000})))
+    b.put(record("live", TaskState.RUNNING, error="E" * 9000))
+    await a.flush()
+    await b.flush()
+    found = {task.id: task for task in await a.recent(10)}
+    assert {i: (t.process, t.here, t.state) for i, t in found.items()} == {
+        "done": ("h1:11", True, "succeeded"),
+        "live": ("h2:22", False, "running"),
+    }
+    assert found["done"].result is not None and len(found["done"].result) == RESULT_MAX
+    assert found["done"].result.endswith("…") and found["live"].error == "E" * 1999 + "…"
+    # Once settled, the row still names the process that ran it (its lease is cleared).
+    assert query(db, "SELECT owner, ran_by FROM tasks WHERE id = 'done'") == [(None, "h1:11:x")]
+
+
+async def test_a_version_3_file_gains_the_ran_by_column_and_the_processes_table(
+    open_store: OpenStore, db: Path
+) -> None:
+    with sqlite3.connect(db) as conn:
+        for statement in V1_SCHEMA:
+            conn.execute(statement)
+        for statement in (*UPGRADES[1], *UPGRADES[2]):
+            conn.execute(statement)
+        conn.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'")
+        conn.executemany(
+            f"INSERT INTO tasks VALUES ({', '.join('?' * 23)})",
+            [(*row, None, None, None, None, None) for row in V1_ROWS],
+        )
+    conn.close()
+    store = await open_store("h1:11:x")
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(4,)]
+    found = {task.id: task for task in await store.recent(10)}
+    assert {i: (t.process, t.state) for i, t in found.items()} == {
+        "live": (None, "running"),  # written before version 4: no process to name
+        "done": (None, "failed"),
+    }
+    await store.renew(figures("h1", 11))
+    assert [p.label for p in await store.processes()] == ["h1:11"]

@@ -35,6 +35,7 @@ from ._breaker import Breaker
 from ._errors import StoreUnavailable
 from ._lease_owner import owner_id_of_this_process
 from ._models import TaskInfo
+from ._peers import FIGURES_MAX, ProcessFigures, StoredTask
 from ._record import TaskRecord
 from ._sqlite_schema import Row
 from ._store import Orphan
@@ -83,6 +84,10 @@ class BatchedStore:
         self._rows = 0
         self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
         self._cancels_returned: set[str] = set()
+        # This process's figures, due to be written with the next batch (`renew`); ""
+        # removes them (a clean stop: gone from every dashboard at once).
+        self._figures_due: str | None = None
+        self._figures_lock = threading.Lock()
 
     def __len__(self) -> int:
         return self._rows
@@ -98,6 +103,7 @@ class BatchedStore:
             record.handed_off, record.requeue, record.payload if live else None,
             record.timeout, record.retries, record.retry_delay, None if live else now,
             record.result, record.progress, record.progress_message, record.owner,
+            self.owner,  # ran_by: kept once settled, so a dashboard can say which process ran it
         ))  # fmt: skip
 
     def evict(self, task_id: str) -> None:
@@ -141,8 +147,19 @@ class BatchedStore:
         """Return once everything `put` before is committed; `StoreUnavailable` if not."""
         await self._request("flush")
 
-    async def renew(self) -> None:
+    async def renew(self, figures: ProcessFigures | None = None) -> None:
+        if figures is not None:
+            text = figures.encode()
+            if len(text) <= FIGURES_MAX:  # what every reader would refuse is not written
+                with self._figures_lock:
+                    self._figures_due = text
         await self._request("renew")
+
+    async def processes(self) -> list[ProcessFigures]:
+        return await self._call(self._processes, doing="read the figures of the processes")
+
+    async def recent(self, limit: int) -> list[StoredTask]:
+        return await self._call(self._recent, limit, doing="read the recent tasks")
 
     async def reclaim(self) -> list[Orphan]:
         # Upkeep, not a request: it may prune thousands of rows, so it gets a third of the
@@ -242,6 +259,8 @@ class BatchedStore:
 
     async def _stop_writer(self) -> None:
         if (writer := self._writer) is not None:
+            with self._figures_lock:
+                self._figures_due = ""
             with contextlib.suppress(StoreUnavailable):  # the writer logged what was lost
                 await self._request("stop")
             self._closing = True  # a flush from now on fails at once instead of waiting
@@ -250,9 +269,20 @@ class BatchedStore:
 
     # -- for the subclass ---------------------------------------------------------------
 
-    def _commit(self, pending: dict[str, Row | None], renew: bool) -> StoreUnavailable | None:
-        """Write `pending` (None: delete), and renew this owner's leases if asked; on a
+    def _commit(
+        self, pending: dict[str, Row | None], renew: bool, figures: str | None
+    ) -> StoreUnavailable | None:
+        """Write `pending` (None: delete), renew this owner's leases if asked, and publish
+        `figures` (this process's, as JSON text; "": remove them) unless None; on a
         failure return the error, clearing `pending` if its rows can never be written."""
+        raise NotImplementedError
+
+    def _processes(self) -> list[ProcessFigures]:
+        """The figures of the live processes (decoded, bad ones skipped), in a thread."""
+        raise NotImplementedError
+
+    def _recent(self, limit: int) -> list[StoredTask]:
+        """See `Store.recent`, in a thread."""
         raise NotImplementedError
 
     def _fetch(self, task_id: str) -> list[TaskInfo]:
@@ -274,6 +304,15 @@ class BatchedStore:
     def _reclaim(self) -> list[Orphan]:
         """Settle the rows of owners whose lease ran out (see `Store.reclaim`), in a thread."""
         raise NotImplementedError
+
+    def _decoded(self, what: str, decode: Callable[[], T]) -> T | None:
+        """`decode()`, or None with a warning when what it reads is not what this package
+        writes (a row from another version, or written by someone else)."""
+        try:
+            return decode()
+        except (TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            logger.warning("task store %s: cannot read %s: %s", self, what, exc)
+            return None
 
     def _disconnect(self) -> None:
         """Close the writer's connection (in the writer thread, after its last batch)."""
@@ -314,14 +353,21 @@ class BatchedStore:
             for task_id, row in pending.items():
                 if row is not None and row[OWNER] is not None:
                     pending[task_id] = (*row[:LEASE_UNTIL], until, *row[LEASE_UNTIL + 1 :])
+            with self._figures_lock:
+                figures, self._figures_due = self._figures_due, None
             try:
-                error = self._commit(pending, "renew" in kinds) if pending or kinds else None
+                due = pending or kinds or figures is not None
+                error = self._commit(pending, "renew" in kinds, figures) if due else None
             except BaseException as exc:  # a bug of ours: answer the waiters, keep the rows
                 logger.exception("task store %s: the writer failed", self)
                 error = self._unavailable(exc)
             if error is not None:
+                with self._figures_lock:  # for the next batch, unless newer ones came
+                    if self._figures_due is None:
+                        self._figures_due = figures
+            if error is not None:
                 self._writes.failed(getattr(error, "cause", None) or str(error))
-            elif pending or kinds:
+            elif pending or kinds or figures is not None:
                 self._writes.succeeded()
             if error is None:
                 for task_id, row in pending.items():

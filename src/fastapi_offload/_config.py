@@ -76,8 +76,8 @@ class OffloadConfig:
         "OFFLOAD_PROCESS_PRIORITY",
         "CPU priority of process workers: `normal`, `low` (nice 10) or `idle` "
         "(Linux SCHED_IDLE), so the API process wins the CPU when both want it. "
-        "Measured on 2 cores (docs/benchmarks.md): `/health` p99 5.9 ms at `normal`, "
-        "4.3 ms at `low`, 3.9 ms at `idle`, at the same job throughput. `idle` workers "
+        "The measured p99 and wall time of each are in the lanes guide "
+        "(docs/lanes.md, CPU advice). `idle` workers "
         "run only when no other process wants a CPU: use it on a host dedicated to the API.",
     )
     prestart_workers: bool = _opt(

@@ -1,5 +1,6 @@
 """What the dashboard shows: recent tasks kept by a ledger observer, and the snapshot
-(lanes, tasks, loop blocks, CPU advice, crashes) built from one runtime only."""
+(lanes, tasks, loop blocks, CPU advice, crashes) built from one runtime, with the tasks
+and lane figures of the other processes sharing its store (`_dashboard_shared`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._advisor import CpuFinding
-from ._errors import StoreUnavailable
-from ._models import TaskInfo
+from ._dashboard_shared import SharedView, newest, this_process
 from ._record import TaskRecord
 from ._runtime import Runtime
 
@@ -113,28 +113,20 @@ class Feed:
         stats = runtime.stats()
         with self._lock:
             rows = list(self._rows.values())
+        label = this_process()
         # Newest first; live tasks are always among those shown, then the latest ended.
         live = [r for r in rows if r.ended is None and runtime.ledger.find(r.id)]
         room = max(SHOWN - len(live), 0)
         ended = [row for row in rows if row.ended is not None][-room:] if room else []
         shown = {id(row) for row in live[-SHOWN:] + ended}
-        tasks = [self._task(row, now) for row in reversed(rows) if id(row) in shown]
+        tasks = [self._task(row, now, label) for row in reversed(rows) if id(row) in shown]
         crashes = [
-            self._task(row, now)
+            self._task(row, now, label)
             for row in reversed(rows)
             if row.ended is not None and (row.ended["error"] or "").startswith(CRASHED)
         ][:CRASHES_SHOWN]
-        store_error, elsewhere = None, []
-        if runtime.store.durable:
-            # Live tasks of the other processes sharing the store (other workers).
-            try:
-                known = {row.id for row in rows}
-                found = await runtime.store.active()
-                elsewhere = [_info(info, now) for info in found if info.id not in known]
-            except StoreUnavailable as exc:  # the page shows why (no password, no 503)
-                store_error = f"the task store is unavailable: {exc.cause or exc}"
-            except Exception as exc:  # the page must show an unreachable store, not fail
-                store_error = str(exc) or repr(exc)
+        # The recent tasks and lane figures of every process sharing the store.
+        shared = await SharedView.read(runtime, {row.id for row in rows}, SHOWN, now)
         self._ask_workers(runtime)
         config = runtime.config
         return {
@@ -143,13 +135,17 @@ class Feed:
             "workers": self._workers,
             # The scheme only: a Redis URL may carry a password.
             "store": config.store.split(":", 1)[0].strip().lower(),
+            # A memory store: the page says it shows this process only (of `--workers N`).
+            "shared": runtime.store.durable,
+            "process": label,
+            "processes": shared.processes,
             "accepting": runtime.accepting,
             "cancel": cancel,
             "show_arguments": self.show_arguments,
             "lanes": [{"name": name, **vars(lane)} for name, lane in stats.lanes.items()],
             "rejected": self.rejected,
-            "tasks": elsewhere[:SHOWN] + tasks,
-            "store_error": store_error,
+            "tasks": newest(shared.tasks + tasks, SHOWN),
+            "store_error": shared.error,
             "loop_blocks": {
                 "count": stats.loop_blocks,
                 "longest": stats.longest_loop_block,
@@ -206,7 +202,7 @@ class Feed:
         self._workers = {"count": count, "at": time.time()}
         self._cached = None
 
-    def _task(self, row: _Row, now: float) -> dict[str, Any]:
+    def _task(self, row: _Row, now: float, label: str) -> dict[str, Any]:
         # Without the lock: `observe` sets `ended` before it drops `record`, so a row
         # read without its record has its end.
         record = row.record
@@ -217,6 +213,7 @@ class Feed:
             **view,
             "duration": None if started is None else (finished or now) - started,
             "here": True,
+            "process": label,
         }
         if self.show_arguments:
             if row.call is not None:
@@ -257,27 +254,6 @@ def _ended(record: TaskRecord, state: str) -> dict[str, Any]:
     if state == "rejected":
         view["error"] = f"not accepted: the {record.lane} lane was full (a 503)"
     return view
-
-
-def _info(info: TaskInfo, now: float) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "name": info.name,
-        "lane": info.lane,
-        "state": info.state.value,
-        "created_at": info.created_at,
-        "started_at": info.started_at,
-        "finished_at": info.finished_at,
-        "attempts": info.attempts,
-        "retries": None,
-        "error": _cut(info.error),
-        "result": None,
-        "progress": info.progress,
-        "progress_message": _cut(info.progress_message, RESULT_MAX),
-        "live": True,
-        "duration": None if info.started_at is None else now - info.started_at,
-        "here": False,  # another process sharing the durable store runs it
-    }
 
 
 def _cut(text: str | None, limit: int = TEXT_MAX) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -14,8 +16,10 @@ from anyio.lowlevel import RunVar
 
 from ._config import OffloadConfig
 from ._errors import ConfigError
+from ._host_cores import CoresCheck
 from ._lease_owner import new_owner_id
 from ._logging import show_logs
+from ._peers import ProcessFigures, figures_of
 from ._runtime import Runtime
 from ._saved_call import load_key
 from ._store import MemoryStore, Store
@@ -34,6 +38,9 @@ class Lifecycle:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._background: list[asyncio.Task[None]] = []
+        self._started_at = time.time()
+        self._host = socket.gethostname()
+        self.cores = CoresCheck(self._host)
 
     async def open(self, *, detached: bool) -> None:
         runtime = self._runtime
@@ -82,12 +89,18 @@ class Lifecycle:
         # The heartbeat of this process's leases, and the reclaim of the tasks of
         # processes that stopped renewing theirs (a peer worker, or this app's previous
         # run): every third of the lease.
+        # The lane figures go with each renewal (`_peers`), and a first time at once, so
+        # that a new process shows on every dashboard without waiting a third of a lease.
         store, lease = self._runtime.store, self._runtime.config.store_lease
         healthy_since: float | None = time.monotonic()
+        first = True
         while True:
-            await anyio.sleep(lease / 3)
+            if not first:
+                await anyio.sleep(lease / 3)
+            first = False
             try:
-                await store.renew()
+                await store.renew(self._figures())
+                await self._check_cores()
                 healthy_since = healthy_since or time.monotonic()
                 # After an outage every process missed its renewals: reclaim only once
                 # the others had a whole lease to renew theirs, or live peers lose tasks.
@@ -98,6 +111,23 @@ class Lifecycle:
                 logger.error(
                     "task store %r: could not renew leases or reclaim tasks: %s", store, exc
                 )
+
+    async def _check_cores(self) -> None:
+        if self.cores.warned:
+            return  # once: no more reads
+        try:
+            self.cores.check(await self._runtime.store.processes())
+        except Exception as exc:  # a warning's read must not hold up the leases
+            logger.debug("could not read the processes' figures: %s", exc)
+
+    def _figures(self) -> ProcessFigures:
+        return figures_of(
+            self._runtime.stats(),
+            host=self._host,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            at=time.time(),
+        )
 
     async def _watch_cancels(self) -> None:
         # Cancels asked of this process's tasks through the shared store (by a request

@@ -1,7 +1,7 @@
 """A task row as `RedisStore` keeps it: one hash, the fields of `_sqlite_schema.COLUMNS`
 after the id. A `None` is an absent field, so a hash written before a field existed
-(`result`, `progress`, `progress_message`, `task_owner`) reads as it did: the layout
-stays version 1.
+(`result`, `progress`, `progress_message`, `task_owner`, `ran_by`) reads as it did: the
+layout stays version 1.
 """
 
 from __future__ import annotations

@@ -174,10 +174,73 @@ for k = 9, #ARGV do
 end
 return out
 """
+# The processes' figures (`_peers`): a hash `{prefix}:processes` (owner -> JSON) and a
+# sorted set `{prefix}:processes:until` (owner, scored by when they expire).
+# ARGV: prefix, me, the JSON ("": remove mine), now, until.
+PUBLISH = """
+local p, me, text, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local hash, expiry = p .. ':processes', p .. ':processes:until'
+for _, owner in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', '(' .. now, 'LIMIT', 0, 100)) do
+  redis.call('HDEL', hash, owner)
+  redis.call('ZREM', expiry, owner)
+end
+if text == '' then
+  redis.call('HDEL', hash, me)
+  redis.call('ZREM', expiry, me)
+else
+  redis.call('HSET', hash, me, text)
+  redis.call('ZADD', expiry, ARGV[5], me)
+end
+"""
+# ARGV: prefix, now, most, longest. The live processes' [owner, JSON] pairs; a JSON
+# longer than a reader accepts is not sent.
+PROCESSES = """
+local p, now = ARGV[1], ARGV[2]
+local out = {}
+local owners = redis.call('ZRANGEBYSCORE', p .. ':processes:until', now, '+inf', 'LIMIT', 0,
+  tonumber(ARGV[3]))
+for _, owner in ipairs(owners) do
+  local text = redis.call('HGET', p .. ':processes', owner)
+  if text and string.len(text) <= tonumber(ARGV[4]) then
+    out[#out + 1] = {owner, text}
+  end
+end
+return out
+"""
+# ARGV: prefix, limit, text cut, result cut. The dashboard's rows: up to `limit` live and
+# `limit` newest settled tasks, their texts cut here, so a large result never travels.
+RECENT_FIELDS = (
+    "name state lane created_at started_at finished_at attempts error result progress "
+    "progress_message ran_by handed_off"
+).split()
+RECENT = """
+local p, limit, cut, short = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local out = {}
+local function add(ids)
+  for _, id in ipairs(ids) do
+    local f = redis.call('HMGET', p .. ':task:' .. id, 'name', 'state', 'lane', 'created_at',
+      'started_at', 'finished_at', 'attempts', 'error', 'result', 'progress',
+      'progress_message', 'ran_by', 'handed_off')
+    if f[1] then
+      for i, n in pairs({[1] = cut, [3] = cut, [8] = cut, [9] = short, [11] = short,
+        [12] = cut}) do
+        if f[i] then f[i] = string.sub(f[i], 1, n) end
+      end
+      out[#out + 1] = {id, f}
+    end
+  end
+end
+add(redis.call('ZRANGE', KEYS[1], 0, limit - 1))
+add(redis.call('ZREVRANGE', KEYS[2], 0, limit - 1))
+return out
+"""
 SCRIPTS = {
     "upsert": UPSERT,
     "renew": RENEW,
     "prune": PRUNE,
     "cancel": CANCEL,
     "reclaim": RECLAIM,
+    "publish": PUBLISH,
+    "processes": PROCESSES,
+    "recent": RECENT,
 }

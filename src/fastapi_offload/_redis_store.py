@@ -13,11 +13,15 @@ Key layout (version 1, under `prefix`):
 - `{prefix}:cancels:{owner}`: a set of the ids of an owner's live tasks asked to cancel:
   what `cancel_requests` reads (a reclaim moves an entry to the new owner's set);
 - `{prefix}:owners`: a set of the owners that lease live tasks: what `reclaim` checks
-  for processes gone from this host (`_lease_owner`).
+  for processes gone from this host (`_lease_owner`);
+- `{prefix}:processes`: a hash, owner -> the lane figures it published with its last
+  renewal (`_peers`, JSON), and `{prefix}:processes:until`, a sorted set of the owners
+  scored by when their figures expire (a publication deletes the expired ones).
 
-Later additions (the `result`, `progress`, `progress_message` and `cancel_requested`
-fields, the `cancels` sets, the `owners` set) are optional to a reader, so the layout is
-still version 1 (the owners of a process that does not add itself keep their lease).
+Later additions (the `result`, `progress`, `progress_message`, `cancel_requested` and
+`ran_by` fields, the `cancels` sets, the `owners` set, the `processes` keys) are optional
+to a reader, so the layout is still version 1 (the owners of a process that does not add
+itself keep their lease).
 
 Every write that must not race another process is a Lua script, atomic in Redis. The
 write path (non-blocking `put`, one writer thread, batches, flush) is `_batched_store`'s.
@@ -30,6 +34,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,6 +46,17 @@ from ._errors import ConfigError, StoreUnavailable
 from ._extras import install_hint
 from ._lease_owner import OWNER_ID_MAX, gone_owners
 from ._models import TaskInfo, TaskState
+from ._peers import (
+    EXPIRY_LEASES,
+    FIGURES_MAX,
+    PROCESSES_MAX,
+    RESULT_MAX,
+    TEXT_MAX,
+    ProcessFigures,
+    StoredTask,
+    decode_figures,
+    stored_task,
+)
 from ._redis_rows import decode, encode
 from ._sqlite_schema import Row
 from ._store import Orphan
@@ -195,6 +211,31 @@ class RedisStore(BatchedStore):
             self._unreadable(f"task {task_id}", exc)
             return None
 
+    def _processes(self) -> list[ProcessFigures]:
+        def build(pipe: Pipeline) -> None:
+            self._script(pipe, "processes", [], repr(time.time()), PROCESSES_MAX, FIGURES_MAX)
+
+        me = self.owner.encode()
+        found = (
+            self._decoded(
+                f"process {owner[:100]!r}", partial(decode_figures, text, here=owner == me)
+            )
+            for owner, text in self._pipeline(build)[0]
+        )
+        return [figures for figures in found if figures is not None]
+
+    def _recent(self, limit: int) -> list[StoredTask]:
+        # One character past each cut: the row then shows that it was cut ("…").
+        def build(pipe: Pipeline) -> None:
+            keys = [self._live, self._settled]
+            self._script(pipe, "recent", keys, limit, TEXT_MAX + 1, RESULT_MAX + 1)
+
+        found = (
+            self._decoded(f"task {raw_id[:40]!r}", partial(_stored, raw_id, fields, self.owner))
+            for raw_id, fields in self._pipeline(build)[0]
+        )
+        return [task for task in found if task is not None]
+
     def _request_cancel(self, task_id: str) -> bool:
         def build(pipe: Pipeline) -> None:
             self._script(pipe, "cancel", [], task_id, repr(time.time()))
@@ -287,7 +328,9 @@ class RedisStore(BatchedStore):
         keys = [self._live, self._settled]
         self._script(pipe, "prune", keys, self.capacity, slack, cutoff, PRUNE_MOST)
 
-    def _commit(self, pending: dict[str, Row | None], renew: bool) -> StoreUnavailable | None:
+    def _commit(
+        self, pending: dict[str, Row | None], renew: bool, figures: str | None
+    ) -> StoreUnavailable | None:
         rows = [row for row in pending.values() if row is not None]
         deleted = [task_id for task_id, row in pending.items() if row is None]
         # Requests wait for admissions (live rows): prune in the other batches.
@@ -306,6 +349,9 @@ class RedisStore(BatchedStore):
                 pipe.srem(f"{self.prefix}:cancels:{self.owner}", *deleted)
             if renew:
                 self._script(pipe, "renew", [self._live], self.owner, repr(now + self.lease))
+            if figures is not None:
+                until = repr(now + EXPIRY_LEASES * self.lease)
+                self._script(pipe, "publish", [], self.owner, figures, repr(now), until)
             if prune:
                 self._prune(pipe, now)
 
@@ -333,6 +379,25 @@ class RedisStore(BatchedStore):
 
     def _unusable(self, what: object) -> ConfigError:
         return ConfigError(f"store (OFFLOAD_STORE) {self._shown}: {what}")
+
+
+def _stored(raw_id: bytes, fields: list[bytes | None], owner: str) -> StoredTask:
+    """A row of the `recent` script (Redis holds text), checked by `stored_task`."""
+    name, state, lane, created, started, finished, attempts, error, result = fields[:9]
+    progress, message, ran_by, handed_off = fields[9:]
+
+    def text(value: bytes | None) -> str | None:
+        # A cut may split a character: shown as a replacement character, not refused.
+        return None if value is None else value.decode(errors="replace")
+
+    def number(value: bytes | None) -> float | None:
+        return None if value is None else float(value)
+
+    return stored_task((
+        raw_id.decode(), text(name), text(state), text(lane), number(created),
+        number(started), number(finished), int(attempts or b""), text(error), text(result),
+        number(progress), text(message), text(ran_by), handed_off == b"1",
+    ), owner)  # fmt: skip
 
 
 def _masked(url: str) -> str:

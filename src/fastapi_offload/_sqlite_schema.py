@@ -1,4 +1,4 @@
-"""The SQL of `SqliteStore`: schema version 3, the upgrades from 1 and 2, its statements,
+"""The SQL of `SqliteStore`: schema version 4, the upgrades from 1, 2 and 3, its statements,
 and reading a row."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from ._models import TaskInfo, TaskState
 
 Row = tuple[Any, ...]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAX_BATCH = 10_000  # operations per transaction: bounds one commit's size and duration
 LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial index's WHERE
 INFO = (
@@ -23,7 +23,7 @@ LIVE_INFO = INFO.replace(" result,", " NULL,")
 COLUMNS = (
     "id, name, lane, state, created_at, started_at, finished_at, attempts, error, owner, "
     "lease_until, handed_off, requeue, payload, timeout, retries, retry_delay, settled_at, "
-    "result, progress, progress_message, task_owner"
+    "result, progress, progress_message, task_owner, ran_by"
 ).split(", ")
 UPSERT = (
     f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
@@ -48,6 +48,9 @@ UPGRADES = {
     # Version 2 to 3: who started the task (`options(owner=...)`; `owner` was taken: it
     # is the process that leases the row).
     2: ("ALTER TABLE tasks ADD COLUMN task_owner TEXT",),
+    # Version 3 to 4: which process ran the task (`owner` is cleared when it settles), for
+    # a dashboard of every worker process.
+    3: ("ALTER TABLE tasks ADD COLUMN ran_by TEXT",),
 }
 # `settled_at`: when the row stopped being live here (finished, or handed to a remote
 # backend, which has no `finished_at`): the order in which finished rows are pruned.
@@ -60,7 +63,11 @@ SCHEMA = (
     "attempts INTEGER NOT NULL, error TEXT, owner TEXT, lease_until REAL, handed_off INTEGER "
     "NOT NULL, requeue INTEGER NOT NULL, payload BLOB, timeout REAL, retries INTEGER NOT NULL, "
     "retry_delay REAL NOT NULL, settled_at REAL, result TEXT, progress REAL, progress_message "
-    "TEXT, cancel_requested REAL, task_owner TEXT)",
+    "TEXT, cancel_requested REAL, task_owner TEXT, ran_by TEXT)",
+    # What each process published with its last renewal (`_peers`): one row a process,
+    # deleted past `expires_at` by the next process that publishes.
+    "CREATE TABLE IF NOT EXISTS processes (owner TEXT PRIMARY KEY, figures TEXT NOT NULL, "
+    "expires_at REAL NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS tasks_live ON tasks (lease_until) WHERE {LIVE}",
     "CREATE INDEX IF NOT EXISTS tasks_settled ON tasks (settled_at) WHERE settled_at IS NOT NULL",
     # Only the rows with a pending request: the poll of `cancel_requests` reads a few.
@@ -112,6 +119,22 @@ INTERRUPT = (
 CANCEL = f"UPDATE tasks SET cancel_requested = ? WHERE id = ? AND {LIVE}"
 # `owner = ?` only matches live rows: a settled one has no owner (and no request).
 CANCELS = "SELECT id FROM tasks WHERE cancel_requested NOTNULL AND owner = ?"
+PUBLISH = "INSERT OR REPLACE INTO processes VALUES (?, ?, ?)"
+UNPUBLISH = "DELETE FROM processes WHERE owner = ?"
+FORGET_PROCESSES = "DELETE FROM processes WHERE expires_at < ?"
+# Figures longer than a reader accepts are not even loaded.
+PROCESSES = (
+    "SELECT owner, figures FROM processes WHERE expires_at >= ? AND length(figures) <= ? "
+    "ORDER BY owner LIMIT ?"
+)
+# The dashboard's rows: texts cut by SQLite, so a large result is never read whole.
+_RECENT = (
+    "SELECT id, name, state, lane, created_at, started_at, finished_at, attempts, "
+    "substr(error, 1, :text), substr(result, 1, :result), progress, "
+    "substr(progress_message, 1, :result), ran_by, handed_off FROM tasks "
+)
+RECENT_SETTLED = f"{_RECENT} WHERE settled_at NOTNULL ORDER BY settled_at DESC LIMIT :limit"
+RECENT_LIVE = f"{_RECENT} WHERE {LIVE} LIMIT :limit"
 
 
 def row_info(row: Row) -> TaskInfo:

@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import replace
+from functools import partial
 
 import anyio
 import anyio.to_thread
@@ -39,9 +40,21 @@ from ._batched_store import (
 from ._errors import ConfigError, StoreUnavailable
 from ._lease_owner import OWNER_ID_MAX, gone_owners
 from ._models import TaskInfo, TaskState
+from ._peers import (
+    EXPIRY_LEASES,
+    FIGURES_MAX,
+    PROCESSES_MAX,
+    RESULT_MAX,
+    TEXT_MAX,
+    ProcessFigures,
+    StoredTask,
+    decode_figures,
+    stored_task,
+)
 from ._sqlite_schema import (
     CANCEL,
     CANCELS,
+    FORGET_PROCESSES,
     INFO,
     INFO_SIZE,
     INTERRUPT,
@@ -50,12 +63,17 @@ from ._sqlite_schema import (
     LIVE_INFO,
     MAX_BATCH,
     ORPHANS,
+    PROCESSES,
     PRUNE_AGE,
     PRUNE_COUNT,
+    PUBLISH,
+    RECENT_LIVE,
+    RECENT_SETTLED,
     RENEW,
     SCHEMA,
     SCHEMA_VERSION,
     STRAYS,
+    UNPUBLISH,
     UPGRADES,
     UPSERT,
     Row,
@@ -256,6 +274,28 @@ class SqliteStore(BatchedStore):
             replace(info, state=TaskState.INTERRUPTED, finished_at=now, error=error), False
         )
 
+    def _processes(self) -> list[ProcessFigures]:
+        rows = self._reader().execute(PROCESSES, (time.time(), FIGURES_MAX, PROCESSES_MAX))
+        found = (
+            self._decoded(
+                f"process {str(owner)[:100]!r}",
+                partial(decode_figures, text, here=owner == self.owner),
+            )
+            for owner, text in rows.fetchall()
+        )
+        return [figures for figures in found if figures is not None]
+
+    def _recent(self, limit: int) -> list[StoredTask]:
+        # One character past each cut: the row then shows that it was cut ("…").
+        bounds = {"text": TEXT_MAX + 1, "result": RESULT_MAX + 1, "limit": limit}
+        rows = [row for query in (RECENT_LIVE, RECENT_SETTLED) for row in
+                self._reader().execute(query, bounds).fetchall()]  # fmt: skip
+        found = (
+            self._decoded(f"task {row[0]!s:.40}", partial(stored_task, row, self.owner))
+            for row in rows
+        )
+        return [task for task in found if task is not None]
+
     def _request_cancel(self, task_id: str) -> bool:
         return self._reader().execute(CANCEL, (time.time(), task_id)).rowcount > 0
 
@@ -278,7 +318,9 @@ class SqliteStore(BatchedStore):
         if self._conn is not None:
             self._conn.close()
 
-    def _commit(self, pending: dict[str, Row | None], renew: bool) -> StoreUnavailable | None:
+    def _commit(
+        self, pending: dict[str, Row | None], renew: bool, figures: str | None
+    ) -> StoreUnavailable | None:
         try:
             conn = self._writable()
             now = time.time()
@@ -290,6 +332,12 @@ class SqliteStore(BatchedStore):
                     conn.executemany("DELETE FROM tasks WHERE id = ?", deleted)
                 if renew:
                     conn.execute(RENEW, (now + self.lease, self.owner))
+                if figures:
+                    until = now + EXPIRY_LEASES * self.lease
+                    conn.execute(PUBLISH, (self.owner, figures, until))
+                    conn.execute(FORGET_PROCESSES, (now,))
+                elif figures is not None:
+                    conn.execute(UNPUBLISH, (self.owner,))
                 # Requests wait for admissions (live rows): prune in the other batches.
                 if deleted or renew or any(row[SETTLED_AT] is not None for row in rows):
                     self._prune(conn, now)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ._models import TaskInfo
+from ._peers import ProcessFigures, StoredTask
 from ._record import TaskRecord
 
 __all__ = ["MemoryStore", "Orphan", "Store"]
@@ -71,8 +72,20 @@ class Store(Protocol):
         """Flush what is left and disconnect."""
         ...
 
-    async def renew(self) -> None:
-        """Extend the lease of this owner's live tasks (a heartbeat)."""
+    async def renew(self, figures: ProcessFigures | None = None) -> None:
+        """Extend the lease of this owner's live tasks (a heartbeat), and publish
+        `figures` (this process's lanes) in the same write, for `processes`."""
+        ...
+
+    async def processes(self) -> list[ProcessFigures]:
+        """The figures of every live process sharing the store (this one's included),
+        as published with their last renewal; empty for a store of one process."""
+        ...
+
+    async def recent(self, limit: int) -> list[StoredTask]:
+        """Up to `limit` of the newest settled tasks and up to `limit` live ones, of every
+        process sharing the store, each naming the process that ran it (the dashboard's
+        rows); empty for a store of one process (the dashboard has its own)."""
         ...
 
     async def reclaim(self) -> list[Orphan]:
@@ -189,8 +202,14 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
-    async def renew(self) -> None:
-        return None
+    async def renew(self, figures: ProcessFigures | None = None) -> None:
+        return None  # no other process reads them
+
+    async def processes(self) -> list[ProcessFigures]:
+        return []
+
+    async def recent(self, limit: int) -> list[StoredTask]:
+        return []
 
     async def reclaim(self) -> list[Orphan]:
         return []  # nothing outlives the process

@@ -10,7 +10,9 @@ fills the page with tasks in every state (for docs/img/dashboard.png):
     curl -X POST localhost:8000/demo  # then open http://localhost:8000/ops/
 
 (`tests/test_dashboard.py` has `python -m tests.test_dashboard screenshot`, which does this
-and takes the picture.)
+and takes the picture.) `POST /from-a-worker` starts a task and says which process took
+it: under `--workers 2` with `OFFLOAD_STORE=sqlite:///...`, the page shows both
+(`python -m tests.test_dashboard workers` takes docs/img/dashboard-workers.png).
 """
 
 from __future__ import annotations
@@ -146,6 +148,26 @@ def export_orders(month: str) -> None:
 @io_bound
 def send_newsletter(issue: int) -> None:
     time.sleep(1)
+
+
+@io_bound
+def describe_album(album: str, photos: int, pause: float) -> dict[str, Any]:
+    for done in range(photos):
+        time.sleep(pause)
+        report_progress((done + 1) / photos, f"{done + 1} of {photos} photos")
+    # A long result, kept: the page shows one line of it, the rest on a click.
+    sizes = [{"photo": f"{album}-{n:03}.jpg", "width": 4032, "height": 3024} for n in range(8)]
+    return {"album": album, "photos": photos, "sizes": sizes}
+
+
+@app.post("/from-a-worker", status_code=202)
+async def from_a_worker(tasks: OffloadTasks, photos: int = 4, pause: float = 0.5) -> Any:
+    # Under `--workers 2` with a shared store: which worker took the request, so a test
+    # can post until both have tasks.
+    task = tasks.options(keep_result=True).add_task(
+        describe_album, f"album-{os.getpid()}", photos, pause
+    )
+    return {"pid": os.getpid(), "id": task.id}
 
 
 @app.post("/demo", status_code=202)

@@ -120,6 +120,7 @@ function taskRow(id) {
   let row = rows.get(id);
   if (row) return row;
   const tr = el("tr");
+  tr.dataset.id = id;
   const cells = Array.from({ length: 7 }, () => el("td"));
   cells[3].className = cells[5].className = "num";
   tr.append(...cells);
@@ -130,14 +131,15 @@ function taskRow(id) {
   const name = el("span", "name");
   const call = el("span", "muted");
   const sub = el("span", "sub");
-  title.append(name, call, sub);
-  const result = el("div", "sub mono result");
+  const process = el("span", "sub process");
+  title.append(name, call, sub, process);
+  const result = el("div", "mono result"); // one line; the whole kept text when opened
   const problem = el("div");
   cells[1].append(title, result, problem);
   const bar = el("progress");
   const message = el("div", "message");
   cells[4].append(bar, message);
-  row = { tr, cells, state, attempts, name, call, sub, result, problem, bar, message };
+  row = { tr, cells, state, attempts, name, call, sub, process, result, problem, bar, message };
   row.button = null;
   rows.set(id, row);
   return row;
@@ -160,10 +162,18 @@ function renderTask(task, snapshot) {
   const [short] = splitName(task.name);
   setText(row.name, short);
   row.name.title = task.name; // the module on hover: one line per task
-  setText(row.call, snapshot.show_arguments ? `(${task.arguments ?? ""})` : "");
-  setText(row.sub, ` ${task.id.slice(0, 8)}${task.here ? "" : " · in another process"}`);
+  // Another process's row has no arguments: they never reach the store as text.
+  const shown = snapshot.show_arguments && task.arguments !== undefined;
+  setText(row.call, shown ? `(${task.arguments ?? ""})` : "");
+  setText(row.sub, ` ${task.id.slice(0, 8)}`);
   row.sub.title = task.id;
-  setText(row.result, task.result === null ? "" : `→ ${task.result}`);
+  // With a shared store every row names its process (host:pid); this page's is marked.
+  const where = snapshot.shared ? task.process || "an unknown process" : "";
+  setText(row.process, where ? ` · ${where}` : "");
+  row.process.title = task.here ? "the process that served this page" : "another process";
+  row.process.classList.toggle("elsewhere", !task.here);
+  // A kept result can be long JSON: one line, cut, the whole kept text when clicked.
+  disclosure(row.result, task.result === null ? null : `→ ${task.result}`);
   const label = retrying ? `retrying after: ${firstLine(task.error || "")}` : undefined;
   disclosure(row.problem, task.error, label);
   row.problem.dataset.state = retrying ? "retrying" : task.state; // colours the summary
@@ -218,6 +228,54 @@ function renderTasks(snapshot) {
   $("no-tasks").hidden = ordered.length > 0;
   $("tasks").hidden = ordered.length === 0;
   setText($("task-count"), ordered.length ? `${ordered.length} shown` : "");
+}
+
+// -- processes -------------------------------------------------------------------------
+
+function laneFigure(lane) {
+  if (!lane) return "";
+  // The loop lane has no workers (its bound, max_pending, counts running tasks).
+  const unbounded = lane.name === "loop";
+  const running = unbounded ? `${lane.running} running` : `${lane.running} / ${lane.capacity}`;
+  return lane.waiting ? `${running} · ${lane.waiting} waiting` : running;
+}
+
+function renderProcesses(snapshot) {
+  const shared = snapshot.shared;
+  const found = snapshot.processes || [];
+  setText($("scope"), shared
+    ? `all processes (${found.length}) · this page: ${snapshot.process}`
+    : `this process only (${snapshot.process})`);
+  $("scope").title = shared
+    ? "Every process sharing the task store: its tasks, labelled host:pid, and its lanes."
+    : "The task store is memory: under uvicorn --workers N each process keeps its own " +
+      "tasks, and this page shows the one that answered. A shared store (sqlite:/// or " +
+      "redis://) shows them all.";
+  $("scope").dataset.shared = shared;
+  const caption = $("lanes-of");
+  caption.hidden = !shared;
+  setText(caption, `Lanes of this page's process, ${snapshot.process}; every process below.`);
+  $("processes-card").hidden = !shared;
+  if (!shared) return;
+  setText($("process-count"), `${found.length} live`);
+  const names = found.length ? found[0].lanes.map((lane) => lane.name) : [];
+  const head = $("processes").tHead.rows[0];
+  const wanted = ["Process", "Started", ...names, "Updated"];
+  if (head.textContent !== wanted.join("")) {
+    const last = wanted.length - 1;
+    head.replaceChildren(...wanted.map((text, i) => el("th", i === last ? "num" : "", text)));
+  }
+  $("processes").tBodies[0].replaceChildren(...found.map((item) => {
+    const tr = el("tr");
+    tr.dataset.process = item.process;
+    const label = el("td", "mono", item.process);
+    if (item.here) label.append(el("span", "muted", " (this page)"));
+    const byName = new Map(item.lanes.map((lane) => [lane.name, lane]));
+    tr.append(label, el("td", "", ago(snapshot.now, item.started_at)),
+      ...names.map((name) => el("td", "mono", laneFigure(byName.get(name)))),
+      el("td", "num", item.here ? "now" : ago(snapshot.now, item.at)));
+    return tr;
+  }));
 }
 
 // -- reports ---------------------------------------------------------------------------
@@ -287,6 +345,7 @@ function render(snapshot) {
     `store: ${snapshot.store}`,
   ].join(" · "));
   for (const lane of snapshot.lanes) renderLane(lane);
+  renderProcesses(snapshot);
   renderTasks(snapshot);
   renderReports(snapshot);
   const problems = [];
