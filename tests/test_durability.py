@@ -30,7 +30,7 @@ APP = "tests.apps.durable_app:app"
 pytestmark = pytest.mark.server
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     """The same tests on each durable store: a SQLite file, and a real Redis."""
     if request.param == "sqlite":
