@@ -63,7 +63,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _services_are_declared(request: pytest.FixtureRequest) -> Iterator[None]:
     grouped = _uses_services(request.node, ())
-    if grouped and os.environ.get("PYTEST_XDIST_WORKER") and not request.node.nodeid.endswith("@services"):
+    on_a_worker = "PYTEST_XDIST_WORKER" in os.environ
+    if grouped and on_a_worker and not request.node.nodeid.endswith("@services"):
         pytest.fail("--dist loadgroup did not group this test (see tests/conftest.py)")
     yield
     # A test that reaches Redis through `request.getfixturevalue` is not seen at
