@@ -6,13 +6,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from _pytest.nodeid import NodeId
 
 ROOT = Path(__file__).resolve().parent.parent
 _RUNNING_ON = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
@@ -21,6 +22,58 @@ _RUNNING_ON = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# `scripts/test` runs the suite on several processes (pytest-xdist, `--dist loadgroup`).
+# Tests of the shared Redis (fixed database numbers, flushed by session fixtures) and
+# RabbitMQ (shared queues, purged on start) run in one group, on one worker: a
+# flush or purge from another worker would drop their tasks. Tests of the built docs
+# site share it in a group, so that it is built once.
+_SERVICES = frozenset({"redis_base_url", "amqp_url"})
+
+
+def _uses_services(item: pytest.Item, fixturenames: Iterable[str]) -> bool:
+    return item.get_closest_marker("redis") is not None or not _SERVICES.isdisjoint(fixturenames)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if not any(line.startswith("xdist_group:") for line in item.config.getini("markers")):
+        return  # pytest-xdist is not installed
+    names = getattr(item, "fixturenames", ())
+    if _uses_services(item, names):
+        item.add_marker(pytest.mark.xdist_group("services"))
+    elif "site" in names:
+        item.add_marker(pytest.mark.xdist_group("docs-site"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # `--dist loadgroup` sends together the tests whose ids end in `@group`. pytest-xdist
+    # 3.8 adds that suffix to `item._nodeid`, which pytest 9.2 no longer reads (the id is
+    # `item._id`): without this the groups would be silently spread over the workers.
+    # `_services_are_declared` fails every grouped test if the suffix goes missing.
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+        suffix = f"@{'_'.join(groups)}"
+        if groups and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
+@pytest.fixture(autouse=True)
+def _services_are_declared(request: pytest.FixtureRequest) -> Iterator[None]:
+    grouped = _uses_services(request.node, ())
+    on_a_worker = "PYTEST_XDIST_WORKER" in os.environ
+    if grouped and on_a_worker and not request.node.nodeid.endswith("@services"):
+        pytest.fail("--dist loadgroup did not group this test (see tests/conftest.py)")
+    yield
+    # A test that reaches Redis through `request.getfixturevalue` is not seen at
+    # collection: it must carry the `redis` mark, or it would run beside the others.
+    if not grouped and not _SERVICES.isdisjoint(request.fixturenames):
+        pytest.fail(
+            f"{request.node.nodeid} uses Redis or RabbitMQ through getfixturevalue: mark it "
+            "`@pytest.mark.redis` (tests/conftest.py runs those tests on one xdist worker)"
+        )
 
 
 @dataclass

@@ -136,6 +136,7 @@ def test_a_large_result_is_refused_without_encoding_it_whole(tmp_path: Path) -> 
     assert found["growth_kb"] < 50_000, found  # the text alone is 200,000 kB
 
 
+@pytest.mark.timing
 def test_health_answers_while_a_large_result_is_refused(
     start_server: StartServer, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ def _row(output: str, label: str) -> list[str]:
     raise AssertionError(f"no table row for {label!r} in:\n{output}")
 
 
+@pytest.mark.timing
 @pytest.mark.server
 def test_demo_prints_a_table_of_measurements() -> None:
     argv = [sys.executable, "-m", "examples.demo", "--jobs", "2", "--seconds", "0.2"]

@@ -52,6 +52,7 @@ def make_thumbnails(server: Server, media: Path) -> list[float]:
     return latencies
 
 
+@pytest.mark.timing
 @pytest.mark.server
 def test_media_fix_one_word_moves_the_job_off_the_api_process(
     start_server: StartServer, tmp_path: Path

@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 import pytest
 
+from fastapi_offload import _process_lane
 from fastapi_offload._errors import RemoteError, WorkerCrashed
 from fastapi_offload._process_lane import ProcessLane
 from fastapi_offload._record import TaskRecord
@@ -276,8 +277,11 @@ async def test_the_slot_board_is_removed_with_the_lane(tmp_path: Path) -> None:
 _KILLED_PARENT = """
 import os, signal, sys
 import anyio
+from fastapi_offload import _process_lane
 from fastapi_offload._process_lane import ProcessLane
 from tests.test_process_lane_isolation import _record, record_pid
+
+_process_lane._board_directory = lambda: sys.argv[2]
 
 async def main() -> None:
     lane = ProcessLane(1, "normal")
@@ -291,11 +295,16 @@ anyio.run(main)
 
 
 async def test_a_board_left_by_a_killed_parent_is_removed_by_the_next_lane(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A directory of this test's own: any process that starts a lane in /dev/shm (other
+    # xdist workers, other test runs on the machine) would sweep the left board first.
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    monkeypatch.setattr(_process_lane, "_board_directory", lambda: str(boards))
     with anyio.fail_after(BOUND):
         killed = await anyio.run_process(
-            [sys.executable, "-c", _KILLED_PARENT, str(tmp_path / "out")],
+            [sys.executable, "-c", _KILLED_PARENT, str(tmp_path / "out"), str(boards)],
             cwd=Path(__file__).parent.parent,
             check=False,
         )

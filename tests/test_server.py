@@ -32,6 +32,7 @@ def worst_latency(server: Server, path: str, seconds: float) -> float:
     return worst
 
 
+@pytest.mark.timing
 def test_health_answers_while_a_5_second_cpu_job_runs(start_server: StartServer) -> None:
     server = start_server(APP, env={"OFFLOAD_PRESTART_WORKERS": "1"})
     with server.client() as client:
@@ -44,6 +45,7 @@ def test_health_answers_while_a_5_second_cpu_job_runs(start_server: StartServer)
     assert server.wait_for_state(task_id, {"succeeded", "failed"})["state"] == "succeeded"
 
 
+@pytest.mark.timing
 def test_sync_endpoints_are_not_starved_by_background_threads(start_server: StartServer) -> None:
     server = start_server(APP)
     with server.client() as client:

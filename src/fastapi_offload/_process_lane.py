@@ -50,9 +50,7 @@ class _Board:
         # The pid and a counter in the name: a worker maps a board once per path, so a
         # path must never name a second board while the parent lives.
         prefix = f"{_PREFIX}{os.getpid()}-{next(_names)}-"
-        # /dev/shm is memory: the board never touches a disk. Elsewhere, the temp dir.
-        shm = "/dev/shm"
-        directory = shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
+        directory = _board_directory()
         _sweep(directory)
         fd, self.path = tempfile.mkstemp(prefix=prefix, suffix=_SUFFIX, dir=directory)
         # Unlinked when the lane is collected or at interpreter exit, not once the first
@@ -86,6 +84,12 @@ class _Board:
             _process.PID.pack_into(self.map, offset, 0)
             _kill_group(pid)
         self.free.append(slot)
+
+
+def _board_directory() -> str:
+    # /dev/shm is memory: the board never touches a disk. Elsewhere, the temp dir.
+    shm = "/dev/shm"
+    return shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
 
 
 def _sweep(directory: str) -> None:

@@ -45,6 +45,7 @@ def make_app(offload: Offload) -> FastAPI:
 
 
 @pytest.mark.redis
+@pytest.mark.redis
 @pytest.mark.parametrize("kind", ["celery", "rq"])
 async def test_post_202_then_the_status_reaches_succeeded(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
