@@ -318,7 +318,13 @@ def test_pages_render_in_headless_chromium(
     site: Path, browser: str, tmp_path: Path, page: str, expected_code: str
 ) -> None:
     rendered = render(browser, site / page, tmp_path / "profile")
-    for title in ("Getting started", "Lanes and routing", "Remote backends", "Configuration", "API"):
+    for title in (
+        "Getting started",
+        "Lanes and routing",
+        "Remote backends",
+        "Configuration",
+        "API",
+    ):
         assert title in rendered.nav, f"{title!r} not in the navigation: {rendered.nav}"
     assert any(expected_code in block for block in rendered.code), rendered.code[:3]
     # Added by the theme's JavaScript: the page ran in the browser, not just parsed.
