@@ -5,6 +5,7 @@ keeps its lease."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -127,3 +128,13 @@ def test_an_owner_id_formed_before_a_fork_is_replaced_by_the_process_that_uses_i
     assert own != parents and own.split(":")[1] == str(os.getpid())
     assert owner_id_of_this_process(own) == own
     assert owner_id_of_this_process("worker-1") == "worker-1"  # given by hand: kept
+
+
+def test_the_dashboard_labels_an_owner_by_host_and_pid_whatever_its_suffix() -> None:
+    from fastapi_offload._lease_owner import new_owner_id
+    from fastapi_offload._peers import label_of
+
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    assert label_of(new_owner_id()) == here  # with the boot/pidns/start suffix on Linux
+    assert label_of(f"{here}:0123abcd") == here  # an id without it (older versions)
+    assert label_of("no owner") is None and label_of("h:1:" + "f" * 500) is None

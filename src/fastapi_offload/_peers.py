@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,11 +115,17 @@ def figures_of(
     return ProcessFigures(host, pid, started_at, at, lanes)
 
 
+# `host:pid:token`, and on Linux `:boot:pidns:start` after it (`_lease_owner`).
+_OWNER = re.compile(r"(?P<label>[^:]{1,255}:[0-9]{1,10}):[^:]{1,64}(?::[^:]*){0,3}")
+
+
 def label_of(owner: object) -> str | None:
-    """The host:pid of a store owner (`host:pid:token`), or None if it is not one."""
-    if not isinstance(owner, str) or owner.count(":") < 2:
+    """The host:pid of a store owner (`host:pid:token[:boot:pidns:start]`), or None if
+    it is not one."""
+    if not isinstance(owner, str) or len(owner) > 400:
         return None
-    return owner[: owner.rindex(":")][:NAME_MAX]
+    found = _OWNER.fullmatch(owner)
+    return found["label"][:NAME_MAX] if found else None
 
 
 def stored_task(row: tuple[Any, ...], owner: str) -> StoredTask:
