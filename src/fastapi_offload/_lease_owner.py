@@ -24,7 +24,13 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["OWNER_ID_MAX", "gone_owners", "new_owner_id", "owner_id_of_this_process"]
+__all__ = [
+    "OWNER_ID_MAX",
+    "gone_owners",
+    "new_owner_id",
+    "owner_id_of_this_process",
+    "process_label",
+]
 
 # Owner ids are read back from the store, which others can write: bounded before parsing.
 # A hostname is at most 64 characters on Linux (255 anywhere), the suffix about 80.
@@ -34,6 +40,9 @@ _OWNER = re.compile(
     r":(?P<boot>[0-9a-f]{32}):(?P<ns>[0-9]{1,20}):(?P<start>[0-9]{1,20})"
 )
 _FORMED_BY = re.compile(r".{1,255}:(?P<pid>[1-9][0-9]{0,9}):[0-9a-f]{8}(?::.*)?")
+# Any owner id's `host:pid` (the token and the suffix after it vary): what names its
+# process on a page.
+_LABELLED = re.compile(r"(?P<label>[^:]{1,255}:[0-9]{1,10}):[^:]{1,64}(?::[^:]*){0,3}")
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 # One process at most is judged this many times per call: a store full of owner ids is
 # not a way to make a reclaim pass read thousands of /proc files.
@@ -69,6 +78,14 @@ def owner_id_of_this_process(owner: str) -> str:
     if found is None or int(found["pid"]) == os.getpid():
         return owner  # ours, or not an id this module forms (given by hand): kept
     return new_owner_id()
+
+
+def process_label(owner: object) -> str | None:
+    """`host:pid` of an owner id read back from a store, or None if it is not one."""
+    if not isinstance(owner, str) or len(owner) > OWNER_ID_MAX:
+        return None
+    found = _LABELLED.fullmatch(owner)
+    return found["label"] if found else None
 
 
 def gone_owners(owners: Iterable[str]) -> list[str]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from ._lease_owner import process_label
 from ._models import OffloadStats, TaskState
 
 __all__ = [
@@ -115,17 +115,11 @@ def figures_of(
     return ProcessFigures(host, pid, started_at, at, lanes)
 
 
-# `host:pid:token`, and on Linux `:boot:pidns:start` after it (`_lease_owner`).
-_OWNER = re.compile(r"(?P<label>[^:]{1,255}:[0-9]{1,10}):[^:]{1,64}(?::[^:]*){0,3}")
-
-
 def label_of(owner: object) -> str | None:
-    """The host:pid of a store owner (`host:pid:token[:boot:pidns:start]`), or None if
-    it is not one."""
-    if not isinstance(owner, str) or len(owner) > 400:
-        return None
-    found = _OWNER.fullmatch(owner)
-    return found["label"][:NAME_MAX] if found else None
+    """The host:pid of a store owner, or None if it is not one (`_lease_owner` owns the
+    format of owner ids)."""
+    label = process_label(owner)
+    return None if label is None else label[:NAME_MAX]
 
 
 def stored_task(row: tuple[Any, ...], owner: str) -> StoredTask:
