@@ -13,7 +13,7 @@ from typing import Any, cast
 from fastapi import FastAPI
 
 from fastapi_offload import Offload, OffloadTasks, TaskState
-from fastapi_offload._declare import LaneName
+from fastapi_offload._decorators import LaneName
 
 from ._calls import add_probe_routes, job_call
 from ._tracking import Tracker

@@ -41,11 +41,11 @@ from benchmarks._cost_jobs import spin, spin_on_loop
 from benchmarks._stats import table
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._context import INTERVAL
-from fastapi_offload._lifecycle import Lifecycle
 from fastapi_offload._models import CallOptions, TaskState
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._runtime import Runtime
-from fastapi_offload._store import MemoryStore
+from fastapi_offload.core.lifecycle import Lifecycle
+from fastapi_offload.core.runtime import Runtime
+from fastapi_offload.stores.base import MemoryStore
 
 LANES = ("loop", "thread", "process")
 DEFAULT_LOOPS = ("25:1000000", "250:100000")

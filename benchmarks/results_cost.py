@@ -41,7 +41,7 @@ from typing import Any
 from benchmarks._cost_jobs import small_result, small_result_on_loop
 from benchmarks._stats import percentile, table
 from fastapi_offload import Offload, TaskState
-from fastapi_offload._declare import LaneName
+from fastapi_offload._decorators import LaneName
 
 LANES: tuple[LaneName, ...] = ("loop", "thread")
 STORES = ("memory", "sqlite")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._redis_store import RedisStore
-from fastapi_offload._sqlite_store import SqliteStore
-from fastapi_offload._store import MemoryStore, Store
+from fastapi_offload.stores.base import MemoryStore, Store
+from fastapi_offload.stores.redis import RedisStore
+from fastapi_offload.stores.sqlite import SqliteStore
 
 
 def _record(task_id: str) -> TaskRecord:

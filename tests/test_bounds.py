@@ -221,7 +221,7 @@ import os, subprocess, sys, time
 # with the parent-pid watchdog only (as where PR_SET_PDEATHSIG is missing), then dies.
 code = '''
 import os, sys, time
-from fastapi_offload import _process
+from fastapi_offload.lanes.process import worker as _process
 _process.PARENT_POLL = 0.05
 _process._set_parent_death_signal = lambda: False
 _process.noop("normal", int(sys.argv[1]))

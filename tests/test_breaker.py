@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from fastapi_offload._breaker import Breaker
+from fastapi_offload.stores.breaker import Breaker
 
 
 class Clock:

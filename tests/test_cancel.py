@@ -14,9 +14,9 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from fastapi_offload import Offload, TaskInfo, TaskState
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._lifecycle import Lifecycle
 from fastapi_offload._models import CallOptions
-from fastapi_offload._runtime import Runtime
+from fastapi_offload.core.lifecycle import Lifecycle
+from fastapi_offload.core.runtime import Runtime
 
 from .apps import progress_jobs as jobs
 from .helpers import serve

@@ -1,4 +1,4 @@
-"""The request boundary (`_tasks.py` with the runtime): nothing lost or duplicated.
+"""The request boundary (`web/dependency.py` with the runtime): nothing lost or duplicated.
 
 Numbered behaviours of the core rebuild: (3) nothing lost or duplicated at the request
 boundary, (4) websocket tasks on the default runtime start when added.

@@ -31,19 +31,19 @@ from fastapi_offload import (
     ConfigError,
     Offload,
     OffloadTasks,
-    _dashboard,
-    _dashboard_feed,
     io_bound,
     report_progress,
 )
 from fastapi_offload.testing import RecordingBackend
+from fastapi_offload.web.dashboard import feed as _dashboard_feed
+from fastapi_offload.web.dashboard import router as _dashboard
 
 from .apps import dashboard_app as jobs
 from .conftest import run_server
 from .helpers import serve
 from .test_docs import chromium
 
-ASSETS = Path(_dashboard.__file__).parent / "_dashboard_assets"
+ASSETS = Path(_dashboard.__file__).parent / "assets"
 
 
 @asynccontextmanager
@@ -416,7 +416,7 @@ async def test_the_stream_sends_changes_after_its_first_snapshot(
 
 
 def test_a_patch_rebuilds_the_snapshot() -> None:
-    from fastapi_offload._dashboard_patch import diff
+    from fastapi_offload.web.dashboard.patch import diff
 
     def row(task_id: str, state: str, live: bool = False) -> dict[str, Any]:
         return {"id": task_id, "state": state, "live": live, "duration": 1.0}

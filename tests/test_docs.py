@@ -25,8 +25,8 @@ from docs_src import config_reference as generator
 
 from fastapi_offload import ConfigError, Offload
 from fastapi_offload._config import OffloadConfig
+from fastapi_offload._remote_settings import RemoteSettings
 from fastapi_offload.backends import BACKENDS
-from fastapi_offload.backends._settings import RemoteSettings
 
 from . import reference_names
 

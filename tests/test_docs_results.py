@@ -105,7 +105,7 @@ async def wait_running(example: object, task_id: str) -> None:
 async def test_retries_app_declares_its_policy() -> None:
     from docs_src import retries_app as example
 
-    from fastapi_offload._declare import declared
+    from fastapi_offload._decorators import declared
 
     defaults = declared(example.sync_contact)
     assert defaults is not None

@@ -183,7 +183,7 @@ async def test_routing_order_as_documented() -> None:
 async def test_lanes_jobs_declarations() -> None:
     from docs_src import lanes_jobs
 
-    from fastapi_offload._declare import declared
+    from fastapi_offload._decorators import declared
 
     assert declared(lanes_jobs.checksum) is not None
     assert lanes_jobs.checksum(b"x", rounds=1) == lanes_jobs.checksum(b"x", rounds=1)

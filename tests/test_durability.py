@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._lifecycle import build_store
+from fastapi_offload.core.lifecycle import build_store
 from tests.backends.conftest import redis_base_url as redis_base_url  # the fixture
 
 from .conftest import StartServer

@@ -13,8 +13,8 @@ import anyio
 import pytest
 
 from fastapi_offload import Offload
-from fastapi_offload._host_cores import CoresCheck, host_cores
-from fastapi_offload._peers import LaneFigures, ProcessFigures
+from fastapi_offload.core.host_cores import CoresCheck, host_cores
+from fastapi_offload.stores.peers import LaneFigures, ProcessFigures
 
 
 def process(pid: int, workers: int, *, here: bool = False, host: str = "web-1") -> ProcessFigures:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastapi_offload._lease_owner import (
+from fastapi_offload.stores.lease_owner import (
     OWNER_ID_MAX,
     gone_owners,
     new_owner_id,
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="boot ids and /proc: elsewhere, leases only"
 )
 FORM_AND_WAIT = (
-    "from fastapi_offload._lease_owner import new_owner_id; import sys, time; "
+    "from fastapi_offload.stores.lease_owner import new_owner_id; import sys, time; "
     "print(new_owner_id(), flush=True); time.sleep(60)"
 )
 
@@ -131,8 +131,8 @@ def test_an_owner_id_formed_before_a_fork_is_replaced_by_the_process_that_uses_i
 
 
 def test_the_dashboard_labels_an_owner_by_host_and_pid_whatever_its_suffix() -> None:
-    from fastapi_offload._lease_owner import new_owner_id
-    from fastapi_offload._peers import label_of
+    from fastapi_offload.stores.lease_owner import new_owner_id
+    from fastapi_offload.stores.peers import label_of
 
     here = f"{socket.gethostname()}:{os.getpid()}"
     assert label_of(new_owner_id()) == here  # with the boot/pidns/start suffix on Linux

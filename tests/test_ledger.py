@@ -1,4 +1,4 @@
-"""The ledger (`_ledger.py`): the one owner of task state, and its counters."""
+"""The ledger (`core/ledger.py`): the one owner of task state, and its counters."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import anyio
 import pytest
 
 from fastapi_offload import QueueFull, TaskState
-from fastapi_offload._ledger import LaneBounds, Ledger
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._store import MemoryStore
+from fastapi_offload.core.ledger import LaneBounds, Ledger
+from fastapi_offload.stores.base import MemoryStore
 
 pytestmark = pytest.mark.anyio
 SRC = Path(__file__).resolve().parent.parent / "src" / "fastapi_offload"
@@ -46,8 +46,8 @@ def test_only_the_ledger_assigns_a_records_state() -> None:
                 targets = [node.target]
             for target in targets:
                 if isinstance(target, ast.Attribute) and target.attr == "state":
-                    writers.add(path.name)
-    assert writers == {"_ledger.py"}
+                    writers.add(path.relative_to(SRC).as_posix())
+    assert writers == {"core/ledger.py"}
 
 
 async def test_a_task_moves_through_its_transitions_and_the_counters_follow() -> None:

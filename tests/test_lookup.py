@@ -1,4 +1,4 @@
-"""Which runtime serves a request (`_lookup.py`): no registry shared between apps."""
+"""Which runtime serves a request (`web/lookup.py`): no registry shared between apps."""
 
 from __future__ import annotations
 

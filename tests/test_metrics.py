@@ -26,8 +26,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastapi_offload import Offload, OffloadTasks, TaskState
-from fastapi_offload._metrics import BUCKETS, RuntimeMetrics, metrics_of
 from fastapi_offload.testing import RecordingBackend
+from fastapi_offload.web.metrics.router import BUCKETS, RuntimeMetrics, metrics_of
 
 from .apps import jobs
 from .conftest import StartServer

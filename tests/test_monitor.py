@@ -1,4 +1,4 @@
-"""Loop-block detection (`_monitor.py`): a step that holds the loop is named."""
+"""Loop-block detection (`lanes/monitor.py`): a step that holds the loop is named."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import anyio
 import pytest
 
-from fastapi_offload._monitor import LoopMonitor
+from fastapi_offload.lanes.monitor import LoopMonitor
 
 pytestmark = pytest.mark.anyio
 

@@ -22,10 +22,10 @@ import anyio
 import anyio.abc
 import pytest
 
-from fastapi_offload import _process_lane
 from fastapi_offload._errors import RemoteError, WorkerCrashed
-from fastapi_offload._process_lane import ProcessLane
 from fastapi_offload._record import TaskRecord
+from fastapi_offload.lanes.process import lane as _process_lane
+from fastapi_offload.lanes.process.lane import ProcessLane
 
 pytestmark = [
     pytest.mark.anyio,
@@ -277,8 +277,8 @@ async def test_the_slot_board_is_removed_with_the_lane(tmp_path: Path) -> None:
 _KILLED_PARENT = """
 import os, signal, sys
 import anyio
-from fastapi_offload import _process_lane
-from fastapi_offload._process_lane import ProcessLane
+from fastapi_offload.lanes.process import lane as _process_lane
+from fastapi_offload.lanes.process.lane import ProcessLane
 from tests.test_process_lane_isolation import _record, record_pid
 
 _process_lane._board_directory = lambda: sys.argv[2]

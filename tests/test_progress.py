@@ -12,12 +12,12 @@ import pytest
 
 from fastapi_offload import Offload, TaskInfo, TaskState, cancelled, report_progress
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._declare import LaneName
-from fastapi_offload._lifecycle import Lifecycle
+from fastapi_offload._decorators import LaneName
 from fastapi_offload._models import NO_OPTIONS, CallOptions
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._runtime import Runtime
-from fastapi_offload._store import MemoryStore
+from fastapi_offload.core.lifecycle import Lifecycle
+from fastapi_offload.core.runtime import Runtime
+from fastapi_offload.stores.base import MemoryStore
 
 from .apps import progress_jobs as jobs
 

@@ -80,7 +80,7 @@ def test_a_process_worker_does_not_import_fastapi() -> None:
     import sys
 
     code = (
-        "import sys, fastapi_offload._process; from fastapi_offload import cpu_bound; "
+        "import sys, fastapi_offload.lanes.process.worker; from fastapi_offload import cpu_bound; "
         "print('fastapi' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -20,10 +20,10 @@ import redis
 
 from fastapi_offload._errors import ConfigError, StoreUnavailable
 from fastapi_offload._models import TaskState
-from fastapi_offload._peers import EXPIRY_LEASES, RESULT_MAX, LaneFigures, ProcessFigures
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._redis_store import RedisStore, _masked
-from fastapi_offload._store import Orphan, Store
+from fastapi_offload.stores.base import Orphan, Store
+from fastapi_offload.stores.peers import EXPIRY_LEASES, RESULT_MAX, LaneFigures, ProcessFigures
+from fastapi_offload.stores.redis import RedisStore, _masked
 
 # The session's Redis (found, started from PATH, or skipped / failed under
 # OFFLOAD_REQUIRE_SERVICES=1): the backend tests' fixture, reused.
@@ -408,7 +408,7 @@ async def test_a_gone_owner_of_this_host_loses_its_lease_at_once_and_a_foreign_o
 ) -> None:
     # As with SQLite: an owner id formed by a process that then died, and the same id
     # from another host; only this host's is judged gone, whatever the leases say.
-    form = "from fastapi_offload._lease_owner import new_owner_id; print(new_owner_id())"
+    form = "from fastapi_offload.stores.lease_owner import new_owner_id; print(new_owner_id())"
     gone = (await anyio.run_process([sys.executable, "-c", form])).stdout.decode().strip()
     foreign = "elsewhere" + gone[gone.index(":") :]
     for owner, task_id in [(gone, "dead-here"), (foreign, "dead-elsewhere")]:
@@ -471,7 +471,7 @@ async def test_the_tasks_of_a_killed_process_are_interrupted(
     code = f"""
 import asyncio, os, signal
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._redis_store import RedisStore
+from fastapi_offload.stores.redis import RedisStore
 
 async def main():
     store = RedisStore({url!r}, owner="killed", lease=0.2, capacity=10, retention=60)

@@ -8,9 +8,9 @@ import pytest
 from fastapi import FastAPI
 
 from fastapi_offload import ConfigError, Offload, TaskState, task
-from fastapi_offload._declare import LaneName
+from fastapi_offload._decorators import LaneName
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._store import MemoryStore
+from fastapi_offload.stores.base import MemoryStore
 
 from .apps import progress_jobs as jobs
 from .helpers import serve

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fastapi_offload import ConfigError, Offload, TaskState, TaskTimeout, task
-from fastapi_offload._declare import LaneName
+from fastapi_offload._decorators import LaneName
 from fastapi_offload._retry import BACKOFF_MAX, matches, retry_wait, type_names
 
 from .apps import progress_jobs as jobs

@@ -1,4 +1,4 @@
-"""Routing (`_routing.py`): where a call runs, and the checks made in the request."""
+"""Routing (`core/routing.py`): where a call runs, and the checks made in the request."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from fastapi_offload import ConfigError, NotOffloadable, cpu_bound
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._declare import TaskDefaults
+from fastapi_offload._decorators import TaskDefaults
 from fastapi_offload._models import NO_OPTIONS, CallOptions
-from fastapi_offload._routing import IdSource, Profiles, build_record, choose_lane
+from fastapi_offload.core.routing import IdSource, Profiles, build_record, choose_lane
 
 from .apps import jobs
 

@@ -1,4 +1,4 @@
-"""The runner (`_runner.py`): how a task's end becomes its state, and how shutdown ends.
+"""The runner (`core/runner.py`): how a task's end becomes its state, and how shutdown ends.
 
 Numbered behaviours of the core rebuild: (1) any exception fails one task only,
 (2) a task's own `CancelledError` is not a shutdown, (3) a start from another thread
@@ -21,9 +21,9 @@ import pytest
 
 from fastapi_offload import Offload, OffloadError, TaskState
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._lifecycle import Lifecycle
 from fastapi_offload._models import NO_OPTIONS
-from fastapi_offload._runtime import Runtime
+from fastapi_offload.core.lifecycle import Lifecycle
+from fastapi_offload.core.runtime import Runtime
 
 from .apps import jobs
 

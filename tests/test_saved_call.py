@@ -18,9 +18,9 @@ import redis
 
 from fastapi_offload import ConfigError, NotOffloadable, Offload, TaskState, task
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._lifecycle import build_store
 from fastapi_offload._record import TaskRecord
 from fastapi_offload._saved_call import MAGIC, SavedCalls, Untrusted, load_key
+from fastapi_offload.core.lifecycle import build_store
 from tests.backends.conftest import redis_base_url as redis_base_url  # the fixture
 
 from .apps import jobs
@@ -237,7 +237,7 @@ async def test_an_id_from_the_url_is_bounded_before_any_store_is_asked(
 ) -> None:
     from fastapi import FastAPI
 
-    from fastapi_offload._store import MemoryStore
+    from fastapi_offload.stores.base import MemoryStore
 
     from .helpers import serve
 

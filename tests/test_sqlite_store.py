@@ -19,11 +19,11 @@ import pytest
 
 from fastapi_offload._errors import ConfigError, StoreUnavailable
 from fastapi_offload._models import TaskState
-from fastapi_offload._peers import EXPIRY_LEASES, RESULT_MAX, LaneFigures, ProcessFigures
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._sqlite_schema import CANCELS, SCHEMA_VERSION, UPGRADES
-from fastapi_offload._sqlite_store import SqliteStore
-from fastapi_offload._store import Orphan, Store
+from fastapi_offload.stores.base import Orphan, Store
+from fastapi_offload.stores.peers import EXPIRY_LEASES, RESULT_MAX, LaneFigures, ProcessFigures
+from fastapi_offload.stores.sqlite import SqliteStore
+from fastapi_offload.stores.sqlite_schema import CANCELS, SCHEMA_VERSION, UPGRADES
 
 pytestmark = pytest.mark.anyio
 
@@ -255,7 +255,7 @@ async def test_a_gone_owner_of_this_host_loses_its_lease_at_once_and_a_foreign_o
 ) -> None:
     # An owner id formed by a process that then died, and the same id from another host
     # (whose pid, looked up here, is just as absent): only this host's is judged gone.
-    form = "from fastapi_offload._lease_owner import new_owner_id; print(new_owner_id())"
+    form = "from fastapi_offload.stores.lease_owner import new_owner_id; print(new_owner_id())"
     gone = (await anyio.run_process([sys.executable, "-c", form])).stdout.decode().strip()
     foreign = "elsewhere" + gone[gone.index(":") :]
     for owner, task_id in [(gone, "dead-here"), (foreign, "dead-elsewhere")]:
@@ -281,7 +281,7 @@ async def test_a_gone_owner_of_this_host_loses_its_lease_at_once_and_a_foreign_o
 async def test_a_store_opened_in_another_process_than_its_owner_id_takes_its_own(
     open_store: OpenStore,
 ) -> None:
-    form = "from fastapi_offload._lease_owner import new_owner_id; print(new_owner_id())"
+    form = "from fastapi_offload.stores.lease_owner import new_owner_id; print(new_owner_id())"
     parents = (await anyio.run_process([sys.executable, "-c", form])).stdout.decode().strip()
     store = await open_store(parents)
     assert store.owner != parents and store.owner.split(":")[1] == str(os.getpid())
@@ -317,7 +317,7 @@ async def test_the_tasks_of_a_killed_process_are_interrupted(
     code = f"""
 import asyncio, os, signal
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._sqlite_store import SqliteStore
+from fastapi_offload.stores.sqlite import SqliteStore
 
 async def main():
     store = SqliteStore({str(db)!r}, owner="killed", lease=0.2, capacity=10, retention=60)

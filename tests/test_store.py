@@ -6,7 +6,7 @@ import pytest
 
 from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._store import MemoryStore, Store
+from fastapi_offload.stores.base import MemoryStore, Store
 
 pytestmark = pytest.mark.anyio
 

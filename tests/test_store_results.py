@@ -14,9 +14,9 @@ import redis
 
 from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._redis_store import RedisStore
 from fastapi_offload._results import encode
-from fastapi_offload._sqlite_store import SqliteStore
+from fastapi_offload.stores.redis import RedisStore
+from fastapi_offload.stores.sqlite import SqliteStore
 
 # The session's Redis (found, started from PATH, or skipped): the backend tests' fixture.
 from tests.backends.conftest import redis_base_url as redis_base_url

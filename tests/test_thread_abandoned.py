@@ -10,9 +10,9 @@ import anyio
 import pytest
 
 from fastapi_offload import Offload, TaskState
-from fastapi_offload._advisor import CpuAdvisor
-from fastapi_offload._lanes import ThreadLane
 from fastapi_offload._record import TaskRecord
+from fastapi_offload.lanes.advisor import CpuAdvisor
+from fastapi_offload.lanes.local import ThreadLane
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fastapi_offload import ConfigError, Offload, OffloadTasks
-from fastapi_offload._declare import LaneName
+from fastapi_offload._decorators import LaneName
 
 from .apps import progress_jobs as jobs
 

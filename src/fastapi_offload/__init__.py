@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._context import cancelled as cancelled
     from ._context import report_progress as report_progress
-    from ._declare import TaskDefaults as TaskDefaults
-    from ._declare import cpu_bound as cpu_bound
-    from ._declare import io_bound as io_bound
-    from ._declare import task as task
+    from ._decorators import TaskDefaults as TaskDefaults
+    from ._decorators import cpu_bound as cpu_bound
+    from ._decorators import io_bound as io_bound
+    from ._decorators import task as task
     from ._errors import BackendUnavailable as BackendUnavailable
     from ._errors import ConfigError as ConfigError
     from ._errors import NotOffloadable as NotOffloadable
@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from ._models import TaskInfo as TaskInfo
     from ._models import TaskState as TaskState
     from ._offload import Offload as Offload
-    from ._tasks import OffloadTasks as OffloadTasks
     from .backends.base import Backend as Backend
     from .backends.base import BaseBackend as BaseBackend
+    from .web.dependency import OffloadTasks as OffloadTasks
 
 __version__ = "0.1.0"
 """The installed version of fastapi-offload."""
@@ -43,10 +43,10 @@ __version__ = "0.1.0"
 _MODULES: dict[str, str] = {
     "cancelled": "._context",
     "report_progress": "._context",
-    "TaskDefaults": "._declare",
-    "cpu_bound": "._declare",
-    "io_bound": "._declare",
-    "task": "._declare",
+    "TaskDefaults": "._decorators",
+    "cpu_bound": "._decorators",
+    "io_bound": "._decorators",
+    "task": "._decorators",
     "BackendUnavailable": "._errors",
     "ConfigError": "._errors",
     "NotOffloadable": "._errors",
@@ -63,7 +63,7 @@ _MODULES: dict[str, str] = {
     "TaskInfo": "._models",
     "TaskState": "._models",
     "Offload": "._offload",
-    "OffloadTasks": "._tasks",
+    "OffloadTasks": ".web.dependency",
     "Backend": ".backends.base",
     "BaseBackend": ".backends.base",
 }

@@ -279,7 +279,7 @@ class OffloadConfig:
 def known_variables() -> frozenset[str]:
     """Every `OFFLOAD_*` variable the package reads: the options', the remote backends'
     (`backends._settings`) and the renamed ones still honoured."""
-    from .backends._settings import RemoteSettings  # the backends package imports no _config
+    from ._remote_settings import RemoteSettings  # the backends package imports no _config
 
     remote = (f"OFFLOAD_{f.name.upper()}" for f in dataclasses.fields(RemoteSettings))
     options = (str(f.metadata["env"]) for f in dataclasses.fields(OffloadConfig))

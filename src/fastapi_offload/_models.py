@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._declare import check_settings
+from ._decorators import check_settings
 from ._owner import check_owner
 from ._public import public
 

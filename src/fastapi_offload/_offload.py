@@ -11,19 +11,19 @@ from typing import Any, Literal, ParamSpec
 from fastapi import APIRouter, params
 from typing_extensions import Self
 
-from ._after import after_ids
 from ._checks import check_int
 from ._config import OffloadConfig
-from ._declare import LaneName
+from ._decorators import LaneName
 from ._errors import ConfigError, OffloadClosed
-from ._lifecycle import Lifecycle, build_backend, build_store
-from ._lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 from ._models import NO_OPTIONS, CallOptions, OffloadStats, TaskHandle, TaskInfo
 from ._names import checked_options
 from ._public import public
-from ._routing import refuse_coroutine
-from ._runtime import Runtime
 from .backends.base import Backend
+from .core.after import after_ids
+from .core.lifecycle import Lifecycle, build_backend, build_store
+from .core.routing import refuse_coroutine
+from .core.runtime import Runtime
+from .web.lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 
 __all__ = ["Offload", "RuntimeOptions"]
 
@@ -294,7 +294,7 @@ class Offload:
         (`dependencies`, `owner`), a router that serves kept results (`keep_result`) or
         cancels logs a WARNING at creation: `public=True` says it is meant to be open.
         """
-        from ._router import build_status_router
+        from .web.status import build_status_router
 
         open_to = []
         if not dependencies and owner is None:
@@ -346,7 +346,7 @@ class Offload:
         the same dependencies). At most `max_streams` live feeds are served at once
         (process-wide per router): one more gets a 503 with `Retry-After`.
         """
-        from ._dashboard import build_dashboard_router
+        from .web.dashboard.router import build_dashboard_router
 
         if not dependencies and not public:
             raise ConfigError(
@@ -379,7 +379,7 @@ class Offload:
     ) -> APIRouter:
         """An `APIRouter` serving `GET {path}` in the Prometheus text format, metric names
         prefixed `fastapi_offload_` (the metrics page of the docs lists them)."""
-        from ._metrics import build_metrics_router
+        from .web.metrics.router import build_metrics_router
 
         return build_metrics_router(
             self._runtime,

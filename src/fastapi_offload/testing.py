@@ -31,11 +31,11 @@ from ._context import TaskContext, bound
 from ._error_text import error_text
 from ._errors import BackendUnavailable, TaskTimeout
 from ._models import TaskCall, TaskInfo, TaskState
+from ._remote_settings import check_serializer
 from ._results import LIMIT, encode
 from ._retry import matches, type_names
 from .backends._payload import Serializer, check_call
 from .backends._registry import Target, TaskRegistry, UnregisteredTask, task_name
-from .backends._settings import check_serializer
 from .backends.base import BaseBackend
 
 __all__ = ["InlineBackend", "RecordingBackend"]

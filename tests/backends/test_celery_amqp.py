@@ -2,7 +2,7 @@
 
 RabbitMQ keeps no task states, so without `OFFLOAD_CELERY_RESULT_BACKEND` every status
 would stay `pending` after success: both sides refuse to start instead (the reasons are
-in `fastapi_offload.backends._celery_urls.result_store`).
+in `fastapi_offload.backends.celery.urls.result_store`).
 """
 
 from __future__ import annotations

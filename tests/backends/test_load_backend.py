@@ -11,8 +11,8 @@ import pytest
 
 from fastapi_offload import ConfigError
 from fastapi_offload._extras import install_hint
+from fastapi_offload._remote_settings import RemoteSettings, safe_url
 from fastapi_offload.backends import load_backend
-from fastapi_offload.backends._settings import RemoteSettings, safe_url
 from fastapi_offload.backends.celery import CeleryBackend
 from fastapi_offload.backends.rq import RQBackend
 from fastapi_offload.testing import InlineBackend, RecordingBackend

@@ -1,7 +1,8 @@
 """What the backend modules make public, and the path tracebacks and docs show for it.
 
-The adapters are split into private modules (`_rq_jobs`, `_rq_worker`, `_celery_results`,
-`_celery_worker`); users import from `fastapi_offload.backends.rq` / `.celery` only.
+The adapters are split into private modules (`backends.rq.jobs`, `backends.rq.worker`,
+`backends.celery.results`, `backends.celery.worker`); users import from
+`fastapi_offload.backends.rq` / `.celery` only.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from rq.serializers import JSONSerializer
 
 from fastapi_offload import ConfigError, NotOffloadable
 from fastapi_offload.backends import UnregisteredTask
-from fastapi_offload.backends._rq_jobs import _error_of
 from fastapi_offload.backends.rq import RQBackend, rq_worker_class
+from fastapi_offload.backends.rq.jobs import _error_of
 
 from . import jobs
 from ._support import call_of

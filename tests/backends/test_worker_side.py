@@ -9,7 +9,7 @@ import pytest
 
 from fastapi_offload import ConfigError, TaskState, TaskTimeout
 from fastapi_offload._context import bound, report_progress
-from fastapi_offload.backends._settings import RemoteSettings, to_progress
+from fastapi_offload._remote_settings import RemoteSettings, to_progress
 from fastapi_offload.backends._worker import RemoteContext, kept_result, retried, retry_on_from
 from fastapi_offload.backends.celery import task_info
 

@@ -6,7 +6,7 @@ import re
 
 __all__ = ["is_task_id"]
 
-# What `IdSource` (fastapi_offload._routing) makes: 128 random bits as 32 lowercase hex
+# What `IdSource` (fastapi_offload.core.routing) makes: 128 random bits as 32 lowercase hex
 # digits. Spelled out rather than `\d` or `re.I`, which would let unicode digits and
 # other spellings of the same id through.
 _TASK_ID = re.compile(r"[0-9a-f]{32}")

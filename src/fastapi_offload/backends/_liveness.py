@@ -13,7 +13,7 @@ from collections.abc import Callable
 import anyio
 import anyio.to_thread
 
-from ._settings import safe_url
+from .._remote_settings import safe_url
 
 __all__ = ["count_within", "report_workers"]
 

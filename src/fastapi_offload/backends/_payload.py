@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 from .._errors import NotOffloadable
 from .._models import TaskCall
+from .._remote_settings import Serializer
 from ._registry import check_travelling_name
 
 __all__ = ["Serializer", "check_call"]
 
-Serializer = Literal["json", "pickle"]
 """How a remote backend encodes a task's arguments: `json` (the default: data only) or
 `pickle` (`OFFLOAD_SERIALIZER=pickle` on both sides: any picklable value; only with a
 broker nobody untrusted can write to)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
-from .._declare import declared
+from .._decorators import declared
 from .._errors import ConfigError, OffloadError
 
 __all__ = ["TaskRegistry", "UnregisteredTask", "task_name"]

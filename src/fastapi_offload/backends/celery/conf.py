@@ -1,0 +1,69 @@
+"""Web process side of the Celery backend: how its client apps are configured, and what
+a submitted call's message carries besides the task's own arguments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._models import TaskCall
+from .results import SUBMITTED_AT
+from .worker import (
+    RETRIES_HEADER,
+    RETRY_BACKOFF_HEADER,
+    RETRY_DELAY_HEADER,
+    RETRY_ON_HEADER,
+    TIMEOUT_HEADER,
+)
+
+__all__ = ["client_conf", "publish_retry_policy", "send_options"]
+
+# The soft limit raises inside the task; the hard limit, this much later, kills the
+# pool process when the task ignores the soft one (e.g. stuck in C code).
+_HARD_LIMIT_GRACE = 5.0
+
+
+def send_options(call: TaskCall, submitted_at: float) -> dict[str, Any]:
+    """`send_task` keywords for `call`: its settings as headers, its timeout as limits, and
+    when it was sent as a stamp (so that every record of the task has its `created_at`)."""
+    options: dict[str, Any] = {
+        "stamped_headers": [SUBMITTED_AT],
+        SUBMITTED_AT: submitted_at,
+        "headers": {
+            RETRIES_HEADER: call.retries,
+            RETRY_DELAY_HEADER: call.retry_delay,
+            RETRY_BACKOFF_HEADER: call.retry_backoff,
+            RETRY_ON_HEADER: None if call.retry_on is None else list(call.retry_on),
+            TIMEOUT_HEADER: call.timeout,
+        },
+    }
+    if call.timeout is not None:
+        options["soft_time_limit"] = call.timeout
+        options["time_limit"] = call.timeout + _HARD_LIMIT_GRACE
+    return options
+
+
+def client_conf(serializer: str, timeout: float, queue: str, result_ttl: int) -> dict[str, Any]:
+    """The settings both client apps share (the publisher's and the result store's)."""
+    return {
+        "task_serializer": serializer,
+        "result_serializer": serializer,
+        "accept_content": [serializer],
+        "result_accept_content": [serializer],
+        "task_default_queue": queue,
+        "result_expires": result_ttl,
+        "broker_connection_timeout": timeout,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+        },
+        "redis_socket_connect_timeout": timeout,
+        "redis_socket_timeout": timeout,
+        # The Redis result backend retries a failed write 20 times, a second apart, by
+        # default: a 20 s hang in the request. One quick retry, then 503.
+        "result_backend_transport_options": {"retry_policy": publish_retry_policy()},
+    }
+
+
+def publish_retry_policy() -> dict[str, float]:
+    return {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}

@@ -1,0 +1,1 @@
+"""The core: a task's admission, routing, state (the ledger), runs and retries."""

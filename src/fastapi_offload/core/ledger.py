@@ -1,0 +1,350 @@
+"""The ledger: the one owner of a task's state.
+
+Every change of a record's state goes through a named transition here (admitted,
+started, retrying, succeeded, failed, cancelled, handed off, discarded), which also
+moves the lane counters, writes the store and logs what an operator must hear about.
+Lanes, runners and the collector report; they never assign `record.state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from .._error_text import LIMIT, TRACEBACK_LIMIT, error_text, traceback_text
+from .._errors import QueueFull, RemoteError, TaskTimeout, WorkerCrashed
+from .._models import LaneStats, TaskState
+from .._record import TaskRecord
+from .._results import Kept
+from ..stores.base import Store
+
+__all__ = ["LaneBounds", "Ledger", "Observer"]
+
+logger = logging.getLogger("fastapi_offload")
+
+
+@dataclass(frozen=True, slots=True)
+class LaneBounds:
+    capacity: int  # tasks that may run at once
+    max_pending: int  # admission bound
+    # Coroutines wait for no worker: on the loop lane the bound counts running ones too.
+    bound_counts_running: bool = False
+
+
+class Observer(Protocol):
+    """Told of every transition (metrics, the dashboard), under the ledger's lock, from
+    the loop or a sync endpoint's thread: it must be quick and must not raise.
+
+    `event` is `admitted`, `rejected` (its lane was full: `QueueFull`), `started` (an
+    attempt), `retrying`, `finished` (the record's state says how), `handed_off`, or
+    `discarded` (admitted, then given up: its request failed before the response).
+    """
+
+    def observe(self, event: str, record: TaskRecord) -> None: ...
+
+
+class _Counters:
+    __slots__ = ("cancelled", "failed", "retried", "running", "succeeded", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting = self.running = 0
+        self.succeeded = self.failed = self.cancelled = self.retried = 0
+
+
+class Ledger:
+    """Records, counters and the store of one runtime, changed only through transitions.
+
+    Admission may happen in a sync endpoint's worker thread, so every transition takes
+    the ledger's lock; the work under it is a few counter and dict updates.
+    """
+
+    def __init__(self, store: Store, bounds: Mapping[str, LaneBounds]) -> None:
+        self.store = store
+        self._bounds = dict(bounds)
+        self._counters = {lane: _Counters() for lane in bounds}
+        self._lock = threading.Lock()
+        self._live: dict[str, TaskRecord] = {}
+        self._joiners: list[asyncio.Future[None]] = []
+        self._observers: tuple[Observer, ...] = ()
+        self._abandoned: dict[str, Callable[[], int]] = {}
+
+    def count_abandoned(self, lane: str, count: Callable[[], int]) -> None:
+        """Where `lane_stats` reads the lane's abandoned threads (the thread lane's)."""
+        self._abandoned[lane] = count
+
+    def add_observer(self, observer: Observer) -> None:
+        self._observers = (*self._observers, observer)
+
+    def _tell(self, event: str, record: TaskRecord) -> None:
+        for observer in self._observers:
+            try:
+                observer.observe(event, record)
+            except Exception:  # noqa: PERF203 - a broken observer must not fail a transition
+                logger.exception("observer %r failed on %s of task %s", observer, event, record.id)
+
+    # -- transitions ----------------------------------------------------------------
+
+    def admit(self, record: TaskRecord) -> None:
+        """Accept a new task, or raise `QueueFull` when its lane is at its bound."""
+        with self._lock:
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                bounds = self._bounds[record.lane]
+                load = counters.waiting + (counters.running if bounds.bound_counts_running else 0)
+                if load >= bounds.max_pending:
+                    if self._observers:
+                        self._tell("rejected", record)
+                    what = "waiting or running" if bounds.bound_counts_running else "waiting"
+                    raise QueueFull(
+                        f"the {record.lane} lane is full ({load} tasks {what}, "
+                        f"max_pending={bounds.max_pending}); {record.name} was not accepted. "
+                        "Retry later, or raise max_pending / the lane's workers if the "
+                        "machine has room."
+                    )
+                counters.waiting += 1
+            self._live[record.id] = record
+            self.store.put(record)
+            if self._observers:
+                self._tell("admitted", record)
+
+    def adopt(self, record: TaskRecord) -> None:
+        """Take on a task reclaimed from a process that stopped (no admission bound:
+        it was accepted once already)."""
+        with self._lock:
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                counters.waiting += 1
+            record.state = TaskState.PENDING
+            self._live[record.id] = record
+            self.store.put(record)
+            if self._observers:
+                self._tell("admitted", record)
+        logger.warning(
+            "task %s (id %s) is run again: the process that ran it stopped before it "
+            "finished (declared requeue=True)",
+            record.name,
+            record.id,
+        )
+
+    def refused(self, record: TaskRecord, reason: str) -> None:
+        """Settle a reclaimed task that will not run here (its saved call is not one this
+        app wrote) as `interrupted`; it was never admitted, so no counter moves."""
+        with self._lock:
+            record.state = TaskState.INTERRUPTED
+            record.error = reason
+            record.finished_at = time.time()
+            self.store.put(record)
+            if self._observers:
+                self._tell("finished", record)
+        logger.warning(
+            "task %r (id %r) reclaimed from a process that stopped is interrupted, %s",
+            record.name,
+            record.id[:200],
+            reason,
+        )
+
+    def started(self, record: TaskRecord) -> None:
+        with self._lock:
+            if not record.live:
+                return  # settled already (abandoned at shutdown): never brought back
+            counters = self._counters[record.lane]
+            counters.waiting -= 1
+            counters.running += 1
+            record.attempts += 1
+            record.started_at = record.started_at or time.time()
+            record.state = TaskState.RUNNING
+            self.store.put(record)
+            if self._observers:
+                self._tell("started", record)
+
+    def retrying(self, record: TaskRecord, error: BaseException, wait: float) -> None:
+        with self._lock:
+            if not record.live:
+                return  # settled already (abandoned at shutdown): never brought back
+            counters = self._counters[record.lane]
+            counters.running -= 1
+            counters.waiting += 1  # pending again, until its next attempt starts
+            counters.retried += 1
+            record.state = TaskState.PENDING
+            record.error = error_text(error)
+            self.store.put(record)
+            if self._observers:
+                self._tell("retrying", record)
+        logger.warning(
+            "task %s (id %s) failed (attempt %d of %d), retrying in %.3g s: %s",
+            record.name,
+            record.id,
+            record.attempts,
+            record.retries + 1,
+            wait,
+            record.error,
+        )
+
+    def succeeded(self, record: TaskRecord, kept: Kept | None = None) -> None:
+        """End a task as succeeded; `kept`: its encoded result, when it keeps one."""
+        if kept is None:
+            self._finish(record, TaskState.SUCCEEDED, None)
+        else:
+            why = None if kept[1] is None else error_text(kept[1])
+            self._finish(record, TaskState.SUCCEEDED, why, kept[0])
+
+    def progress(
+        self, record: TaskRecord, fraction: float, message: str | None, publish: bool = True
+    ) -> None:
+        """The task's latest `report_progress`; `publish`: write it to the store now
+        (the caller coalesces). From the loop or a task's worker thread."""
+        record.progress, record.progress_message = fraction, message
+        if publish:
+            with self._lock:
+                # Under the lock: a snapshot taken in a worker thread must not reach the
+                # store after the task's final state.
+                if record.live:
+                    self.store.put(record)
+
+    def failed(self, record: TaskRecord, error: BaseException | str) -> None:
+        """End a task as failed; `error` is what it raised, or why it could not run."""
+        text = error_text(error)
+        if not self._finish(record, TaskState.FAILED, text):
+            return
+        if isinstance(error, str):
+            logger.error("task %s (id %s, %s lane): %s", record.name, record.id, record.lane, text)
+            return
+        message = "task %s (id %s, %s lane) failed after %d attempt(s): %s"
+        values = (record.name, record.id, record.lane, record.attempts, text)
+        if isinstance(error, RemoteError):
+            carried = error_text(error.traceback_text, TRACEBACK_LIMIT)
+            logger.error(message + "\n%s", *values, carried)
+        elif isinstance(error, TaskTimeout | WorkerCrashed):
+            logger.error(message, *values)
+        elif len(text) <= LIMIT and text == _plain_repr(error):
+            logger.error(message, *values, exc_info=error)
+        else:
+            # Capped or masked: the handler would print the whole message (and the
+            # password) again from `exc_info`, so the traceback goes as text, sanitised.
+            logger.error(message + "\n%s", *values, traceback_text(error))
+
+    def cancelled(self, record: TaskRecord, reason: str) -> None:
+        reason = error_text(reason)
+        if self._finish(record, TaskState.CANCELLED, reason):
+            logger.warning(
+                "task %s (id %s, %s lane): %s", record.name, record.id, record.lane, reason
+            )
+
+    def handed_off(self, record: TaskRecord) -> None:
+        """The remote backend accepted the task; keep its record for look-ups only."""
+        with self._lock:
+            record.handed_off = True
+            record.sending = False
+            self.store.put(record)
+            self._settle(record)
+            if self._observers:
+                self._tell("handed_off", record)
+
+    def discarded(self, record: TaskRecord) -> None:
+        """Forget a task that was never accepted: its request failed before the response."""
+        with self._lock:
+            if not record.live or record.id not in self._live:
+                return
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                counters.waiting -= 1
+            self.store.evict(record.id)
+            self._settle(record)
+            if self._observers:
+                self._tell("discarded", record)
+
+    def _finish(
+        self, record: TaskRecord, state: TaskState, error: str | None, result: str | None = None
+    ) -> bool:
+        with self._lock:
+            if not record.live:
+                return False  # settled already (a race between its end and a cancel)
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                if record.state is TaskState.RUNNING:
+                    counters.running -= 1
+                else:
+                    counters.waiting -= 1
+                if state is TaskState.SUCCEEDED:
+                    counters.succeeded += 1
+                elif state is TaskState.FAILED:
+                    counters.failed += 1
+                else:
+                    counters.cancelled += 1
+            record.state = state
+            record.error = error  # kept text already (`error_text`)
+            record.result = result
+            record.sending = False
+            record.finished_at = time.time()
+            self.store.put(record)
+            self._settle(record)
+            if self._observers:
+                self._tell("finished", record)
+            return True
+
+    def _settle(self, record: TaskRecord) -> None:
+        # Under the lock. A settle may come from another thread (a start refused after
+        # its loop closed): wake the joiners on their own loops.
+        self._live.pop(record.id, None)
+        if not self._live and self._joiners:
+            joiners, self._joiners = self._joiners, []
+            for future in joiners:
+                try:
+                    future.get_loop().call_soon_threadsafe(_wake, future)
+                except RuntimeError:  # noqa: PERF203 - that loop is closed: none waits
+                    pass
+
+    # -- queries --------------------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        """Tasks accepted here and not settled yet (pending, running, or being sent)."""
+        return len(self._live)
+
+    def live(self) -> list[TaskRecord]:
+        with self._lock:
+            return list(self._live.values())
+
+    def find(self, task_id: str) -> TaskRecord | None:
+        return self._live.get(task_id)
+
+    async def join(self) -> None:
+        """Return once no task accepted here is pending, running or being sent."""
+        while self._live:
+            future = asyncio.get_running_loop().create_future()
+            with self._lock:
+                if not self._live:
+                    return
+                self._joiners.append(future)
+            await future
+
+    def lane_stats(self, lane: str) -> LaneStats:
+        counters, bounds = self._counters[lane], self._bounds[lane]
+        return LaneStats(
+            waiting=counters.waiting,
+            running=counters.running,
+            capacity=bounds.capacity,
+            max_pending=bounds.max_pending,
+            succeeded=counters.succeeded,
+            failed=counters.failed,
+            cancelled=counters.cancelled,
+            retried=counters.retried,
+            abandoned=count() if (count := self._abandoned.get(lane)) is not None else 0,
+        )
+
+
+def _plain_repr(error: BaseException) -> str | None:
+    try:
+        return repr(error)
+    except Exception:
+        return None
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

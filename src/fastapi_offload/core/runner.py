@@ -1,0 +1,313 @@
+"""The runner: the one way a local task starts, the attempt loop, and shutdown.
+
+A task starts as a plain asyncio task on the runtime's loop (a task group's
+`start_soon` costs ~5x more, on every task, and anyio's primitives work the same
+inside it), is tracked by id until it ends (the home of cancel-by-id), and reports
+every step to the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._context import TaskContext, enter
+from .._errors import OffloadError, RemoteError, TaskTimeout
+from .._models import TaskState
+from .._record import TaskRecord
+from .._results import Kept
+from .._retry import matches, retry_wait, type_names
+from ..lanes.local import Lane
+from .ledger import Ledger
+
+if TYPE_CHECKING:
+    from .after import Ordering
+    from .tracing import TaskTracer
+
+__all__ = ["Runner"]
+
+logger = logging.getLogger("fastapi_offload")
+
+SHUTDOWN = (
+    "cancelled at shutdown: still unfinished when shutdown_timeout ran out; raise "
+    "OFFLOAD_SHUTDOWN_TIMEOUT to wait longer"
+)
+ABANDONED = (
+    "cancelled at shutdown: it ignored its cancellation and was abandoned (a result it "
+    "produces later is not recorded)"
+)
+BY_SERVER = "cancelled by the server (its request was cancelled, e.g. at shutdown)"
+BY_REQUEST = "cancelled by request"
+_NO_SPAN = contextlib.nullcontext()
+
+
+class _RecordContext(TaskContext):
+    """`report_progress` and `cancelled` of a task on the loop or thread lane."""
+
+    __slots__ = ("_ledger", "_record")
+
+    def __init__(self, ledger: Ledger, record: TaskRecord) -> None:
+        super().__init__(record.id, record.name)
+        self._ledger, self._record = ledger, record
+
+    def report(self, fraction: float, message: str | None) -> None:
+        # Every report reaches the record (so the final write has the latest); the store
+        # hears of one every INTERVAL at most.
+        self._ledger.progress(self._record, fraction, message, self.due())
+
+    def is_cancelled(self) -> bool:
+        return self._record.cancel_reason is not None
+
+
+class Runner:
+    """Starts, tracks and stops the local tasks of one runtime on one event loop."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        lanes: Mapping[str, Lane],
+        remote: Callable[[TaskRecord], Awaitable[None]],
+    ) -> None:
+        self._ledger = ledger
+        self._lanes = lanes
+        self._remote = remote  # sends a remote task that was added after the response
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._closed = False
+        self.tracer: TaskTracer | None = None  # a span per task, with tracing=True
+        self.ordering: Ordering | None = None  # waits for the tasks of `after=`
+
+    def open(self) -> None:
+        """Bind to the running event loop; tasks start on it from now on."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise OffloadError(
+                "fastapi-offload runs on asyncio (uvicorn, hypercorn's asyncio worker, "
+                "uvloop); this event loop is not asyncio (trio?), which is not supported"
+            ) from None
+        self._thread = threading.get_ident()
+        self._closed = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._loop is not None and not self._closed
+
+    # -- starting -------------------------------------------------------------------
+
+    def start(self, record: TaskRecord) -> None:
+        """Start an accepted task. Safe from any thread; never raises: a task that
+        cannot start is failed (logged by name and id) through the ledger."""
+        loop = self._loop
+        if loop is None:
+            self._ledger.failed(record, "could not start: its runtime was never started")
+        elif threading.get_ident() == self._thread:
+            self._start_here(record)
+        else:
+            try:  # a sync endpoint or a sync dependency's teardown, in a worker thread
+                loop.call_soon_threadsafe(self._start_here, record)
+            except RuntimeError:
+                self._ledger.failed(record, "could not start: its event loop is closed")
+
+    def _start_here(self, record: TaskRecord) -> None:
+        assert self._loop is not None
+        if self._closed:  # a start from another thread that lost the race with shutdown
+            self._ledger.failed(record, "could not start: the runtime had shut down")
+            return
+        task = self._loop.create_task(self._run(record), name=f"offload:{record.name}")
+        self._tasks[record.id] = task
+        task.add_done_callback(functools.partial(self._ended, record))
+
+    def _ended(self, record: TaskRecord, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(record.id, None)
+        if record.live and not record.sending:
+            # Cancelled before its first step: `_run` never ran, so settle it here.
+            self._ledger.cancelled(record, record.cancel_reason or BY_SERVER)
+        elif not task.cancelled() and task.exception() is not None:
+            # `_run` handles every failure of the task itself; this is a bug of ours.
+            logger.error("internal error in %s", task.get_name(), exc_info=task.exception())
+
+    async def wait(self, records: Iterable[TaskRecord]) -> None:
+        """Wait for these tasks to end (the default runtime: the request waits for its
+        tasks). Cancelled meanwhile, it cancels them and waits for them to settle."""
+        tasks = [task for r in records if (task := self._tasks.get(r.id)) is not None]
+        if not tasks:
+            return
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for record in records:
+                self.cancel(record.id, BY_SERVER)
+            await asyncio.wait(tasks, timeout=1.0)
+            raise
+
+    # -- running --------------------------------------------------------------------
+
+    async def _run(self, record: TaskRecord) -> None:
+        lane = self._lanes.get(record.lane)
+        if lane is None:
+            await self._remote(record)
+            return
+        if record.cancel_reason is not None:  # cancelled before it could start
+            self._ledger.cancelled(record, record.cancel_reason)
+            return
+        if record.after and self.ordering is not None:
+            # Pending meanwhile, and holding no lane slot; a cancel stops the wait.
+            if (reason := await self.ordering.blocked(record)) is not None:
+                self._ledger.cancelled(record, reason)
+                return
+        # The task's own context (a copy, made when its asyncio task was created), so
+        # this binding is seen by the task and its thread, and by nothing else.
+        enter(_RecordContext(self._ledger, record))
+        # The attempt loop stays in this frame, not in a coroutine it awaits: a
+        # GeneratorExit that asyncio throws in here (a thread task raised it) would close
+        # an awaited coroutine and be raised again here, past its handler (PEP 380).
+        with _NO_SPAN if self.tracer is None else self.tracer.span(record):
+            ledger = self._ledger
+            while True:
+                try:
+                    kept = await self._attempt(lane, record)
+                # Everything a task raises fails that task alone: KeyboardInterrupt,
+                # SystemExit and GeneratorExit included. Only a cancellation that came
+                # from us or from the server is a cancellation.
+                except BaseException as exc:
+                    if _cancel_requested(record, exc):
+                        # Whatever the task made of it (a cleanup that raised something
+                        # else too): cancelled, and never retried.
+                        ledger.cancelled(record, record.cancel_reason or BY_SERVER)
+                        if isinstance(exc, asyncio.CancelledError):
+                            raise
+                        return
+                    if record.attempts <= record.retries and _retryable(record, exc):
+                        wait = retry_wait(record.retry_delay, record.attempts, record.retry_backoff)
+                        ledger.retrying(record, exc, wait)
+                        try:
+                            await anyio.sleep(wait)
+                        except asyncio.CancelledError:
+                            ledger.cancelled(record, record.cancel_reason or BY_SERVER)
+                            raise
+                        continue
+                    ledger.failed(record, exc)
+                    return
+                if record.cancel_reason is not None and not lane.interruptible:
+                    # A thread asked to stop returned: it may have stopped early (it checked
+                    # `cancelled()`), so what it returned is not its result.
+                    ledger.cancelled(record, record.cancel_reason)
+                    return
+                ledger.succeeded(record, kept)
+                return
+
+    async def _attempt(self, lane: Lane, record: TaskRecord) -> Kept | None:
+        if lane.limiter is None:
+            return await self._execute(lane, record)
+        async with lane.limiter:
+            return await self._execute(lane, record)
+
+    async def _execute(self, lane: Lane, record: TaskRecord) -> Kept | None:
+        self._ledger.started(record)
+        if record.timeout is None:  # no cancel scope to pay for
+            return await self._call(lane, record)
+        kept = None
+        # The timeout covers resolving the dependencies too (a database that hangs).
+        with anyio.move_on_after(record.timeout) as scope:
+            kept = await self._call(lane, record)
+        # `cancel_called`, not only `cancelled_caught`: a thread task with dependencies is
+        # waited for (they must not close under it), so it may return past its deadline.
+        if scope.cancelled_caught or scope.cancel_called:
+            raise TaskTimeout(
+                f"{record.name} (id {record.id}) ran longer than its timeout of "
+                f"{record.timeout} s{lane.timeout_note}"
+            )
+        return kept
+
+    async def _call(self, lane: Lane, record: TaskRecord) -> Kept | None:
+        needs = record.needs
+        if needs is None:
+            return await lane.execute(record)
+        # Each attempt its own: resolved now, exited when it ends (success, failure,
+        # timeout, cancel), before a retry waits.
+        async with contextlib.AsyncExitStack() as stack:
+            values = await needs.solve(stack, record.app)
+            return await lane.execute(record, {**record.kwargs, **values})
+
+    # -- stopping -------------------------------------------------------------------
+
+    def cancel(self, task_id: str, reason: str, *, force: bool = True) -> bool:
+        """Cancel a running or waiting task of this runner; False if it has none.
+
+        Without `force`, a task running in a thread (which cannot be interrupted) is only
+        asked to stop: `cancelled()` turns true, and the task ends `cancelled` when its
+        function returns. With it (shutdown), its thread is abandoned.
+        """
+        task = self._tasks.get(task_id)
+        record = self._ledger.find(task_id)
+        if record is None or not record.live or record.sending:
+            return False
+        if task is None:
+            if record.lane not in self._lanes:
+                return False  # a remote task being sent: the backend has it, or will
+            # Accepted, not started yet (its request is still answering): `_run` sees
+            # the reason first thing and never starts it.
+            record.cancel_reason = record.cancel_reason or reason
+            return True
+        if task.done():
+            return False
+        record.cancel_reason = record.cancel_reason or reason
+        lane = self._lanes.get(record.lane)
+        if force or record.state is not TaskState.RUNNING or lane is None or lane.interruptible:
+            task.cancel()
+        return True
+
+    async def close(self, grace: float) -> None:
+        """Refuse further starts, cancel what is left, wait up to `grace` for it."""
+        self._closed = True
+        # Starts posted from other threads before the close run now, and are refused.
+        await asyncio.sleep(0)
+        tasks = list(self._tasks.items())
+        for task_id, _ in tasks:
+            self.cancel(task_id, SHUTDOWN)
+        if not tasks:
+            return
+        # Bounded: a task that catches the cancellation and keeps awaiting must not hold
+        # the server's shutdown past its budget.
+        _, pending = await asyncio.wait([task for _, task in tasks], timeout=grace)
+        for task_id, task in tasks:
+            if task in pending:
+                logger.warning(
+                    "shutdown: %s ignored its cancellation for %.1f s; leaving it",
+                    task.get_name(),
+                    grace,
+                )
+                # Settled now, so that the store records its end before it closes; a
+                # result the task produces later is not recorded.
+                record = self._ledger.find(task_id)
+                if record is not None and not record.sending:
+                    self._ledger.cancelled(record, ABANDONED)
+
+
+def _retryable(record: TaskRecord, exc: BaseException) -> bool:
+    if record.retry_on is None:
+        return True
+    names = exc.type_names if isinstance(exc, RemoteError) else type_names(exc)
+    return matches(record.retry_on, names)
+
+
+def _cancel_requested(record: TaskRecord, exc: BaseException) -> bool:
+    # A `CancelledError` the task raised itself is a failure. Ours (shutdown, cancel by
+    # id) set `cancel_reason` first; the server's (its request cancelled) and anyio's
+    # (an enclosing cancel scope) show as a cancel request on the current task. anyio
+    # withdraws the request of a timeout scope it caught, so a timeout is a failure.
+    if record.cancel_reason is not None:
+        return True
+    cancelling = getattr(asyncio.current_task(), "cancelling", None)
+    if cancelling is None:  # Python 3.10: cannot tell; a CancelledError counts as one
+        return isinstance(exc, asyncio.CancelledError)
+    return bool(cancelling())

@@ -1,0 +1,384 @@
+"""`Runtime`: lanes, ledger, store and runner of one `Offload`, and the interface the
+request collector uses: `admit()` in the request, `commit()` before the response,
+`start()` after it, `abort()` when the request failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import inspect
+import logging
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._config import OffloadConfig
+from .._errors import BackendUnavailable, ConfigError, NotOffloadable, OffloadClosed
+from .._models import CallOptions, OffloadStats, TaskInfo, TaskState
+from .._record import TaskRecord
+from .._saved_call import SavedCalls, Untrusted
+from .._task_deps import dependencies_of
+from ..backends.base import Backend
+from ..lanes.advisor import CpuAdvisor
+from ..lanes.local import Lane, LoopLane, ThreadLane
+from ..lanes.monitor import LoopMonitor
+from ..lanes.process.lane import ProcessLane
+from ..stores.base import MemoryStore, Orphan, Store
+from .after import Ordering
+from .ledger import LaneBounds, Ledger
+from .routing import IdSource, Profiles, build_record
+from .runner import BY_REQUEST, Runner
+
+__all__ = ["Runtime"]
+
+# The longest id the status routes and `offload.status` look up: ids we make are 32 hex
+# characters, a remote backend's own at most a few dozen.
+MAX_ID = 200
+
+logger = logging.getLogger("fastapi_offload")
+
+
+class Runtime:
+    """Everything one `Offload` runs on. `detached`: started by a lifespan, its tasks
+    outlive their requests; otherwise (the default runtime) a request waits for its own."""
+
+    def __init__(
+        self, config: OffloadConfig, backend: Backend | None, store: Store | None = None
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.monitor = LoopMonitor(config.loop_block_threshold)
+        self.advisor = CpuAdvisor()
+        limit = config.result_max_bytes
+        self.process_lane = ProcessLane(
+            config.effective_process_workers, config.process_priority, limit
+        )
+        thread_lane = ThreadLane(config.thread_workers, self.advisor, limit)
+        self.lanes: dict[str, Lane] = {
+            "loop": LoopLane(self.monitor, limit),
+            "thread": thread_lane,
+            "process": self.process_lane,
+        }
+        pending = config.max_pending
+        self.store: Store = (
+            store
+            if store is not None
+            else MemoryStore(config.status_capacity, 64 * config.result_max_bytes)
+        )
+        self.ledger = Ledger(
+            self.store,
+            {
+                "loop": LaneBounds(pending, pending, bound_counts_running=True),
+                "thread": LaneBounds(config.thread_workers, pending),
+                "process": LaneBounds(self.process_lane.capacity, pending),
+            },
+        )
+        self.ledger.count_abandoned("thread", lambda: thread_lane.abandoned)
+        self.process_lane.report = self.ledger.progress
+        self.runner = Runner(self.ledger, self.lanes, self._submit_late)
+        self.runner.ordering = Ordering(self.ledger, frozenset(self.lanes))
+        if config.tracing:
+            from .tracing import TaskTracer  # imports OpenTelemetry only when asked
+
+            self.runner.tracer = TaskTracer()
+        # The key is set when the store opens (`Lifecycle.open`): it may live beside it.
+        self.saved_calls = SavedCalls(None)
+        self._app: weakref.ref[Any] | None = None
+        self.accepting = False
+        self.detached = False
+        self._profiles = Profiles()
+        self._new_id = IdSource()
+
+    # -- the collector's interface ------------------------------------------------------
+
+    def admit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> TaskRecord:
+        """Validate, route and admit one call, inside the request; raise if it cannot run."""
+        if not self.accepting:
+            raise OffloadClosed(
+                "the Offload runtime is not running (not started yet, or shutting down); "
+                "start it with FastAPI(lifespan=offload.lifespan) or `async with offload:`"
+            )
+        record = build_record(
+            func,
+            args,
+            kwargs,
+            options,
+            self.config,
+            remote=self.backend is not None,
+            cpu_bound=self.advisor.flagged,
+            profiles=self._profiles,
+            new_id=self._new_id,
+        )
+        for task_id in record.after:
+            earlier = self.ledger.find(task_id)
+            if earlier is not None and not self.is_local(earlier):
+                raise NotOffloadable(
+                    f"{record.name}: after= names task {task_id}, which a remote backend "
+                    "runs; only tasks of the local lanes can be waited for"
+                )
+        if (needs := dependencies_of(func, record.name)) is not None:
+            needs.check_call(args, kwargs, record.lane)
+            record.needs, record.app = needs, self.app
+        if record.lane == "remote":
+            self._prepare_remote(record)
+        elif record.requeue and self.store.durable:
+            record.payload = self.saved_calls.dump(
+                record.id,
+                record.func,
+                args=record.args,
+                kwargs=record.kwargs,
+                lane=record.lane,
+                timeout=record.timeout,
+                retries=record.retries,
+                retry_delay=record.retry_delay,
+                keep_result=record.keep_result,
+                retry_backoff=record.retry_backoff,
+                retry_on=record.retry_on,
+                after=list(record.after),
+                owner=record.owner,
+            )
+        self.ledger.admit(record)
+        return record
+
+    def attach(self) -> None:
+        """Accept tasks on the running loop, each request waiting for its own (the
+        default runtime); `Lifecycle.open` does this and more for a detached one."""
+        self.runner.open()
+        self.detached = False
+        self.accepting = True
+
+    @property
+    def app(self) -> Any:
+        """The app this runtime serves (its `dependency_overrides` apply to the tasks'
+        dependencies), once a lifespan or a first request told it; else `None`."""
+        return None if self._app is None else self._app()
+
+    def serve(self, app: Any) -> None:
+        # Weak: the app's state holds this runtime, and an app's default runtime is
+        # kept in a weak mapping keyed by the app.
+        try:
+            self._app = weakref.ref(app)
+        except TypeError:
+            self._app = None
+
+    @property
+    def request_waits(self) -> bool:
+        """Whether a request's ASGI call waits for the tasks it added: always for the
+        default runtime, and with `wait_for_tasks` (tests) for a detached one too."""
+        return not self.detached or self.config.wait_for_tasks
+
+    def is_local(self, record: TaskRecord) -> bool:
+        return record.lane in self.lanes
+
+    @property
+    def commits(self) -> bool:
+        """Whether a request's tasks need `commit()` before its response."""
+        return self.backend is not None or self.store.durable
+
+    async def commit(self, records: Sequence[TaskRecord]) -> None:
+        """Before the response: write a request's tasks to a durable store (write-ahead),
+        then send its remote ones. A remote task was checked by the backend when it
+        was admitted, so a failure here is the broker's; if it fails part-way, the
+        error names the tasks that were accepted and those not sent."""
+        if not records:
+            return
+        if self.store.durable:
+            try:
+                await self.store.flush()
+            except BaseException:
+                for record in records:
+                    self.ledger.discarded(record)
+                raise
+        remote = [record for record in records if not self.is_local(record)]
+        for index, record in enumerate(remote):
+            try:
+                await self._send(record)
+            except BaseException as exc:  # noqa: PERF203 - one at a time: stop at the first failure
+                for unsent in remote[index:]:
+                    if not unsent.sending:  # one being sent settles when its send ends
+                        self.ledger.discarded(unsent)
+                if index == 0 or not isinstance(exc, BackendUnavailable):
+                    raise
+                raise BackendUnavailable.partial(exc, remote[:index], remote[index:]) from exc
+
+    def adopt(self, orphan: Orphan) -> TaskRecord | None:
+        """Take on a requeue-able task whose process died (reclaimed from the store); the
+        record to `start`, or `None` when it will not run again (then it is settled:
+        `interrupted` when its saved call is not one this app wrote, else `failed`)."""
+        info = orphan.info
+        record = TaskRecord(
+            id=info.id,
+            name=info.name[:200],  # read back from the store: bounded before it is logged
+            lane=info.lane,
+            func=None,
+            args=(),
+            kwargs={},
+            timeout=orphan.timeout,
+            retries=orphan.retries,
+            retry_delay=orphan.retry_delay,
+            declared=True,
+            created_at=info.created_at or time.time(),
+            attempts=info.attempts,
+            requeue=True,
+            payload=orphan.payload,
+        )
+        try:
+            # Checked before anything runs or is unpickled: the row may have been planted.
+            call = self.saved_calls.load(info.id, orphan.payload)
+            if call.lane not in self.lanes:
+                raise Untrusted(f"its saved call names lane {call.lane[:40]!r}, not a local one")
+        except Untrusted as exc:
+            self.ledger.refused(record, f"not run again: {exc}")
+            return None
+        record.func, record.args, record.kwargs = call.func, call.args, call.kwargs
+        record.lane, record.timeout = call.lane, call.timeout
+        record.retries, record.retry_delay = call.retries, call.retry_delay
+        record.keep_result, record.retry_backoff = call.keep_result, call.retry_backoff
+        record.retry_on, record.after, record.owner = call.retry_on, call.after, call.owner
+        self.ledger.adopt(record)
+        if record.attempts > record.retries + 1:
+            # A task that takes its process down each time must not do so forever.
+            self.ledger.failed(
+                record,
+                f"not run again: its process stopped during each of its {record.attempts} "
+                "attempts (a requeue=True task is run again after a crash at most "
+                "1 + retries times)",
+            )
+            return None
+        return record
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task by id, wherever it runs: here (a waiting task never starts, a
+        loop or process task is stopped, a thread task is asked to stop), in another
+        process sharing a durable store (which sees the request within a second), or
+        in the remote backend. `False` for an id that is unknown or already ended."""
+        if len(task_id) > MAX_ID:
+            return False  # no task has such an id: no store or backend is asked
+        if self.runner.cancel(task_id, BY_REQUEST, force=False):
+            return True
+        if self.store.durable and await self.store.request_cancel(task_id):
+            return True
+        if self.backend is not None:
+            info = await self.store.get(task_id)
+            cancel = getattr(self.backend, "cancel", None)
+            if (info is None or info.lane not in self.lanes) and cancel is not None:
+                return bool(await cancel(task_id))
+        return False
+
+    def cancel_requested(self, task_ids: Sequence[str]) -> None:
+        """Another process asked (through the shared store) to cancel these tasks."""
+        for task_id in task_ids:
+            self.runner.cancel(task_id, BY_REQUEST, force=False)
+
+    def start(self, record: TaskRecord) -> None:
+        """Start a task after the response (local), or send it (remote, added late)."""
+        self.runner.start(record)
+
+    async def wait(self, records: Sequence[TaskRecord]) -> None:
+        await self.runner.wait(records)
+
+    def abort(self, records: Sequence[TaskRecord]) -> None:
+        """The request failed before its response: none of its tasks was accepted."""
+        for record in records:
+            self.ledger.discarded(record)
+
+    # -- remote ---------------------------------------------------------------------
+
+    def _prepare_remote(self, record: TaskRecord) -> None:
+        if self.backend is None:
+            raise ConfigError(
+                f"{record.name} was routed to lane 'remote' but no backend is configured: "
+                "set OFFLOAD_BACKEND=celery|rq or Offload(backend=...)"
+            )
+        if not inspect.isfunction(record.func):
+            # Only a name and JSON arguments reach the worker: whatever a partial, a bound
+            # method or a callable object carries would be silently lost.
+            raise NotOffloadable(
+                f"cannot send {record.name} to the {self.backend.name} backend: it is a "
+                f"{type(record.func).__name__}, not a module-level function, and a worker "
+                "receives only a registered function's name and its arguments. Pass a "
+                "plain function and put what it needs in its arguments."
+            )
+        self.backend.prepare(record.task_call())
+        record.lane = self.backend.name
+
+    async def _send(self, record: TaskRecord) -> None:
+        assert self.backend is not None
+        # Its own task, shielded from the caller: once the broker may have the task, a
+        # cancelled request or a forced shutdown (a plain `task.cancel()`, which an
+        # anyio shield does not stop) must not make it look unsent. The backend bounds
+        # the send with its broker timeout.
+        sending = asyncio.get_running_loop().create_task(
+            self.backend.submit(record.task_call()), name=f"offload:send:{record.name}"
+        )
+        try:
+            await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            record.sending = True  # settled by `_sent` when the send ends
+            sending.add_done_callback(functools.partial(self._sent, record))
+            raise
+        self.ledger.handed_off(record)
+
+    def _sent(self, record: TaskRecord, sending: asyncio.Task[None]) -> None:
+        if sending.cancelled():
+            self.ledger.failed(record, "could not be sent to the backend: the send was cancelled")
+        elif (error := sending.exception()) is not None:
+            self.ledger.failed(record, f"could not be sent to the backend: {error}")
+        else:
+            self.ledger.handed_off(record)
+
+    async def _submit_late(self, record: TaskRecord) -> None:
+        # A remote task added after the response (a yield dependency's teardown, a
+        # websocket): no client can hear a 503 any more, so a failure is logged.
+        try:
+            await self._send(record)
+        except Exception as exc:
+            self.ledger.failed(record, f"could not be sent to the backend: {exc}")
+
+    # -- queries --------------------------------------------------------------------
+
+    async def status(self, task_id: str) -> TaskInfo:
+        if len(task_id) > MAX_ID:
+            # Ids come from URLs: one longer than any id a lane or a backend makes is
+            # unknown without asking a store or a broker to look it up.
+            return TaskInfo(id=task_id, name="", state=TaskState.UNKNOWN)
+        info = await self.store.get(task_id)
+        local = info is not None and info.lane in self.lanes
+        if self.backend is not None and not local:
+            remote = await self.backend.status(task_id)
+            if remote is not None:
+                # Queues keep fewer timestamps (Celery has no start time): fill the gaps.
+                if info is not None:
+                    remote = dataclasses.replace(
+                        remote,
+                        name=remote.name or info.name,
+                        created_at=remote.created_at or info.created_at,
+                        owner=info.owner,  # recorded here: a backend knows no owner
+                    )
+                return remote
+        if info is not None:
+            return info
+        return TaskInfo(id=task_id, name="", state=TaskState.UNKNOWN)
+
+    def stats(self) -> OffloadStats:
+        return OffloadStats(
+            lanes={name: self.ledger.lane_stats(name) for name in self.lanes},
+            loop_blocks=self.monitor.blocks,
+            longest_loop_block=self.monitor.longest,
+            process_crashes=self.process_lane.crashed,
+            process_cpu_seconds=self.process_lane.cpu_seconds,
+            cpu_bound_callables=tuple(sorted(self.advisor.flagged)),
+            statuses_kept=len(self.store),
+        )
+
+    def idle(self) -> bool:
+        return self.ledger.active == 0

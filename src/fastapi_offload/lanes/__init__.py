@@ -1,0 +1,1 @@
+"""Lanes: where a task's body runs (the event loop, our threads, worker processes)."""

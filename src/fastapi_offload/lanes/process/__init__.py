@@ -1,0 +1,1 @@
+"""The process lane: anyio worker processes and the trampoline inside them."""

@@ -1,0 +1,1 @@
+"""Stores: where task statuses are kept (memory, SQLite, Redis)."""

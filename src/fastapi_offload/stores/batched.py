@@ -1,0 +1,437 @@
+"""What the durable stores (SQLite, Redis) share: a non-blocking `put`, one writer thread
+that commits what is queued in batches, flush markers, and this process's records.
+
+`put` (on every transition, and on every progress report) snapshots the record into a
+tuple (the columns of `_sqlite_schema.COLUMNS`) and queues it; the writer takes
+everything waiting, collapses one task's puts into one write, and calls the subclass's
+`_commit`. A failed batch's rows stay for the next one, so a flush after the store came
+back writes them.
+
+Every call is time-bounded (`timeout`, the `store_timeout` option): a read that gets no
+answer in time, or a flush whose commit does not come, raises `StoreUnavailable` (a 503).
+A failure opens a breaker (`stores.breaker`), so later calls fail at once instead of each
+waiting out the timeout, until a probe finds the store answering again. A read that
+cannot be answered raises: it never reads as "no such task".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .._errors import StoreUnavailable
+from .._models import TaskInfo
+from .._record import TaskRecord
+from .base import Orphan
+from .breaker import Breaker
+from .lease_owner import owner_id_of_this_process
+from .peers import FIGURES_MAX, ProcessFigures, StoredTask
+from .sqlite_schema import Row
+
+__all__ = ["BatchedStore", "interrupted_reason"]
+
+logger = logging.getLogger("fastapi_offload")
+
+MAX_BATCH = 10_000  # operations per commit: bounds one commit's size and duration
+# Positions in a row: who leases it (None: settled), until when, and when it settled.
+OWNER, LEASE_UNTIL, SETTLED_AT = 9, 10, 17
+PROBE_EVERY = 1.0  # seconds between two probes of a store that failed (the Retry-After)
+_PASSWORD = re.compile(r"(://[^:/@\s]*):[^@\s]*@")  # user:password@ in a URL
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Marker:
+    """Queued for the writer: answer `future` once what was queued before is committed."""
+
+    kind: str  # flush, renew (and flush) or stop (and flush)
+    future: asyncio.Future[None]
+
+
+class BatchedStore:
+    """The write path of a durable store; subclasses commit a batch and read."""
+
+    durable = True
+    owner: str
+    lease: float
+    #: What a subclass's calls raise when the store cannot answer (down, locked, I/O).
+    failures: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, *, timeout: float = 1.0, probe_every: float = PROBE_EVERY) -> None:
+        """Call last in a subclass's `__init__`: the breakers are named by `repr(self)`."""
+        self.timeout = timeout
+        # Reads and writes fail apart (a full disk still reads): one breaker each.
+        self._reads = Breaker(f"task store {self!r} (reads)", cooldown=probe_every)
+        self._writes = Breaker(f"task store {self!r} (writes)", cooldown=probe_every)
+        # This process's records by reference, so a look-up of a task running here needs
+        # no query; a finished one stays until its last state is committed.
+        self._here: dict[str, TaskRecord] = {}
+        self._queue: queue.SimpleQueue[Row | str | _Marker] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._closing = False
+        self._rows = 0
+        self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
+        self._cancels_returned: set[str] = set()
+        # This process's figures, due to be written with the next batch (`renew`); ""
+        # removes them (a clean stop: gone from every dashboard at once).
+        self._figures_due: str | None = None
+        self._figures_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def put(self, record: TaskRecord) -> None:
+        # Live rows are leased to this owner; settled ones (finished, handed off) are not.
+        now, live = time.time(), record.live
+        self._here[record.id] = record
+        self._queue.put((
+            record.id, record.name, record.lane, record.state, record.created_at,
+            record.started_at, record.finished_at, record.attempts, record.error,
+            self.owner if live else None, now + self.lease if live else None,
+            record.handed_off, record.requeue, record.payload if live else None,
+            record.timeout, record.retries, record.retry_delay, None if live else now,
+            record.result, record.progress, record.progress_message, record.owner,
+            self.owner,  # ran_by: kept once settled, so a dashboard can say which process ran it
+        ))  # fmt: skip
+
+    def evict(self, task_id: str) -> None:
+        self._here.pop(task_id, None)
+        self._queue.put(task_id)
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        record = self._here.get(task_id)
+        if record is not None:  # a task of this process: current, and no query
+            return record.info()
+        found = await self._call(self._fetch, task_id, doing=f"read the status of task {task_id}")
+        return found[0] if found else None
+
+    async def active(self) -> list[TaskInfo]:
+        stored = await self._call(self._fetch_live, doing="read the live tasks")
+        here = dict(self._here)  # a copy: `put` may run in a sync endpoint's thread
+        found = {info.id: info for info in stored if info.id not in here}
+        found.update((i, record.info()) for i, record in here.items() if record.live)
+        return list(found.values())
+
+    async def request_cancel(self, task_id: str) -> bool:
+        doing = f"ask for task {task_id} to be cancelled"
+        return await self._call(self._request_cancel, task_id, doing=doing, writes=True)
+
+    async def cancel_requests(self) -> list[str]:
+        # A request stays on the task's row until the task settles, so that it follows the
+        # task to a new owner if this process dies after reading it: what was returned is
+        # remembered instead (only while still requested, so the set stays small).
+        requested = await self._call(self._cancels, doing="read the cancel requests")
+        returned, fresh = self._cancels_returned, []
+        for task_id in requested:
+            record = self._here.get(task_id)
+            # Not run here yet (claimed by a reclaim, not adopted yet): asked again at the
+            # next poll. Finished here, its end not committed yet: nothing to cancel.
+            if task_id not in returned and record is not None and record.live:
+                fresh.append(task_id)
+        self._cancels_returned = returned.intersection(requested).union(fresh)
+        return fresh
+
+    async def flush(self) -> None:
+        """Return once everything `put` before is committed; `StoreUnavailable` if not."""
+        await self._request("flush")
+
+    async def renew(self, figures: ProcessFigures | None = None) -> None:
+        if figures is not None:
+            text = figures.encode()
+            if len(text) <= FIGURES_MAX:  # what every reader would refuse is not written
+                with self._figures_lock:
+                    self._figures_due = text
+        await self._request("renew")
+
+    async def processes(self) -> list[ProcessFigures]:
+        return await self._call(self._processes, doing="read the figures of the processes")
+
+    async def recent(self, limit: int) -> list[StoredTask]:
+        return await self._call(self._recent, limit, doing="read the recent tasks")
+
+    async def reclaim(self) -> list[Orphan]:
+        # Upkeep, not a request: it may prune thousands of rows, so it gets a third of the
+        # lease (its period) rather than the request timeout, and is not abandoned early.
+        doing = "reclaim the tasks of stopped processes"
+        deadline = max(self.timeout, self.lease / 3)
+        return await self._call(self._reclaim, doing=doing, writes=True, deadline=deadline)
+
+    async def _request(self, kind: str) -> None:
+        writer = self._writer
+        if writer is None or self._closing or not writer.is_alive():
+            raise self._down(RECORD, "the store is not open (or is closing)", shown=True)
+        if kind != "stop" and not self._writes.allow():
+            raise self._refused(RECORD, self._writes)
+        marker = _Marker(kind, asyncio.get_running_loop().create_future())
+        self._queue.put(marker)
+        try:
+            # The marker's future is cancelled on a timeout: the writer, when its commit
+            # ends, finds it done and leaves it. What was queued is still written then.
+            with anyio.fail_after(self.timeout):
+                await marker.future
+        except TimeoutError:
+            cause = f"no commit within {self.timeout:g} s (store_timeout)"
+            self._writes.failed(cause)
+            raise self._down(RECORD, cause, shown=True) from None
+
+    async def _call(
+        self,
+        func: Callable[..., T],
+        *args: object,
+        doing: str,
+        writes: bool = False,
+        deadline: float | None = None,
+    ) -> T:
+        """`func(*args)` in a reader thread, within `deadline` (default: `timeout`),
+        through the read breaker (the write breaker for a write: a cancel request, a
+        reclaim)."""
+        deadline = self.timeout if deadline is None else deadline
+        breaker = self._writes if writes else self._reads
+        if breaker.blocked():
+            raise self._refused(doing, breaker)
+
+        def guarded() -> T:
+            # Checked again in the thread: calls that queued for a reader thread while
+            # the store hung fail at once once the breaker opened.
+            if not breaker.allow():
+                raise self._refused(doing, breaker)
+            try:
+                return func(*args)
+            except self.failures as exc:
+                self._failed_in_thread(exc)
+                breaker.failed(cause := _cause(exc))
+                raise self._down(doing, cause) from exc
+
+        try:
+            # Abandoned on a timeout: the thread ends within the client's own timeout
+            # (socket or busy timeout), but nobody waits for it.
+            with anyio.fail_after(deadline):
+                found = await anyio.to_thread.run_sync(
+                    guarded, limiter=self._limiter, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            cause = f"no answer within {deadline:g} s"
+            breaker.failed(cause)
+            raise self._down(doing, cause, shown=True) from None
+        breaker.succeeded()
+        return found
+
+    def _down(self, doing: str, cause: str, *, shown: bool = False) -> StoreUnavailable:
+        # What a client sees names neither the file nor the host (the log does, with the
+        # breaker's line); the cause stays on the error for the dashboard and the caller.
+        # `shown`: a cause of our own words (a timeout, a closed store), safe to show.
+        why = f" ({cause})" if shown else ""
+        error = StoreUnavailable(
+            f"the task store is unavailable{why}, so the server could not {doing}. Retry "
+            "in a moment; the server's log names the cause."
+        )
+        error.cause = cause
+        return error
+
+    def _refused(self, doing: str, breaker: Breaker) -> StoreUnavailable:
+        return self._down(doing, breaker.error or "the store failed a moment ago")
+
+    def _take_owner_id(self) -> None:
+        """Call first in `open`: an owner id formed in the process this one forked from
+        is replaced by one of this process's own."""
+        owner = owner_id_of_this_process(self.owner)
+        if owner != self.owner:
+            self.owner = owner
+            self._reads.name = f"task store {self!r} (reads)"
+            self._writes.name = f"task store {self!r} (writes)"
+
+    def _start_writer(self, name: str) -> None:
+        self._closing = False
+        self._writer = threading.Thread(target=self._write, name=name, daemon=True)
+        self._writer.start()
+
+    async def _stop_writer(self) -> None:
+        if (writer := self._writer) is not None:
+            with self._figures_lock:
+                self._figures_due = ""
+            with contextlib.suppress(StoreUnavailable):  # the writer logged what was lost
+                await self._request("stop")
+            self._closing = True  # a flush from now on fails at once instead of waiting
+            self._writer = None
+            await anyio.to_thread.run_sync(writer.join)
+
+    # -- for the subclass ---------------------------------------------------------------
+
+    def _commit(
+        self, pending: dict[str, Row | None], renew: bool, figures: str | None
+    ) -> StoreUnavailable | None:
+        """Write `pending` (None: delete), renew this owner's leases if asked, and publish
+        `figures` (this process's, as JSON text; "": remove them) unless None; on a
+        failure return the error, clearing `pending` if its rows can never be written."""
+        raise NotImplementedError
+
+    def _processes(self) -> list[ProcessFigures]:
+        """The figures of the live processes (decoded, bad ones skipped), in a thread."""
+        raise NotImplementedError
+
+    def _recent(self, limit: int) -> list[StoredTask]:
+        """See `Store.recent`, in a thread."""
+        raise NotImplementedError
+
+    def _fetch(self, task_id: str) -> list[TaskInfo]:
+        """The stored status of `task_id` (empty if none, or unreadable), in a thread."""
+        raise NotImplementedError
+
+    def _fetch_live(self) -> list[TaskInfo]:
+        """Every stored live task, in a thread."""
+        raise NotImplementedError
+
+    def _request_cancel(self, task_id: str) -> bool:
+        """Mark the live row `task_id` as asked to cancel (False: no live row), in a thread."""
+        raise NotImplementedError
+
+    def _cancels(self) -> list[str]:
+        """The ids of this owner's live rows marked as asked to cancel, in a thread."""
+        raise NotImplementedError
+
+    def _reclaim(self) -> list[Orphan]:
+        """Settle the rows of owners whose lease ran out (see `Store.reclaim`), in a thread."""
+        raise NotImplementedError
+
+    def _decoded(self, what: str, decode: Callable[[], T]) -> T | None:
+        """`decode()`, or None with a warning when what it reads is not what this package
+        writes (a row from another version, or written by someone else)."""
+        try:
+            return decode()
+        except (TypeError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            logger.warning("task store %s: cannot read %s: %s", self, what, exc)
+            return None
+
+    def _disconnect(self) -> None:
+        """Close the writer's connection (in the writer thread, after its last batch)."""
+
+    def _failed_in_thread(self, exc: BaseException) -> None:
+        """A call in a reader thread failed with `exc` (one of `failures`): drop what
+        must not be reused (a connection that met a broken file)."""
+
+    def _unavailable(self, exc: object) -> StoreUnavailable:
+        """A failed commit, as the error a flush raises (the detail was logged)."""
+        return self._down(RECORD, _cause(exc) if isinstance(exc, BaseException) else str(exc))
+
+    # -- in the writer thread -----------------------------------------------------------
+
+    def _write(self) -> None:
+        # Rows not committed yet, by id (None: delete). One task's transitions within a
+        # batch collapse into one write; a failed batch's rows stay for the next one.
+        pending: dict[str, Row | None] = {}
+        while True:
+            try:  # after a failure, retry within a second even if nothing else comes
+                ops = [self._queue.get(timeout=1.0 if pending else None)]
+            except queue.Empty:
+                ops = []
+            # One consumer: `qsize` items are there to take without waiting.
+            ops += [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), MAX_BATCH))]
+            markers: list[_Marker] = []
+            for op in ops:
+                if isinstance(op, tuple):
+                    pending[op[0]] = op
+                elif isinstance(op, str):
+                    pending[op] = None
+                else:
+                    markers.append(op)
+            kinds = {marker.kind for marker in markers}
+            # A lease counts from the commit, not from the `put`: rows kept through an
+            # outage must not arrive already expired (and be reclaimed from a live owner).
+            until = time.time() + self.lease
+            for task_id, row in pending.items():
+                if row is not None and row[OWNER] is not None:
+                    pending[task_id] = (*row[:LEASE_UNTIL], until, *row[LEASE_UNTIL + 1 :])
+            with self._figures_lock:
+                figures, self._figures_due = self._figures_due, None
+            try:
+                due = pending or kinds or figures is not None
+                error = self._commit(pending, "renew" in kinds, figures) if due else None
+            except BaseException as exc:  # a bug of ours: answer the waiters, keep the rows
+                logger.exception("task store %s: the writer failed", self)
+                error = self._unavailable(exc)
+            if error is not None:
+                with self._figures_lock:  # for the next batch, unless newer ones came
+                    if self._figures_due is None:
+                        self._figures_due = figures
+            if error is not None:
+                self._writes.failed(getattr(error, "cause", None) or str(error))
+            elif pending or kinds or figures is not None:
+                self._writes.succeeded()
+            if error is None:
+                for task_id, row in pending.items():
+                    record = self._here.get(task_id)
+                    if row is not None and row[OWNER] is None and record and not record.live:
+                        self._here.pop(task_id, None)  # settled and committed
+                pending = {}
+            for marker in markers:
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                    marker.future.get_loop().call_soon_threadsafe(_settle, marker.future, error)
+            if "stop" in kinds:
+                if pending:
+                    logger.error("task store %s: not written, lost: task ids %s", self, [*pending])
+                self._disconnect()
+                self._fail_waiting()
+                return
+
+    def _fail_waiting(self) -> None:
+        # After the last batch: a flush queued meanwhile must not wait forever.
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(op, _Marker):
+                error = self._down(RECORD, "the store closed", shown=True)
+                with contextlib.suppress(RuntimeError):
+                    op.future.get_loop().call_soon_threadsafe(_settle, op.future, error)
+
+
+def interrupted_reason(
+    owner: str, ran_out: str | None, requeue: bool, *, found_gone: str = ""
+) -> str:
+    """Why a reclaimed task is `interrupted`: `ran_out` is when its lease ran out (UTC),
+    or None when it was reclaimed before, its process found gone at `found_gone` (UTC)."""
+    because = "no copy of its call was saved" if requeue else "it is not declared "
+    how = (
+        f"its lease ran out at {ran_out} UTC"
+        if ran_out is not None
+        else f"its process no longer runs on this host (found at {found_gone} UTC)"
+    )
+    return (
+        f"the process that ran it ({owner}) stopped before it finished: {how}; it was not "
+        f"run again because {because}" + ("" if requeue else "@task(requeue=True)")
+    )
+
+
+RECORD = "record the task, so it was not accepted"
+
+
+def _cause(exc: BaseException) -> str:
+    """`exc` as the cause of an outage: its type and text, any URL password masked."""
+    return f"{type(exc).__name__}: {mask_passwords(str(exc))}"
+
+
+def mask_passwords(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***`."""
+    return _PASSWORD.sub(r"\1:***@", text)
+
+
+def utc_text(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(None) if error is None else future.set_exception(error)

@@ -1,0 +1,156 @@
+"""The SQL of `SqliteStore`: schema version 4, the upgrades from 1, 2 and 3, its statements,
+and reading a row."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .._models import TaskInfo, TaskState
+
+Row = tuple[Any, ...]
+
+SCHEMA_VERSION = 4
+MAX_BATCH = 10_000  # operations per transaction: bounds one commit's size and duration
+LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial index's WHERE
+INFO = (
+    "id, name, state, lane, created_at, started_at, finished_at, attempts, error, result, "
+    "progress, progress_message, task_owner"
+)
+INFO_SIZE = len(INFO.split(", "))
+# A live task has no result yet: what reads only live rows does not load the column.
+LIVE_INFO = INFO.replace(" result,", " NULL,")
+COLUMNS = (
+    "id, name, lane, state, created_at, started_at, finished_at, attempts, error, owner, "
+    "lease_until, handed_off, requeue, payload, timeout, retries, retry_delay, settled_at, "
+    "result, progress, progress_message, task_owner, ran_by"
+).split(", ")
+UPSERT = (
+    f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}, "
+    # A cancel request (not one of COLUMNS) outlives the owner's puts until the task
+    # settles: the owner may not have read it yet, and a new owner after a reclaim must.
+    "cancel_requested = CASE WHEN excluded.owner ISNULL THEN NULL ELSE cancel_requested END "
+    # Bound to the lease holder: a row another process reclaimed, or one already settled
+    # (finished, interrupted), is never changed by a process that stalled past its lease.
+    "WHERE tasks.owner = ?"
+)
+# Version 1 to 2: kept results, progress, and cancel requests. ADD COLUMN does not
+# rewrite the table, and a process still on version 1 names its columns, so it keeps
+# writing the upgraded file until it restarts (and is then refused: a newer schema).
+UPGRADES = {
+    1: (
+        "ALTER TABLE tasks ADD COLUMN result TEXT",
+        "ALTER TABLE tasks ADD COLUMN progress REAL",
+        "ALTER TABLE tasks ADD COLUMN progress_message TEXT",
+        "ALTER TABLE tasks ADD COLUMN cancel_requested REAL",
+    ),
+    # Version 2 to 3: who started the task (`options(owner=...)`; `owner` was taken: it
+    # is the process that leases the row).
+    2: ("ALTER TABLE tasks ADD COLUMN task_owner TEXT",),
+    # Version 3 to 4: which process ran the task (`owner` is cleared when it settles), for
+    # a dashboard of every worker process.
+    3: ("ALTER TABLE tasks ADD COLUMN ran_by TEXT",),
+}
+# `settled_at`: when the row stopped being live here (finished, or handed to a remote
+# backend, which has no `finished_at`): the order in which finished rows are pruned.
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    f"INSERT OR IGNORE INTO meta VALUES ('schema_version', {SCHEMA_VERSION}), ('rows', 0), "
+    "('settled', 0)",
+    "CREATE TABLE IF NOT EXISTS tasks (id TEXT PRIMARY KEY, name TEXT NOT NULL, lane TEXT "
+    "NOT NULL, state TEXT NOT NULL, created_at REAL, started_at REAL, finished_at REAL, "
+    "attempts INTEGER NOT NULL, error TEXT, owner TEXT, lease_until REAL, handed_off INTEGER "
+    "NOT NULL, requeue INTEGER NOT NULL, payload BLOB, timeout REAL, retries INTEGER NOT NULL, "
+    "retry_delay REAL NOT NULL, settled_at REAL, result TEXT, progress REAL, progress_message "
+    "TEXT, cancel_requested REAL, task_owner TEXT, ran_by TEXT)",
+    # What each process published with its last renewal (`stores.peers`): one row a process,
+    # deleted past `expires_at` by the next process that publishes.
+    "CREATE TABLE IF NOT EXISTS processes (owner TEXT PRIMARY KEY, figures TEXT NOT NULL, "
+    "expires_at REAL NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS tasks_live ON tasks (lease_until) WHERE {LIVE}",
+    "CREATE INDEX IF NOT EXISTS tasks_settled ON tasks (settled_at) WHERE settled_at IS NOT NULL",
+    # Only the rows with a pending request: the poll of `cancel_requests` reads a few.
+    "CREATE INDEX IF NOT EXISTS tasks_cancel ON tasks (owner) WHERE cancel_requested NOTNULL",
+    # Counts kept by triggers are exact across processes, and pruning by capacity then
+    # reads one row instead of counting the table on every batch.
+    "CREATE TRIGGER IF NOT EXISTS tasks_added AFTER INSERT ON tasks BEGIN UPDATE meta SET "
+    "value = value + 1 WHERE key = 'rows' OR (key = 'settled' AND NEW.settled_at NOTNULL); END",
+    "CREATE TRIGGER IF NOT EXISTS tasks_removed AFTER DELETE ON tasks BEGIN UPDATE meta SET "
+    "value = value - 1 WHERE key = 'rows' OR (key = 'settled' AND OLD.settled_at NOTNULL); END",
+    "CREATE TRIGGER IF NOT EXISTS tasks_settled_changed AFTER UPDATE OF settled_at ON tasks "
+    "WHEN (OLD.settled_at ISNULL) != (NEW.settled_at ISNULL) BEGIN UPDATE meta SET value = "
+    "value + CASE WHEN NEW.settled_at ISNULL THEN -1 ELSE 1 END WHERE key = 'settled'; END",
+    # After the upgrades (or on a new file): the file is at this version now.
+    f"UPDATE meta SET value = {SCHEMA_VERSION} WHERE key = 'schema_version'",
+)
+OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at LIMIT ?"
+PRUNE_COUNT = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('')})"
+PRUNE_AGE = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('AND settled_at < ?')})"
+RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
+_CLAIMABLE = (
+    f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
+    f"FROM tasks WHERE {LIVE}"
+)
+ORPHANS = f"{_CLAIMABLE} AND lease_until < ? AND owner IS NOT ? LIMIT 500"
+# The other owners whose leases still run: each is checked for a process gone from this
+# host (`stores.lease_owner`). A few processes, bounded all the same.
+LEASING = (
+    f"SELECT DISTINCT owner FROM tasks WHERE {LIVE} AND lease_until >= ? AND owner IS NOT ? "
+    "AND length(owner) <= ? LIMIT 100"
+)
+
+
+def orphans_of(owners: int) -> str:
+    """The live rows of `owners` owners (their process is gone), whatever their lease."""
+    return f"{_CLAIMABLE} AND owner IN ({', '.join('?' * owners)}) LIMIT 500"
+
+
+# Requeue-able rows this owner claimed but never took up (the reclaim's caller failed
+# after the commit): returned by the next reclaim instead of renewed forever.
+STRAYS = (
+    f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
+    f"FROM tasks WHERE {LIVE} AND owner = ? AND requeue = 1 AND payload NOTNULL"
+)
+INTERRUPT = (
+    "UPDATE tasks SET state = 'interrupted', finished_at = ?, settled_at = ?, owner = NULL, "
+    "lease_until = NULL, payload = NULL, cancel_requested = NULL, error = ? WHERE id = ?"
+)
+CANCEL = f"UPDATE tasks SET cancel_requested = ? WHERE id = ? AND {LIVE}"
+# `owner = ?` only matches live rows: a settled one has no owner (and no request).
+CANCELS = "SELECT id FROM tasks WHERE cancel_requested NOTNULL AND owner = ?"
+PUBLISH = "INSERT OR REPLACE INTO processes VALUES (?, ?, ?)"
+UNPUBLISH = "DELETE FROM processes WHERE owner = ?"
+FORGET_PROCESSES = "DELETE FROM processes WHERE expires_at < ?"
+# Figures longer than a reader accepts are not even loaded.
+PROCESSES = (
+    "SELECT owner, figures FROM processes WHERE expires_at >= ? AND length(figures) <= ? "
+    "ORDER BY owner LIMIT ?"
+)
+# The dashboard's rows: texts cut by SQLite, so a large result is never read whole.
+_RECENT = (
+    "SELECT id, name, state, lane, created_at, started_at, finished_at, attempts, "
+    "substr(error, 1, :text), substr(result, 1, :result), progress, "
+    "substr(progress_message, 1, :result), ran_by, handed_off FROM tasks "
+)
+RECENT_SETTLED = f"{_RECENT} WHERE settled_at NOTNULL ORDER BY settled_at DESC LIMIT :limit"
+RECENT_LIVE = f"{_RECENT} WHERE {LIVE} LIMIT :limit"
+
+
+def row_info(row: Row) -> TaskInfo:
+    """A row (the `INFO` columns) as a `TaskInfo`; `ValueError` if a column holds what this
+    store never writes (a result that is not JSON text among them)."""
+    task_id, name, state, lane, created, started, finished, attempts, error = row[:9]
+    result, progress, message, owner = row[9:]
+    numbers = (created, started, finished, progress)
+    numbers_ok = all(n is None or isinstance(n, float | int) for n in numbers)
+    texts_ok = all(t is None or isinstance(t, str) for t in (error, result, message, owner))
+    if not (numbers_ok and texts_ok and isinstance(name, str) and isinstance(lane, str)):
+        raise ValueError(f"a column has an unexpected type: {row!r}")
+    if not isinstance(attempts, int):
+        raise ValueError(f"a column has an unexpected type: {row!r}")
+    return TaskInfo(
+        task_id, name, TaskState(state), lane, created, started, finished, attempts, error,
+        result=None if result is None else json.loads(result),  # JSONDecodeError: ValueError
+        progress=progress, progress_message=message, owner=owner,
+    )  # fmt: skip

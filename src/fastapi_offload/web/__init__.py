@@ -1,0 +1,1 @@
+"""What FastAPI sees: the `OffloadTasks` dependency and the ready-made routers."""

@@ -1,0 +1,1 @@
+"""The dashboard router, its feed and its static page."""

@@ -1,0 +1,237 @@
+"""`OffloadTasks`: the request-scoped collector an endpoint receives instead of BackgroundTasks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Annotated, Any, ParamSpec
+
+from fastapi import BackgroundTasks, Depends
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketDisconnect
+
+from .._decorators import LaneName
+from .._models import NO_OPTIONS, CallOptions, TaskHandle
+from .._record import TaskRecord
+from .._task_deps import refuse_request_objects
+from ..core.after import after_ids
+from ..core.routing import refuse_coroutine
+from ..core.runtime import Runtime
+from .lookup import runtime_for
+
+__all__ = ["OffloadTasks", "TaskCollector", "TaskOptions"]
+
+P = ParamSpec("P")
+
+
+class TaskCollector:
+    """Collects a request's tasks; they start once the response has been sent.
+
+    Every call is validated, routed and admitted in `add_task`, inside the request,
+    so a call that cannot run fails there (and a full lane answers 503) instead of
+    being lost later. Tasks for a remote backend are sent before the response;
+    local tasks start after it, whatever `Response` the endpoint returned. Once the
+    endpoint has returned, its tasks are accepted: they run even if something fails
+    after that (a `yield` dependency's teardown, the client going away).
+    """
+
+    __slots__ = ("_immediate", "_records", "_returned", "_route", "_runtime", "_started")
+
+    def __init__(self, runtime: Runtime, *, immediate: bool = False, route: Any = None) -> None:
+        self._runtime = runtime
+        self._route = route  # the endpoint's route: what its `yield` dependencies made
+        self._records: list[TaskRecord] = []  # admitted, not started yet
+        self._started: list[TaskRecord] = []  # started, for a request that waits for them
+        # A websocket has no response to wait for: its tasks start when added.
+        self._immediate = immediate
+        self._returned = False  # the endpoint returned (and its remote tasks were sent)
+
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Offload `func(*args, **kwargs)`; same signature as `BackgroundTasks.add_task`.
+
+        Raises `NotOffloadable` if the call cannot travel to its lane, `QueueFull` if
+        the lane is full (a 503), `OffloadClosed` during shutdown.
+        """
+        return self._add(func, args, kwargs, NO_OPTIONS)
+
+    def options(
+        self,
+        *,
+        lane: LaneName | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+        requeue: bool | None = None,
+        keep_result: bool | None = None,
+        retry_backoff: bool | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        after: TaskHandle | str | Sequence[TaskHandle | str] | None = None,
+        owner: str | int | None = None,
+    ) -> TaskOptions:
+        """Per-call settings, kept apart from the task's own keyword arguments:
+        `tasks.options(lane="process", timeout=30).add_task(func, ...)`.
+
+        `after=handle` (or a list of handles): the task starts once those tasks
+        succeeded, and ends `cancelled`, naming the one, if any of them did not.
+
+        `owner` records who started the task (a user id, 200 characters at most), for
+        `offload.status_router(owner=Depends(current_user_id))`, which then serves the
+        task to that user only. Raises `ConfigError` for a bad value, naming the setting.
+        """
+        return TaskOptions(
+            self,
+            CallOptions(
+                lane,
+                timeout,
+                retries,
+                retry_delay,
+                requeue,
+                keep_result,
+                retry_backoff,
+                (retry_on,) if isinstance(retry_on, type) else retry_on,
+                after_ids(after),
+                owner,
+            ),
+        )
+
+    def _add(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: CallOptions,
+    ) -> TaskHandle:
+        refuse_coroutine(func, "add_task")
+        if self._route is not None and not self._runtime.request_waits:
+            refuse_request_objects(
+                self._route, getattr(func, "__qualname__", "the task"), args, kwargs
+            )
+        record = self._runtime.admit(func, args, kwargs, options)
+        if self._immediate:
+            self._runtime.start(record)
+            if self._runtime.request_waits:
+                self._started.append(record)
+        else:
+            self._records.append(record)
+        return TaskHandle(record.id, record.name, record.lane)
+
+    def _endpoint_returned(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # On FastAPI's function-scoped exit stack, which closes after the endpoint
+        # returned and before the response is sent.
+        self._returned = _ended_normally(exc_type)
+        return False
+
+    async def _commit(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # The same hook when tasks must be committed before the client hears
+        # "accepted": written to a durable store, remote ones in the broker. A store
+        # or broker error becomes a 503.
+        if not _ended_normally(exc_type):
+            return False
+        runtime, records = self._runtime, self._records
+        self._records = [r for r in records if runtime.is_local(r)]
+        await runtime.commit(records)
+        self._returned = True
+        return False
+
+    async def _in_response(self) -> None:
+        # A request that waits for its tasks (the default runtime, or `wait_for_tasks`):
+        # a task of the request's own BackgroundTasks, so the
+        # request's tasks run where BackgroundTasks ran them, after the body was sent and
+        # before its `yield` dependencies exit (FastAPI closes those after the response),
+        # whatever the order of the endpoint's parameters. A response that carries a
+        # background of its own never runs this: `_after_response` starts them then.
+        if self._returned:
+            await self._start_and_wait()
+
+    async def _after_response(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # On the request-scoped exit stack: the response has gone. This hook never
+        # raises (nothing can reach the client any more); a task that cannot start
+        # is failed and logged by the runtime.
+        self._immediate = True  # a task added from now on starts at once
+        if not self._returned:
+            self._runtime.abort(self._records)  # the endpoint failed: like BackgroundTasks
+            self._records = []
+        await self._start_and_wait()
+        return False
+
+    async def _start_and_wait(self) -> None:
+        runtime, records = self._runtime, self._records
+        self._records = []
+        for record in records:
+            runtime.start(record)
+        if runtime.request_waits:
+            self._started += records
+        if self._started:
+            # The default runtime: the request's ASGI call waits for its tasks, where
+            # BackgroundTasks ran them (servers and test clients wait for that).
+            started, self._started = self._started, []
+            await runtime.wait(started)
+
+
+def _ended_normally(exc_type: type[BaseException] | None) -> bool:
+    # A websocket handler ends when its client disconnects: a normal end, not a failure.
+    return exc_type is None or issubclass(exc_type, WebSocketDisconnect)
+
+
+class TaskOptions:
+    """`tasks.options(...)`: add tasks with per-call lane, timeout and retries."""
+
+    __slots__ = ("_collector", "_options")
+
+    def __init__(self, collector: TaskCollector, options: CallOptions) -> None:
+        self._collector = collector
+        self._options = options
+
+    def add_task(self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Like `OffloadTasks.add_task`, with this builder's settings."""
+        return self._collector._add(func, args, kwargs, self._options)
+
+
+async def _provide(conn: HTTPConnection, background: BackgroundTasks) -> TaskCollector:
+    runtime = runtime_for(conn)
+    collector = TaskCollector(
+        runtime, immediate=conn.scope["type"] == "websocket", route=conn.scope.get("route")
+    )
+    if runtime.request_waits and not collector._immediate:
+        background.add_task(collector._in_response)
+    # FastAPI (>= 0.121) runs every request inside two exit stacks: the function stack
+    # closes after the endpoint returned and before the response is sent, the request
+    # stack after the response. Registering on them directly, rather than being a
+    # `yield` dependency, costs less on every request and, unlike
+    # `Depends(scope="function")`, lets a user's own `yield` dependency take OffloadTasks
+    # wherever it took BackgroundTasks. tests/test_tasks.py pins this behaviour.
+    request_stack = conn.scope.get("fastapi_inner_astack")
+    if not isinstance(request_stack, AsyncExitStack):
+        raise RuntimeError(
+            "OffloadTasks needs FastAPI 0.121 or later (its request exit stacks are "
+            "missing); upgrade FastAPI"
+        )
+    request_stack.push_async_exit(collector._after_response)
+    function_stack = conn.scope.get("fastapi_function_astack")
+    if not isinstance(function_stack, AsyncExitStack):
+        collector._returned = True  # no earlier hook: the request stack's is the only one
+    elif runtime.commits:
+        function_stack.push_async_exit(collector._commit)
+    else:
+        function_stack.push(collector._endpoint_returned)  # a sync callback: no await
+    return collector
+
+
+OffloadTasks = Annotated[TaskCollector, Depends(_provide)]
+"""Annotate an endpoint parameter with `OffloadTasks` where you had `BackgroundTasks`."""
