@@ -41,8 +41,9 @@ from benchmarks._cost_jobs import spin, spin_on_loop
 from benchmarks._stats import table
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._context import INTERVAL
-from fastapi_offload._models import CallOptions, TaskState
+from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
+from fastapi_offload._settings import TaskSettings
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
 from fastapi_offload.stores.base import MemoryStore
@@ -69,7 +70,9 @@ async def _task(runtime: Runtime, store: CountingStore, lane: str, args: tuple[A
     func: Callable[..., Any] = spin_on_loop if lane == "loop" else spin
     before = store.puts
     # keep_result: the task's own timings come back as its result.
-    record = runtime.admit(func, args, {}, CallOptions(lane=lane, keep_result=True))
+    record = runtime.admit(
+        func, args, {}, TaskSettings.of("bench", {"lane": lane, "keep_result": True})
+    )
     runtime.start(record)
     await runtime.ledger.join()
     if record.state is not TaskState.SUCCEEDED or record.result is None:

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from fastapi_offload import Offload, TaskInfo, TaskState
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._models import CallOptions
+from fastapi_offload._settings import TaskSettings
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
 
@@ -187,7 +187,7 @@ async def test_a_task_cancelled_before_it_starts_never_runs(tmp_path: Path) -> N
     await lifecycle.open(detached=True)
     try:
         # Admitted in its request, not started yet (the response is still on its way).
-        record = runtime.admit(jobs.append, (str(ran), "ran"), {}, CallOptions())
+        record = runtime.admit(jobs.append, (str(ran), "ran"), {}, TaskSettings())
         assert await runtime.cancel(record.id) is True
         runtime.start(record)
         await runtime.ledger.join()

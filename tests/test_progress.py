@@ -13,8 +13,8 @@ import pytest
 from fastapi_offload import Offload, TaskInfo, TaskState, cancelled, report_progress
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._decorators import LaneName
-from fastapi_offload._models import NO_OPTIONS, CallOptions
 from fastapi_offload._record import TaskRecord
+from fastapi_offload._settings import NO_SETTINGS, TaskSettings
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
 from fastapi_offload.stores.base import MemoryStore
@@ -79,7 +79,7 @@ async def test_reports_faster_than_the_store_needs_are_coalesced() -> None:
     await lifecycle.open(detached=True)
     try:
         started = time.monotonic()
-        record = runtime.admit(jobs.report_many, (200_000,), {}, CallOptions(lane="thread"))
+        record = runtime.admit(jobs.report_many, (200_000,), {}, TaskSettings(lane="thread"))
         runtime.start(record)
         await runtime.ledger.join()
         elapsed = time.monotonic() - started
@@ -165,4 +165,4 @@ async def test_a_task_with_no_reports_has_no_progress() -> None:
         await offload.join()
         info = await offload.status(handle.id)
     assert (info.progress, info.progress_message) == (None, None)
-    assert NO_OPTIONS.keep_result is None
+    assert NO_SETTINGS.keep_result is None

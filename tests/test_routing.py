@@ -10,14 +10,13 @@ import pytest
 
 from fastapi_offload import ConfigError, NotOffloadable, cpu_bound
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._decorators import TaskDefaults
-from fastapi_offload._models import NO_OPTIONS, CallOptions
+from fastapi_offload._settings import NO_SETTINGS, TaskSettings
 from fastapi_offload.core.routing import IdSource, Profiles, build_record, choose_lane
 
 from .apps import jobs
 
 
-def route(func: Any, options: CallOptions = NO_OPTIONS, **config: Any) -> str:
+def route(func: Any, options: TaskSettings = NO_SETTINGS, **config: Any) -> str:
     record = build_record(
         func,
         (),
@@ -38,8 +37,8 @@ def route(func: Any, options: CallOptions = NO_OPTIONS, **config: Any) -> str:
         ({}, "thread"),
         ({"is_async": True}, "loop"),
         ({"promote": True}, "process"),
-        ({"defaults": TaskDefaults("process")}, "process"),
-        ({"remote": True, "defaults": TaskDefaults("process")}, "remote"),
+        ({"defaults": TaskSettings("process")}, "process"),
+        ({"remote": True, "defaults": TaskSettings("process")}, "remote"),
         ({"routes": {"m.*": "thread"}, "remote": True}, "thread"),
         ({"routes": {"m.*": "thread"}, "option": "process"}, "process"),
     ],
@@ -61,9 +60,9 @@ def test_precedence_option_rule_backend_decorator_kind(
 
 def test_a_sync_function_cannot_go_to_the_loop_lane_nor_an_async_one_to_threads() -> None:
     with pytest.raises(NotOffloadable, match="is a sync function"):
-        route(jobs.nap, CallOptions(lane="loop"))
+        route(jobs.nap, TaskSettings(lane="loop"))
     with pytest.raises(NotOffloadable, match="is an `async def` callable"):
-        route(jobs.async_sleep, CallOptions(lane="thread"))
+        route(jobs.async_sleep, TaskSettings(lane="thread"))
     with pytest.raises(NotOffloadable, match="takes a callable first"):
         route("jobs.nap")
 
@@ -73,8 +72,8 @@ def test_a_closure_cannot_go_to_the_process_lane_and_the_error_says_why() -> Non
         pass
 
     with pytest.raises(NotOffloadable, match="defined inside another function"):
-        route(local, CallOptions(lane="process"))
-    assert route(functools.partial(jobs.write, "/dev/null"), CallOptions(lane="process")) == (
+        route(local, TaskSettings(lane="process"))
+    assert route(functools.partial(jobs.write, "/dev/null"), TaskSettings(lane="process")) == (
         "process"
     )
 
@@ -104,7 +103,7 @@ def test_decorators_and_rules_route() -> None:
 )
 def test_per_call_settings_are_validated_like_config(setting: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=rf"^{setting}="):
-        CallOptions(**{setting: value})
+        TaskSettings(**{setting: value})
 
 
 def test_ids_are_32_hex_digits_and_do_not_repeat() -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from fastapi_offload import Offload, OffloadError, TaskState
 from fastapi_offload._config import OffloadConfig
-from fastapi_offload._models import NO_OPTIONS
+from fastapi_offload._settings import NO_SETTINGS
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
 
@@ -142,7 +142,7 @@ async def test_a_start_from_another_thread_after_shutdown_is_failed_not_orphaned
     runtime = Runtime(OffloadConfig.resolve({"shutdown_timeout": 0}), None)
     lifecycle = Lifecycle(runtime)
     await lifecycle.open(detached=True)
-    record = runtime.admit(jobs.nap, (0,), {}, NO_OPTIONS)
+    record = runtime.admit(jobs.nap, (0,), {}, NO_SETTINGS)
     await lifecycle.close()
     thread = threading.Thread(target=runtime.start, args=(record,))
     thread.start()

@@ -7,13 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._decorators import check_settings
-from ._owner import check_owner
 from ._public import public
 
 __all__ = [
-    "NO_OPTIONS",
-    "CallOptions",
     "LaneStats",
     "OffloadStats",
     "TaskCall",
@@ -169,25 +165,3 @@ class OffloadStats:
             "cpu_bound_callables": list(self.cpu_bound_callables),
             "statuses_kept": self.statuses_kept,
         }
-
-
-@dataclass(frozen=True)
-class CallOptions:
-    lane: str | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    retry_delay: float | None = None
-    requeue: bool | None = None
-    keep_result: bool | None = None
-    retry_backoff: bool | None = None
-    retry_on: tuple[type[BaseException], ...] | None = None
-    after: tuple[str, ...] | None = None  # ids (`_after.after_ids`)
-    owner: str | int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "retry_on", check_settings(self))
-        if self.owner is not None:
-            object.__setattr__(self, "owner", check_owner(self.owner))
-
-
-NO_OPTIONS = CallOptions()

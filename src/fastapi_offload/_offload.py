@@ -9,17 +9,16 @@ from types import TracebackType
 from typing import Any, Literal, ParamSpec
 
 from fastapi import APIRouter, params
-from typing_extensions import Self
+from typing_extensions import Self, Unpack
 
 from ._checks import check_int
 from ._config import OffloadConfig
-from ._decorators import LaneName
 from ._errors import ConfigError, OffloadClosed
-from ._models import NO_OPTIONS, CallOptions, OffloadStats, TaskHandle, TaskInfo
+from ._models import OffloadStats, TaskHandle, TaskInfo
 from ._names import checked_options
 from ._public import public
+from ._settings import NO_SETTINGS, CallOptions, LaneName, TaskSettings
 from .backends.base import Backend
-from .core.after import after_ids
 from .core.lifecycle import Lifecycle, build_backend, build_store
 from .core.routing import refuse_coroutine
 from .core.runtime import Runtime
@@ -164,49 +163,22 @@ class Offload:
 
         It starts at once; raises what `add_task` raises, and `BackendUnavailable`.
         """
-        return await self._submit(func, args, kwargs, NO_OPTIONS)
+        return await self._submit(func, args, kwargs, NO_SETTINGS)
 
-    def options(
-        self,
-        *,
-        lane: LaneName | None = None,
-        timeout: float | None = None,
-        retries: int | None = None,
-        retry_delay: float | None = None,
-        requeue: bool | None = None,
-        keep_result: bool | None = None,
-        retry_backoff: bool | None = None,
-        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
-        after: TaskHandle | str | Sequence[TaskHandle | str] | None = None,
-        owner: str | int | None = None,
-    ) -> RuntimeOptions:
+    def options(self, **options: Unpack[CallOptions]) -> RuntimeOptions:
         """Per-call settings for `submit`: `await offload.options(timeout=5).submit(f, x)`.
 
         `owner` records who started the task, as `tasks.options(owner=...)` does. Raises
         `ConfigError` for a bad value, naming the setting.
         """
-        return RuntimeOptions(
-            self,
-            CallOptions(
-                lane,
-                timeout,
-                retries,
-                retry_delay,
-                requeue,
-                keep_result,
-                retry_backoff,
-                (retry_on,) if isinstance(retry_on, type) else retry_on,
-                after_ids(after),
-                owner,
-            ),
-        )
+        return RuntimeOptions(self, TaskSettings.of("offload.options", options))
 
     async def _submit(
         self,
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        options: CallOptions,
+        options: TaskSettings,
     ) -> TaskHandle:
         refuse_coroutine(func, "submit")
         if not self._started:
@@ -392,7 +364,7 @@ class Offload:
 class RuntimeOptions:
     """`offload.options(...)`: submit calls with per-call lane, timeout and retries."""
 
-    def __init__(self, offload: Offload, options: CallOptions) -> None:
+    def __init__(self, offload: Offload, options: TaskSettings) -> None:
         self._offload = offload
         self._options = options
 

@@ -18,34 +18,13 @@ import contextlib
 
 import anyio
 
-from .._errors import ConfigError
 from .._models import TaskState
 from .._record import TaskRecord
 from .ledger import Ledger
 
-__all__ = ["Ordering", "after_ids"]
+__all__ = ["Ordering"]
 
 POLL = 0.25  # seconds between two looks at a task of another process
-MAX_AFTER = 100  # tasks one task may follow
-
-
-def after_ids(value: object) -> tuple[str, ...] | None:
-    """`after=` as ids: a `TaskHandle`, an id, or a list of them."""
-    if value is None:
-        return None
-    items = value if isinstance(value, list | tuple) else (value,)
-    ids: list[str] = []
-    for item in items:
-        task_id = getattr(item, "id", item)
-        if not isinstance(task_id, str) or not task_id:
-            raise ConfigError(
-                f"after={value!r}: give the handle add_task returned (or its id), or a "
-                "list of them, e.g. tasks.options(after=first).add_task(second)"
-            )
-        ids.append(task_id)
-    if len(ids) > MAX_AFTER:
-        raise ConfigError(f"after= names {len(ids)} tasks; one task may follow {MAX_AFTER}")
-    return tuple(ids)
 
 
 class Ordering:

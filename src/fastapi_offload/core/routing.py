@@ -15,11 +15,11 @@ from types import FunctionType
 from typing import Any
 
 from .._config import OffloadConfig
-from .._decorators import TaskDefaults, declared
+from .._decorators import declared
 from .._errors import NotOffloadable
-from .._models import CallOptions
 from .._record import TaskRecord
 from .._retry import type_path
+from .._settings import TaskSettings
 
 __all__ = [
     "IdSource",
@@ -101,7 +101,7 @@ def choose_lane(
     option: str | None,
     routes: Mapping[str, str],
     remote: bool,
-    defaults: TaskDefaults | None,
+    defaults: TaskSettings | None,
     promote: bool,
 ) -> str:
     """Per-call option > routing rule > configured backend > decorator > kind of callable."""
@@ -174,7 +174,7 @@ class Profile:
     """What routing needs to know about a callable, which does not change between calls."""
 
     name: str
-    defaults: TaskDefaults | None
+    defaults: TaskSettings | None
     is_async: bool
 
 
@@ -227,7 +227,7 @@ def build_record(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    options: CallOptions,
+    options: TaskSettings,
     config: OffloadConfig,
     *,
     remote: bool,

@@ -17,9 +17,10 @@ from typing import Any
 
 from .._config import OffloadConfig
 from .._errors import BackendUnavailable, ConfigError, NotOffloadable, OffloadClosed
-from .._models import CallOptions, OffloadStats, TaskInfo, TaskState
+from .._models import OffloadStats, TaskInfo, TaskState
 from .._record import TaskRecord
 from .._saved_call import SavedCalls, Untrusted
+from .._settings import TaskSettings
 from .._task_deps import dependencies_of
 from ..backends.base import Backend
 from ..lanes.advisor import CpuAdvisor
@@ -99,7 +100,7 @@ class Runtime:
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        options: CallOptions,
+        options: TaskSettings,
     ) -> TaskRecord:
         """Validate, route and admit one call, inside the request; raise if it cannot run."""
         if not self.accepting:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Annotated, Any, ParamSpec
@@ -10,17 +10,17 @@ from typing import Annotated, Any, ParamSpec
 from fastapi import BackgroundTasks, Depends
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
+from typing_extensions import Unpack
 
-from .._decorators import LaneName
-from .._models import NO_OPTIONS, CallOptions, TaskHandle
+from .._models import TaskHandle
 from .._record import TaskRecord
+from .._settings import NO_SETTINGS, CallOptions, TaskSettings
 from .._task_deps import refuse_request_objects
-from ..core.after import after_ids
 from ..core.routing import refuse_coroutine
 from ..core.runtime import Runtime
 from .lookup import runtime_for
 
-__all__ = ["OffloadTasks", "TaskCollector", "TaskOptions"]
+__all__ = ["OffloadTasks", "TaskCollector", "TasksWithOptions"]
 
 P = ParamSpec("P")
 
@@ -53,22 +53,9 @@ class TaskCollector:
         Raises `NotOffloadable` if the call cannot travel to its lane, `QueueFull` if
         the lane is full (a 503), `OffloadClosed` during shutdown.
         """
-        return self._add(func, args, kwargs, NO_OPTIONS)
+        return self._add(func, args, kwargs, NO_SETTINGS)
 
-    def options(
-        self,
-        *,
-        lane: LaneName | None = None,
-        timeout: float | None = None,
-        retries: int | None = None,
-        retry_delay: float | None = None,
-        requeue: bool | None = None,
-        keep_result: bool | None = None,
-        retry_backoff: bool | None = None,
-        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
-        after: TaskHandle | str | Sequence[TaskHandle | str] | None = None,
-        owner: str | int | None = None,
-    ) -> TaskOptions:
+    def options(self, **options: Unpack[CallOptions]) -> TasksWithOptions:
         """Per-call settings, kept apart from the task's own keyword arguments:
         `tasks.options(lane="process", timeout=30).add_task(func, ...)`.
 
@@ -79,28 +66,14 @@ class TaskCollector:
         `offload.status_router(owner=Depends(current_user_id))`, which then serves the
         task to that user only. Raises `ConfigError` for a bad value, naming the setting.
         """
-        return TaskOptions(
-            self,
-            CallOptions(
-                lane,
-                timeout,
-                retries,
-                retry_delay,
-                requeue,
-                keep_result,
-                retry_backoff,
-                (retry_on,) if isinstance(retry_on, type) else retry_on,
-                after_ids(after),
-                owner,
-            ),
-        )
+        return TasksWithOptions(self, TaskSettings.of("tasks.options", options))
 
     def _add(
         self,
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        options: CallOptions,
+        options: TaskSettings,
     ) -> TaskHandle:
         refuse_coroutine(func, "add_task")
         if self._route is not None and not self._runtime.request_waits:
@@ -189,12 +162,12 @@ def _ended_normally(exc_type: type[BaseException] | None) -> bool:
     return exc_type is None or issubclass(exc_type, WebSocketDisconnect)
 
 
-class TaskOptions:
+class TasksWithOptions:
     """`tasks.options(...)`: add tasks with per-call lane, timeout and retries."""
 
     __slots__ = ("_collector", "_options")
 
-    def __init__(self, collector: TaskCollector, options: CallOptions) -> None:
+    def __init__(self, collector: TaskCollector, options: TaskSettings) -> None:
         self._collector = collector
         self._options = options
 

@@ -1,0 +1,164 @@
+"""A task's settings, declared once: their names and types (`TaskOptions`, for PEP 692
+`**kwargs: Unpack[...]` signatures), their checks, and the frozen value both the
+decorators and `options()` produce (`TaskSettings`).
+
+A new per-task setting is one field here (in `TaskOptions` or `CallOptions`, and in
+`TaskSettings`), its check in `TaskSettings.__post_init__`, and its use where the task
+runs; every signature that takes settings reads them from these `TypedDict`s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from ._checks import check_bool, check_int, check_lane, check_seconds
+from ._errors import ConfigError
+from ._names import closest
+from ._owner import check_owner
+from ._public import public
+
+if TYPE_CHECKING:
+    from ._models import TaskHandle
+
+__all__ = [
+    "MAX_AFTER",
+    "NO_SETTINGS",
+    "CallOptions",
+    "KindOptions",
+    "LaneName",
+    "TaskOptions",
+    "TaskSettings",
+    "after_ids",
+]
+
+LaneName = Literal["loop", "thread", "process", "remote"]
+
+MAX_AFTER = 100  # tasks one task may follow
+
+
+class KindOptions(TypedDict, total=False):
+    """Settings of `@cpu_bound(...)` and `@io_bound(...)`, whose name says the lane."""
+
+    timeout: float
+    retries: int
+    retry_delay: float
+    requeue: bool
+    keep_result: bool
+    retry_backoff: bool
+    retry_on: type[BaseException] | tuple[type[BaseException], ...]
+
+
+class TaskOptions(KindOptions, total=False):
+    """Settings of `@task(...)`: where a task is defined."""
+
+    lane: LaneName
+
+
+class CallOptions(TaskOptions, total=False):
+    """Settings of `tasks.options(...)` and `offload.options(...)`: one call only."""
+
+    after: TaskHandle | str | Sequence[TaskHandle | str]
+    owner: str | int
+
+
+@public
+@dataclass(frozen=True, slots=True)
+class TaskSettings:
+    """A task's settings as a decorator (`@task`, `@cpu_bound`, `@io_bound`) or
+    `options()` declared them; `None`: not set there. Raises `ConfigError`, naming the
+    setting, for a bad value."""
+
+    lane: LaneName | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    retry_delay: float | None = None
+    requeue: bool | None = None
+    keep_result: bool | None = None
+    retry_backoff: bool | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
+    after: tuple[str, ...] | None = None  # ids of the tasks it follows (per call only)
+    owner: str | None = None  # who started it, as stored (per call only)
+
+    def __post_init__(self) -> None:
+        if self.lane is not None:
+            check_lane("lane", self.lane)
+        if self.timeout is not None:
+            check_seconds("timeout", self.timeout, minimum=0, exclusive=True)
+        if self.retries is not None:
+            check_int("retries", self.retries, minimum=0)
+        if self.retry_delay is not None:
+            check_seconds("retry_delay", self.retry_delay, minimum=0)
+        for name in ("requeue", "keep_result", "retry_backoff"):
+            if (value := getattr(self, name)) is not None:
+                check_bool(name, value)
+        object.__setattr__(self, "retry_on", _exception_types(self.retry_on))
+        if self.owner is not None:
+            object.__setattr__(self, "owner", check_owner(self.owner))
+
+    @classmethod
+    def of(
+        cls, where: str, options: Mapping[str, Any], known: frozenset[str] | None = None
+    ) -> TaskSettings:
+        """The settings `where` (`"task"`, `"tasks.options"`...) was given, checked:
+        a name that is not a setting there is a `ConfigError` naming the closest one."""
+        allowed = CALL_NAMES if known is None else known
+        for name in options:
+            if name not in allowed:
+                near = closest(name, allowed)
+                hint = f"; did you mean {near}=?" if near else ""
+                raise ConfigError(
+                    f"{where}() got {name}=, which is not a task setting{hint} "
+                    f"(the settings: {', '.join(sorted(allowed))})"
+                )
+        if "after" in options:
+            options = {**options, "after": after_ids(options["after"])}
+        return cls(**options)
+
+    def merged(self, **changes: Any) -> TaskSettings:
+        """These settings with `changes` applied (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+
+#: The names each signature accepts.
+KIND_NAMES = frozenset(KindOptions.__annotations__)
+TASK_NAMES = frozenset(TaskOptions.__annotations__) | KIND_NAMES
+CALL_NAMES = frozenset(CallOptions.__annotations__) | TASK_NAMES
+
+
+def after_ids(value: object) -> tuple[str, ...] | None:
+    """`after=` as ids: a `TaskHandle`, an id, or a list of them."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list | tuple) else (value,)
+    ids: list[str] = []
+    for item in items:
+        task_id = getattr(item, "id", item)
+        if not isinstance(task_id, str) or not task_id:
+            raise ConfigError(
+                f"after={value!r}: give the handle add_task returned (or its id), or a "
+                "list of them, e.g. tasks.options(after=first).add_task(second)"
+            )
+        ids.append(task_id)
+    if len(ids) > MAX_AFTER:
+        raise ConfigError(f"after= names {len(ids)} tasks; one task may follow {MAX_AFTER}")
+    return tuple(ids)
+
+
+def _exception_types(value: Any) -> tuple[type[BaseException], ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, type) else value  # `retry_on=OSError` alone
+    if isinstance(items, tuple | list) and all(
+        isinstance(item, type) and issubclass(item, BaseException) for item in items
+    ):
+        return tuple(items)
+    raise ConfigError(
+        f"retry_on={value!r} must be an exception type or a tuple of them, "
+        "e.g. retry_on=(ConnectionError, TimeoutError)"
+    )
+
+
+NO_SETTINGS = TaskSettings()  # after the checks it runs
