@@ -10,7 +10,7 @@ import pytest
 
 from fastapi_offload import ConfigError, Offload, TaskState, TaskTimeout, task
 from fastapi_offload._decorators import LaneName
-from fastapi_offload._retry import BACKOFF_MAX, matches, retry_wait, type_names
+from fastapi_offload._retry import BACKOFF_MAX, RetryPolicy, matches, retry_wait, type_names
 
 from .apps import progress_jobs as jobs
 
@@ -28,6 +28,16 @@ def test_backoff_doubles_with_jitter_and_is_capped() -> None:
         assert all(full / 2 <= wait <= full for wait in waits)
         assert len(set(waits)) > 1  # jittered
     assert all(BACKOFF_MAX / 2 <= retry_wait(1.0, n, True) <= BACKOFF_MAX for n in (11, 50, 5000))
+
+
+def test_the_policy_gives_up_after_its_retries_or_on_an_unnamed_failure() -> None:
+    # The one policy the runner, InlineBackend and both remote workers ask.
+    policy = RetryPolicy(retries=2, delay=0.5, retry_on=(type_names(OSError())[0],))
+    oserror, valueerror = type_names(ConnectionError()), type_names(ValueError())
+    assert [policy.next_wait(n, oserror) for n in (1, 2, 3)] == [0.5, 0.5, None]
+    assert policy.next_wait(1, valueerror) is None
+    assert RetryPolicy(retries=3, delay=2.0).waits() == [2.0, 2.0, 2.0]
+    assert RetryPolicy().next_wait(1, valueerror) is None  # no retries by default
 
 
 def test_retry_on_matches_the_type_and_its_bases() -> None:

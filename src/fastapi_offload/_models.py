@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._public import public
+from ._retry import RetryPolicy
 
 __all__ = [
     "LaneStats",
@@ -109,6 +110,9 @@ class TaskCall:
     retry_delay: float = 1.0
     retry_backoff: bool = False
     retry_on: tuple[str, ...] | None = None
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retries, self.retry_delay, self.retry_backoff, self.retry_on)
 
 
 @public

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._models import TaskCall, TaskInfo, TaskState
+from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from ._task_deps import TaskDependencies
@@ -89,6 +90,9 @@ class TaskRecord:
             progress_message=self.progress_message,
             owner=self.owner,
         )
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retries, self.retry_delay, self.retry_backoff, self.retry_on)
 
     def task_call(self) -> TaskCall:
         """The call as a remote backend receives it: a registered name and its arguments."""

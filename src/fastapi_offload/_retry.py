@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-__all__ = ["BACKOFF_MAX", "matches", "retry_wait", "type_names", "type_path"]
+__all__ = ["BACKOFF_MAX", "RetryPolicy", "matches", "retry_wait", "type_names", "type_path"]
 
 # Longest wait between two attempts with `retry_backoff` (Celery's default cap too).
 BACKOFF_MAX = 600.0
@@ -45,3 +46,27 @@ def matches(retry_on: Iterable[str] | None, names: Iterable[str]) -> bool:
         return True
     wanted = set(retry_on)
     return any(name in wanted for name in names)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """A task's retries, asked the same way by the runner (every local lane), the test
+    doubles and both remote workers: after a failed attempt, retry or not, and after
+    how long. `retry_on`: the `type_path` names retried (`None`: every failure)."""
+
+    retries: int = 0
+    delay: float = 1.0
+    backoff: bool = False
+    retry_on: tuple[str, ...] | None = None
+
+    def next_wait(self, attempts: int, names: Iterable[str]) -> float | None:
+        """Seconds to wait before the next attempt, once attempt number `attempts` failed
+        with a failure whose type (and bases) are `names`; `None`: give up."""
+        if attempts > self.retries or not matches(self.retry_on, names):
+            return None
+        return retry_wait(self.delay, attempts, self.backoff)
+
+    def waits(self) -> list[float]:
+        """The wait before each retry, drawn now: for a queue that schedules every
+        retry when the task is sent (RQ's `Retry(interval=[...])`)."""
+        return [retry_wait(self.delay, n, self.backoff) for n in range(1, self.retries + 1)]

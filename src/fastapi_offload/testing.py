@@ -33,7 +33,7 @@ from ._errors import BackendUnavailable, TaskTimeout
 from ._models import TaskCall, TaskInfo, TaskState
 from ._remote_settings import check_serializer
 from ._results import LIMIT, encode
-from ._retry import matches, type_names
+from ._retry import type_names
 from .backends._payload import Serializer, check_call
 from .backends._registry import Target, TaskRegistry, UnregisteredTask, task_name
 from .backends.base import BaseBackend
@@ -131,10 +131,11 @@ class InlineBackend(BaseBackend):
     Arguments go through a JSON round trip first (tuples arrive as lists), as on a
     real worker. `async def` tasks run on the test's event loop, under `timeout`;
     sync tasks run in a thread, one at a time, and their timeout is not enforced.
-    Retries happen at once (no delay, whatever `retry_backoff` says), only for the
-    failures `retry_on` names. The status holds the result when it is JSON (as the
-    real backends keep it) and the task's last `report_progress`; `cancel` is always
-    `False` (a task has ended when `submit` returns). A failing task is recorded as `failed`; with
+    Retries follow the policy every lane and worker follows (`retries`, `retry_on`),
+    but happen at once: the wait the policy chose is kept in `waits` instead of
+    slept. The status holds the result when it is JSON (as the real backends keep
+    it) and the task's last `report_progress`; `cancel` is always `False` (a task has
+    ended when `submit` returns). A failing task is recorded as `failed`; with
     `raise_errors=True` its exception is raised from `submit` instead, which makes
     the request fail in the test and shows the traceback.
     """
@@ -152,6 +153,8 @@ class InlineBackend(BaseBackend):
         #: Return values of succeeded tasks and exceptions of failed ones, by task id.
         self.results: dict[str, Any] = {}
         self.errors: dict[str, BaseException] = {}
+        #: The wait before each retry the policy chose (not slept), by task id.
+        self.waits: dict[str, list[float]] = {}
         self._infos: dict[str, TaskInfo] = {}
 
     @classmethod
@@ -173,7 +176,8 @@ class InlineBackend(BaseBackend):
         attempts = 0
         error: BaseException | None = None
         context = _InlineContext(call.id, call.name)
-        while attempts <= call.retries:
+        policy = call.retry_policy()
+        while True:
             attempts += 1
             started = time.time()
             self._record(call, TaskState.RUNNING, created, started, None, attempts, None)
@@ -182,8 +186,13 @@ class InlineBackend(BaseBackend):
                     self.results[call.id] = await self._run(call)
             except Exception as exc:
                 error = exc
-                if not matches(call.retry_on, type_names(exc)):
+                # The policy every lane and worker follows decides; its wait is noted
+                # (`waits`) but not slept: a test double that slept each retry's delay
+                # would make the tests of an app with `retry_delay=5` crawl.
+                wait = policy.next_wait(attempts, type_names(exc))
+                if wait is None:
                     break
+                self.waits.setdefault(call.id, []).append(wait)
                 continue
             kept, note = encode(self.results[call.id], LIMIT)
             self._record(

@@ -73,6 +73,8 @@ async def test_inline_backend_runs_async_tasks_retries_and_records_failures(
     await backend.submit(flaky)
     info = await backend.status(flaky.id)
     assert info is not None and info.state is TaskState.SUCCEEDED and info.attempts == 2
+    # The lanes' retry policy chose the wait (retry_delay 1.0, no backoff); not slept.
+    assert backend.waits[flaky.id] == [1.0]
     failing = call_of(jobs.fail, "nope")
     await backend.submit(failing)
     info = await backend.status(failing.id)

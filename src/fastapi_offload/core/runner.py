@@ -23,7 +23,7 @@ from .._errors import OffloadError, RemoteError, TaskTimeout
 from .._models import TaskState
 from .._record import TaskRecord
 from .._results import Kept
-from .._retry import matches, retry_wait, type_names
+from .._retry import type_names
 from ..lanes.local import Lane
 from .ledger import Ledger
 
@@ -186,8 +186,9 @@ class Runner:
                         if isinstance(exc, asyncio.CancelledError):
                             raise
                         return
-                    if record.attempts <= record.retries and _retryable(record, exc):
-                        wait = retry_wait(record.retry_delay, record.attempts, record.retry_backoff)
+                    names = exc.type_names if isinstance(exc, RemoteError) else type_names(exc)
+                    wait = record.retry_policy().next_wait(record.attempts, names)
+                    if wait is not None:
                         ledger.retrying(record, exc, wait)
                         try:
                             await anyio.sleep(wait)
@@ -291,13 +292,6 @@ class Runner:
                 record = self._ledger.find(task_id)
                 if record is not None and not record.sending:
                     self._ledger.cancelled(record, ABANDONED)
-
-
-def _retryable(record: TaskRecord, exc: BaseException) -> bool:
-    if record.retry_on is None:
-        return True
-    names = exc.type_names if isinstance(exc, RemoteError) else type_names(exc)
-    return matches(record.retry_on, names)
 
 
 def _cancel_requested(record: TaskRecord, exc: BaseException) -> bool:

@@ -21,10 +21,10 @@ from ..._remote_settings import (
     named_variable,
     to_number,
 )
-from ..._retry import retry_wait
+from ..._retry import RetryPolicy, type_names
 from .._payload import Serializer
 from .._registry import Target, TaskRegistry
-from .._worker import RemoteContext, kept_result, retried, retry_on_from, run_callable
+from .._worker import RemoteContext, kept_result, retry_on_from, run_callable
 from .results import NOT_KEPT, PROGRESS, STARTED_AT, stamp
 from .urls import celery_variables, check_broker_url, result_store
 
@@ -202,11 +202,15 @@ def _task_body(
         # Celery stores the exception's message in the result backend: capped and masked.
         scrub_args(error)
         allowed = _whole(getattr(request, RETRIES_HEADER, 0))
-        retry_on = retry_on_from(getattr(request, RETRY_ON_HEADER, None))
-        if request.retries < allowed and retried(retry_on, error):
-            delay = to_number(getattr(request, RETRY_DELAY_HEADER, None))
-            backoff = getattr(request, RETRY_BACKOFF_HEADER, False) is True
-            wait = retry_wait(1.0 if delay is None else delay, request.retries + 1, backoff)
+        delay = to_number(getattr(request, RETRY_DELAY_HEADER, None))
+        policy = RetryPolicy(
+            allowed,
+            1.0 if delay is None else delay,
+            getattr(request, RETRY_BACKOFF_HEADER, False) is True,
+            retry_on_from(getattr(request, RETRY_ON_HEADER, None)),
+        )
+        wait = policy.next_wait(request.retries + 1, type_names(error))
+        if wait is not None:
             raise self.retry(exc=error, countdown=wait, max_retries=allowed)
         raise error
 

@@ -64,7 +64,6 @@ from ..._remote_settings import (
     named_variable,
     safe_url,
 )
-from ..._retry import retry_wait
 from .._ids import is_task_id
 from .._liveness import count_within, report_workers
 from .._payload import Serializer, check_call
@@ -224,10 +223,7 @@ class RQBackend(BaseBackend):
         if call.retries:
             # RQ counts retry intervals in whole seconds; 0 requeues at once, anything
             # else is scheduled and needs a worker started with --with-scheduler.
-            intervals = [
-                math.ceil(retry_wait(call.retry_delay, n, call.retry_backoff))
-                for n in range(1, call.retries + 1)
-            ]
+            intervals = [math.ceil(wait) for wait in call.retry_policy().waits()]
             retry = Retry(max=call.retries, interval=intervals)
         try:
             self._queue.enqueue_call(
