@@ -28,7 +28,7 @@ TOP = {PACKAGE, f"{PACKAGE}._offload", f"{PACKAGE}.testing"}
 ALLOWED = {
     "web": {"core", "lanes", "stores", "backends"},
     "core": {"lanes", "stores", "backends"},
-    "lanes": set(),
+    "lanes": {"backends"},  # the remote lane wraps a backend (backends.base)
     "stores": set(),
     "backends": set(),
     "foundation": set(),

@@ -52,6 +52,7 @@ class RecordingBackend(BaseBackend):
     """
 
     name = "recording"
+    cancels = True
 
     def __init__(self, *, serializer: Serializer = "json") -> None:
         self._serializer = check_serializer(serializer)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import ClassVar, Protocol, cast, runtime_checkable
 
 from .._models import TaskCall, TaskInfo
 
-__all__ = ["Backend", "BaseBackend"]
+__all__ = ["Backend", "BaseBackend"]  # Capabilities: read by the remote lane only
 
 
 @runtime_checkable
@@ -36,15 +38,19 @@ class Backend(Protocol):
 
 
 class BaseBackend:
-    """Convenience base class: no-op `prepare`, `start` and `stop` hooks, and a `cancel`
-    that cannot cancel.
+    """Convenience base class: no-op `prepare`, `start` and `stop` hooks, and what a
+    backend may do besides the protocol, declared off until a subclass declares it.
 
-    `cancel` is optional for a backend (it is not part of `Backend`): `Offload.cancel`
-    uses it when the backend has it. It returns `True` when the task was stopped or will
-    not start, `False` for an id the backend does not know or that already ended.
+    `cancels = True` (or overriding `cancel`) declares `cancel`, which `Offload.cancel`
+    then uses: it returns `True` when the task was stopped or will not start, `False`
+    for an id the backend does not know or that already ended. `counts_workers = True`
+    (or overriding `workers`) declares `workers`: how many workers consume the queue
+    (`None` when it cannot tell), shown by the dashboard.
     """
 
     name: str = "backend"
+    cancels: ClassVar[bool] = False
+    counts_workers: ClassVar[bool] = False
 
     def prepare(self, call: TaskCall) -> None:
         return None
@@ -57,3 +63,41 @@ class BaseBackend:
 
     async def cancel(self, task_id: str) -> bool:
         return False
+
+    async def workers(self) -> int | None:
+        return None
+
+
+@runtime_checkable
+class _Cancels(Protocol):
+    async def cancel(self, task_id: str) -> bool: ...
+
+
+@runtime_checkable
+class _CountsWorkers(Protocol):
+    async def workers(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What one backend can do besides the `Backend` protocol (`None`: it cannot)."""
+
+    cancel: Callable[[str], Awaitable[bool]] | None = None
+    workers: Callable[[], Awaitable[int | None]] | None = None
+
+
+def capabilities_of(backend: Backend) -> Capabilities:
+    """A backend's capabilities, read once: as a `BaseBackend` declares them, else (a
+    backend that follows the protocol only) by the methods it has."""
+    if isinstance(backend, BaseBackend):
+        # Overriding the method declares it too: a subclass written before the flags.
+        kind = type(backend)
+        cancels = backend.cancels or kind.cancel is not BaseBackend.cancel
+        counts = backend.counts_workers or kind.workers is not BaseBackend.workers
+    else:
+        cancels = isinstance(backend, _Cancels)
+        counts = isinstance(backend, _CountsWorkers)
+    return Capabilities(
+        cancel=cast(_Cancels, backend).cancel if cancels else None,
+        workers=cast(_CountsWorkers, backend).workers if counts else None,
+    )

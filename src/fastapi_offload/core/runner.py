@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -25,6 +25,7 @@ from .._record import TaskRecord
 from .._results import Kept
 from .._retry import type_names
 from ..lanes.local import Lane
+from ..lanes.remote import RemoteLane
 from .ledger import Ledger
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class Runner:
         self,
         ledger: Ledger,
         lanes: Mapping[str, Lane],
-        remote: Callable[[TaskRecord], Awaitable[None]],
+        remote: RemoteLane | None = None,
     ) -> None:
         self._ledger = ledger
         self._lanes = lanes
@@ -154,7 +155,10 @@ class Runner:
     async def _run(self, record: TaskRecord) -> None:
         lane = self._lanes.get(record.lane)
         if lane is None:
-            await self._remote(record)
+            if self._remote is None:
+                self._ledger.failed(record, f"could not start: no lane {record.lane!r}")
+            else:
+                await self._remote.send_late(record)
             return
         if record.cancel_reason is not None:  # cancelled before it could start
             self._ledger.cancelled(record, record.cancel_reason)

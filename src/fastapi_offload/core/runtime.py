@@ -5,10 +5,6 @@ request collector uses: `admit()` in the request, `commit()` before the response
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import functools
-import inspect
 import logging
 import time
 import weakref
@@ -16,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._config import OffloadConfig
-from .._errors import BackendUnavailable, ConfigError, NotOffloadable, OffloadClosed
+from .._errors import ConfigError, NotOffloadable, OffloadClosed
 from .._models import OffloadStats, TaskInfo, TaskState
 from .._record import TaskRecord
 from .._saved_call import SavedCalls, Untrusted
@@ -27,6 +23,7 @@ from ..lanes.advisor import CpuAdvisor
 from ..lanes.local import Lane, LoopLane, ThreadLane
 from ..lanes.monitor import LoopMonitor
 from ..lanes.process.lane import ProcessLane
+from ..lanes.remote import RemoteLane
 from ..stores.base import MemoryStore, Orphan, Store
 from .after import Ordering
 from .ledger import LaneBounds, Ledger
@@ -79,7 +76,8 @@ class Runtime:
         )
         self.ledger.count_abandoned("thread", lambda: thread_lane.abandoned)
         self.process_lane.report = self.ledger.progress
-        self.runner = Runner(self.ledger, self.lanes, self._submit_late)
+        self.remote = None if backend is None else RemoteLane(backend, self.ledger)
+        self.runner = Runner(self.ledger, self.lanes, self.remote)
         self.runner.ordering = Ordering(self.ledger, frozenset(self.lanes))
         if config.tracing:
             from .tracing import TaskTracer  # imports OpenTelemetry only when asked
@@ -130,7 +128,12 @@ class Runtime:
             needs.check_call(args, kwargs, record.lane)
             record.needs, record.app = needs, self.app
         if record.lane == "remote":
-            self._prepare_remote(record)
+            if self.remote is None:
+                raise ConfigError(
+                    f"{record.name} was routed to lane 'remote' but no backend is "
+                    "configured: set OFFLOAD_BACKEND=celery|rq or Offload(backend=...)"
+                )
+            self.remote.prepare(record)
         elif record.requeue and self.store.durable:
             record.payload = self.saved_calls.dump(
                 record.id,
@@ -178,7 +181,12 @@ class Runtime:
         return not self.detached or self.config.wait_for_tasks
 
     def is_local(self, record: TaskRecord) -> bool:
-        return record.lane in self.lanes
+        return self._local_lane(record.lane)
+
+    def _local_lane(self, lane: str) -> bool:
+        # The one answer to "does a lane of this process run it": a remote task's
+        # `lane` is its backend's name.
+        return lane in self.lanes
 
     @property
     def commits(self) -> bool:
@@ -199,17 +207,8 @@ class Runtime:
                 for record in records:
                     self.ledger.discarded(record)
                 raise
-        remote = [record for record in records if not self.is_local(record)]
-        for index, record in enumerate(remote):
-            try:
-                await self._send(record)
-            except BaseException as exc:  # noqa: PERF203 - one at a time: stop at the first failure
-                for unsent in remote[index:]:
-                    if not unsent.sending:  # one being sent settles when its send ends
-                        self.ledger.discarded(unsent)
-                if index == 0 or not isinstance(exc, BackendUnavailable):
-                    raise
-                raise BackendUnavailable.partial(exc, remote[:index], remote[index:]) from exc
+        if self.remote is not None:
+            await self.remote.send_all([r for r in records if not self.is_local(r)])
 
     def adopt(self, orphan: Orphan) -> TaskRecord | None:
         """Take on a requeue-able task whose process died (reclaimed from the store); the
@@ -235,7 +234,7 @@ class Runtime:
         try:
             # Checked before anything runs or is unpickled: the row may have been planted.
             call = self.saved_calls.load(info.id, orphan.payload)
-            if call.lane not in self.lanes:
+            if not self._local_lane(call.lane):
                 raise Untrusted(f"its saved call names lane {call.lane[:40]!r}, not a local one")
         except Untrusted as exc:
             self.ledger.refused(record, f"not run again: {exc}")
@@ -268,11 +267,10 @@ class Runtime:
             return True
         if self.store.durable and await self.store.request_cancel(task_id):
             return True
-        if self.backend is not None:
+        if self.remote is not None:
             info = await self.store.get(task_id)
-            cancel = getattr(self.backend, "cancel", None)
-            if (info is None or info.lane not in self.lanes) and cancel is not None:
-                return bool(await cancel(task_id))
+            if info is None or not self._local_lane(info.lane):
+                return await self.remote.cancel(task_id)
         return False
 
     def cancel_requested(self, task_ids: Sequence[str]) -> None:
@@ -292,59 +290,6 @@ class Runtime:
         for record in records:
             self.ledger.discarded(record)
 
-    # -- remote ---------------------------------------------------------------------
-
-    def _prepare_remote(self, record: TaskRecord) -> None:
-        if self.backend is None:
-            raise ConfigError(
-                f"{record.name} was routed to lane 'remote' but no backend is configured: "
-                "set OFFLOAD_BACKEND=celery|rq or Offload(backend=...)"
-            )
-        if not inspect.isfunction(record.func):
-            # Only a name and JSON arguments reach the worker: whatever a partial, a bound
-            # method or a callable object carries would be silently lost.
-            raise NotOffloadable(
-                f"cannot send {record.name} to the {self.backend.name} backend: it is a "
-                f"{type(record.func).__name__}, not a module-level function, and a worker "
-                "receives only a registered function's name and its arguments. Pass a "
-                "plain function and put what it needs in its arguments."
-            )
-        self.backend.prepare(record.task_call())
-        record.lane = self.backend.name
-
-    async def _send(self, record: TaskRecord) -> None:
-        assert self.backend is not None
-        # Its own task, shielded from the caller: once the broker may have the task, a
-        # cancelled request or a forced shutdown (a plain `task.cancel()`, which an
-        # anyio shield does not stop) must not make it look unsent. The backend bounds
-        # the send with its broker timeout.
-        sending = asyncio.get_running_loop().create_task(
-            self.backend.submit(record.task_call()), name=f"offload:send:{record.name}"
-        )
-        try:
-            await asyncio.shield(sending)
-        except asyncio.CancelledError:
-            record.sending = True  # settled by `_sent` when the send ends
-            sending.add_done_callback(functools.partial(self._sent, record))
-            raise
-        self.ledger.handed_off(record)
-
-    def _sent(self, record: TaskRecord, sending: asyncio.Task[None]) -> None:
-        if sending.cancelled():
-            self.ledger.failed(record, "could not be sent to the backend: the send was cancelled")
-        elif (error := sending.exception()) is not None:
-            self.ledger.failed(record, f"could not be sent to the backend: {error}")
-        else:
-            self.ledger.handed_off(record)
-
-    async def _submit_late(self, record: TaskRecord) -> None:
-        # A remote task added after the response (a yield dependency's teardown, a
-        # websocket): no client can hear a 503 any more, so a failure is logged.
-        try:
-            await self._send(record)
-        except Exception as exc:
-            self.ledger.failed(record, f"could not be sent to the backend: {exc}")
-
     # -- queries --------------------------------------------------------------------
 
     async def status(self, task_id: str) -> TaskInfo:
@@ -353,18 +298,10 @@ class Runtime:
             # unknown without asking a store or a broker to look it up.
             return TaskInfo(id=task_id, name="", state=TaskState.UNKNOWN)
         info = await self.store.get(task_id)
-        local = info is not None and info.lane in self.lanes
-        if self.backend is not None and not local:
-            remote = await self.backend.status(task_id)
+        local = info is not None and self._local_lane(info.lane)
+        if self.remote is not None and not local:
+            remote = await self.remote.status(task_id, info)
             if remote is not None:
-                # Queues keep fewer timestamps (Celery has no start time): fill the gaps.
-                if info is not None:
-                    remote = dataclasses.replace(
-                        remote,
-                        name=remote.name or info.name,
-                        created_at=remote.created_at or info.created_at,
-                        owner=info.owner,  # recorded here: a backend knows no owner
-                    )
                 return remote
         if info is not None:
             return info

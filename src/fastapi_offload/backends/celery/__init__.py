@@ -100,6 +100,8 @@ class CeleryBackend(BaseBackend):
     """
 
     name = "celery"
+    cancels = True
+    counts_workers = True
 
     def __init__(
         self,

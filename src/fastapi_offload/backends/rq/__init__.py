@@ -95,6 +95,8 @@ class RQBackend(BaseBackend):
     """
 
     name = "rq"
+    cancels = True
+    counts_workers = True
 
     def __init__(
         self,

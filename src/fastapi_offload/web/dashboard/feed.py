@@ -182,8 +182,7 @@ class Feed:
         # A backend may say how many workers consume its queue (Celery's and RQ's do):
         # asking takes up to a second or two, so it runs beside the snapshots, at most
         # every WORKERS_EVERY seconds, and the page shows the last answer.
-        ask: Callable[[], Awaitable[int | None]] | None
-        ask = getattr(runtime.backend, "workers", None)
+        ask = None if runtime.remote is None else runtime.remote.capabilities.workers
         now = time.monotonic()
         if ask is None or self._asking is not None or now - self._asked < WORKERS_EVERY:
             return
