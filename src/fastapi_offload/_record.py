@@ -15,6 +15,8 @@ from ._models import TaskCall, TaskInfo, TaskState
 from ._retry import RetryPolicy
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._task_deps import TaskDependencies
 
 __all__ = ["TaskRecord"]
@@ -64,6 +66,9 @@ class TaskRecord:
     after: tuple[str, ...] = ()  # ids of the tasks that must succeed before it starts
     app: Any = None
     owner: str | None = None  # `options(owner=...)`: the user who started it (`_owner`)
+    # The asyncio task running it, set by the runner when it starts: found through the
+    # ledger (the one registry of live tasks) to cancel it or wait for it.
+    task: asyncio.Task[None] | None = None
 
     @property
     def live(self) -> bool:

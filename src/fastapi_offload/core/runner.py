@@ -79,7 +79,6 @@ class Runner:
         self._ledger = ledger
         self._lanes = lanes
         self._remote = remote  # sends a remote task that was added after the response
-        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self._closed = False
@@ -124,11 +123,11 @@ class Runner:
             self._ledger.failed(record, "could not start: the runtime had shut down")
             return
         task = self._loop.create_task(self._run(record), name=f"offload:{record.name}")
-        self._tasks[record.id] = task
+        record.task = task
         task.add_done_callback(functools.partial(self._ended, record))
 
     def _ended(self, record: TaskRecord, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(record.id, None)
+        record.task = None  # a finished record may be kept (statuses): not its task
         if record.live and not record.sending:
             # Cancelled before its first step: `_run` never ran, so settle it here.
             self._ledger.cancelled(record, record.cancel_reason or BY_SERVER)
@@ -139,7 +138,7 @@ class Runner:
     async def wait(self, records: Iterable[TaskRecord]) -> None:
         """Wait for these tasks to end (the default runtime: the request waits for its
         tasks). Cancelled meanwhile, it cancels them and waits for them to settle."""
-        tasks = [task for r in records if (task := self._tasks.get(r.id)) is not None]
+        tasks = [task for r in records if (task := r.task) is not None and not task.done()]
         if not tasks:
             return
         try:
@@ -252,10 +251,10 @@ class Runner:
         asked to stop: `cancelled()` turns true, and the task ends `cancelled` when its
         function returns. With it (shutdown), its thread is abandoned.
         """
-        task = self._tasks.get(task_id)
         record = self._ledger.find(task_id)
         if record is None or not record.live or record.sending:
             return False
+        task = record.task
         if task is None:
             if record.lane not in self._lanes:
                 return False  # a remote task being sent: the backend has it, or will
@@ -276,15 +275,17 @@ class Runner:
         self._closed = True
         # Starts posted from other threads before the close run now, and are refused.
         await asyncio.sleep(0)
-        tasks = list(self._tasks.items())
-        for task_id, _ in tasks:
-            self.cancel(task_id, SHUTDOWN)
+        # The ledger's live records with a running asyncio task: a record settles inside
+        # its task, so one that settled has nothing left to cancel.
+        tasks = [(r, r.task) for r in self._ledger.live() if r.task is not None]
+        for record, _ in tasks:
+            self.cancel(record.id, SHUTDOWN)
         if not tasks:
             return
         # Bounded: a task that catches the cancellation and keeps awaiting must not hold
         # the server's shutdown past its budget.
         _, pending = await asyncio.wait([task for _, task in tasks], timeout=grace)
-        for task_id, task in tasks:
+        for record, task in tasks:
             if task in pending:
                 logger.warning(
                     "shutdown: %s ignored its cancellation for %.1f s; leaving it",
@@ -293,8 +294,7 @@ class Runner:
                 )
                 # Settled now, so that the store records its end before it closes; a
                 # result the task produces later is not recorded.
-                record = self._ledger.find(task_id)
-                if record is not None and not record.sending:
+                if record.live and not record.sending:
                     self._ledger.cancelled(record, ABANDONED)
 
 
