@@ -73,8 +73,7 @@ class Lifecycle:
                     loop.create_task(self._watch_cancels(), name="offload:cancels")
                 )
             runtime.monitor.start()
-        runtime.attach()
-        runtime.detached = detached
+        runtime.attach(detached=detached)
         if detached:
             _started_here().add(runtime)
             logger.info("%s", lane_sizes(runtime))
@@ -180,7 +179,7 @@ class Lifecycle:
         grace of min(1 s, 10 %) to finish, then are cancelled and given the grace.
         """
         runtime = self._runtime
-        runtime.accepting = False
+        runtime.close()
         timeout = runtime.config.shutdown_timeout
         grace = min(1.0, timeout / 10)
         # Shielded: when the host task itself is being cancelled (the server's own

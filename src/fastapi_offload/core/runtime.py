@@ -5,6 +5,7 @@ request collector uses: `admit()` in the request, `commit()` before the response
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 import weakref
@@ -30,13 +31,22 @@ from .ledger import LaneBounds, Ledger
 from .routing import IdSource, Profiles, build_record
 from .runner import BY_REQUEST, Runner
 
-__all__ = ["Runtime"]
+__all__ = ["Phase", "Runtime"]
 
 # The longest id the status routes and `offload.status` look up: ids we make are 32 hex
 # characters, a remote backend's own at most a few dozen.
 MAX_ID = 200
 
 logger = logging.getLogger("fastapi_offload")
+
+
+class Phase(enum.Enum):
+    """Where a runtime is in its life: the one answer to "is it running"."""
+
+    NEW = "new"  # built, never started
+    SERVING = "serving"  # the default runtime: each request waits for its own tasks
+    DETACHED = "detached"  # started by a lifespan: tasks outlive their requests
+    CLOSED = "closed"  # a detached runtime shutting down or shut down: no new task
 
 
 class Runtime:
@@ -86,8 +96,7 @@ class Runtime:
         # The key is set when the store opens (`Lifecycle.open`): it may live beside it.
         self.saved_calls = SavedCalls(None)
         self._app: weakref.ref[Any] | None = None
-        self.accepting = False
-        self.detached = False
+        self.phase = Phase.NEW
         self._profiles = Profiles()
         self._new_id = IdSource()
 
@@ -153,12 +162,24 @@ class Runtime:
         self.ledger.admit(record)
         return record
 
-    def attach(self) -> None:
-        """Accept tasks on the running loop, each request waiting for its own (the
-        default runtime); `Lifecycle.open` does this and more for a detached one."""
+    def attach(self, *, detached: bool = False) -> None:
+        """Accept tasks on the running loop; `detached=False` (the default runtime): each
+        request waits for its own. `Lifecycle.open` does this and more for a detached one."""
         self.runner.open()
-        self.detached = False
-        self.accepting = True
+        self.phase = Phase.DETACHED if detached else Phase.SERVING
+
+    def close(self) -> None:
+        """Accept no new task (shutdown); what was accepted is drained by the lifecycle."""
+        self.phase = Phase.CLOSED
+
+    @property
+    def accepting(self) -> bool:
+        return self.phase is Phase.SERVING or self.phase is Phase.DETACHED
+
+    @property
+    def detached(self) -> bool:
+        """Started by a lifespan (and maybe shutting down since)."""
+        return self.phase is Phase.DETACHED or self.phase is Phase.CLOSED
 
     @property
     def app(self) -> Any:
