@@ -51,7 +51,7 @@ class Lifecycle:
                 undo.push_async_callback(_shielded, runtime.store.close)
                 if runtime.store.durable:
                     config = runtime.config
-                    runtime.saved_calls.key = await anyio.to_thread.run_sync(
+                    runtime.requeue.calls.key = await anyio.to_thread.run_sync(
                         load_key, config.secret_key, config.store_path
                     )
                 if runtime.backend is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,7 +15,6 @@ from .._config import OffloadConfig
 from .._errors import ConfigError, NotOffloadable, OffloadClosed
 from .._models import OffloadStats, TaskInfo, TaskState
 from .._record import TaskRecord
-from .._saved_call import SavedCalls, Untrusted
 from .._settings import TaskSettings
 from .._task_deps import dependencies_of
 from ..backends.base import Backend
@@ -28,6 +26,7 @@ from ..lanes.remote import RemoteLane
 from ..stores.base import MemoryStore, Orphan, Store
 from .after import Ordering
 from .ledger import LaneBounds, Ledger
+from .requeue import Requeue
 from .routing import IdSource, Profiles, build_record
 from .runner import BY_REQUEST, Runner
 
@@ -93,8 +92,8 @@ class Runtime:
             from .tracing import TaskTracer  # imports OpenTelemetry only when asked
 
             self.runner.tracer = TaskTracer()
-        # The key is set when the store opens (`Lifecycle.open`): it may live beside it.
-        self.saved_calls = SavedCalls(None)
+        # Its key is set when the store opens (`Lifecycle.open`): it may live beside it.
+        self.requeue = Requeue(self.ledger)
         self._app: weakref.ref[Any] | None = None
         self.phase = Phase.NEW
         self._profiles = Profiles()
@@ -144,21 +143,7 @@ class Runtime:
                 )
             self.remote.prepare(record)
         elif record.requeue and self.store.durable:
-            record.payload = self.saved_calls.dump(
-                record.id,
-                record.func,
-                args=record.args,
-                kwargs=record.kwargs,
-                lane=record.lane,
-                timeout=record.timeout,
-                retries=record.retries,
-                retry_delay=record.retry_delay,
-                keep_result=record.keep_result,
-                retry_backoff=record.retry_backoff,
-                retry_on=record.retry_on,
-                after=list(record.after),
-                owner=record.owner,
-            )
+            self.requeue.save(record)
         self.ledger.admit(record)
         return record
 
@@ -232,50 +217,9 @@ class Runtime:
             await self.remote.send_all([r for r in records if not self.is_local(r)])
 
     def adopt(self, orphan: Orphan) -> TaskRecord | None:
-        """Take on a requeue-able task whose process died (reclaimed from the store); the
-        record to `start`, or `None` when it will not run again (then it is settled:
-        `interrupted` when its saved call is not one this app wrote, else `failed`)."""
-        info = orphan.info
-        record = TaskRecord(
-            id=info.id,
-            name=info.name[:200],  # read back from the store: bounded before it is logged
-            lane=info.lane,
-            func=None,
-            args=(),
-            kwargs={},
-            timeout=orphan.timeout,
-            retries=orphan.retries,
-            retry_delay=orphan.retry_delay,
-            declared=True,
-            created_at=info.created_at or time.time(),
-            attempts=info.attempts,
-            requeue=True,
-            payload=orphan.payload,
-        )
-        try:
-            # Checked before anything runs or is unpickled: the row may have been planted.
-            call = self.saved_calls.load(info.id, orphan.payload)
-            if not self._local_lane(call.lane):
-                raise Untrusted(f"its saved call names lane {call.lane[:40]!r}, not a local one")
-        except Untrusted as exc:
-            self.ledger.refused(record, f"not run again: {exc}")
-            return None
-        record.func, record.args, record.kwargs = call.func, call.args, call.kwargs
-        record.lane, record.timeout = call.lane, call.timeout
-        record.retries, record.retry_delay = call.retries, call.retry_delay
-        record.keep_result, record.retry_backoff = call.keep_result, call.retry_backoff
-        record.retry_on, record.after, record.owner = call.retry_on, call.after, call.owner
-        self.ledger.adopt(record)
-        if record.attempts > record.retries + 1:
-            # A task that takes its process down each time must not do so forever.
-            self.ledger.failed(
-                record,
-                f"not run again: its process stopped during each of its {record.attempts} "
-                "attempts (a requeue=True task is run again after a crash at most "
-                "1 + retries times)",
-            )
-            return None
-        return record
+        """Take on a requeue-able task whose process died (reclaimed from the store): the
+        record to `start`, or `None` when it will not run again (`Requeue.adopt`)."""
+        return self.requeue.adopt(orphan, self._local_lane)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a task by id, wherever it runs: here (a waiting task never starts, a

@@ -1,0 +1,88 @@
+"""Tasks declared `requeue=True` with a durable store: their call saved when they are
+admitted, and taken on again, from that saved call, by the process that reclaims them
+after their own process died."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .._record import TaskRecord
+from .._saved_call import SavedCalls, Untrusted
+from ..stores.base import Orphan
+from .ledger import Ledger
+
+__all__ = ["Requeue"]
+
+
+class Requeue:
+    """Saves and adopts the calls of one runtime's `requeue=True` tasks."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        # `None` until the store opens (`Lifecycle.open` sets the key beside it).
+        self.calls = SavedCalls(None)
+
+    def save(self, record: TaskRecord) -> None:
+        """In the request: the signed call the store keeps with the task's row."""
+        record.payload = self.calls.dump(
+            record.id,
+            record.func,
+            args=record.args,
+            kwargs=record.kwargs,
+            lane=record.lane,
+            timeout=record.timeout,
+            retries=record.retries,
+            retry_delay=record.retry_delay,
+            keep_result=record.keep_result,
+            retry_backoff=record.retry_backoff,
+            retry_on=record.retry_on,
+            after=list(record.after),
+            owner=record.owner,
+        )
+
+    def adopt(self, orphan: Orphan, is_local: Callable[[str], bool]) -> TaskRecord | None:
+        """Take on a requeue-able task whose process died (reclaimed from the store); the
+        record to `start`, or `None` when it will not run again (then it is settled:
+        `interrupted` when its saved call is not one this app wrote, else `failed`)."""
+        info = orphan.info
+        record = TaskRecord(
+            id=info.id,
+            name=info.name[:200],  # read back from the store: bounded before it is logged
+            lane=info.lane,
+            func=None,
+            args=(),
+            kwargs={},
+            timeout=orphan.timeout,
+            retries=orphan.retries,
+            retry_delay=orphan.retry_delay,
+            declared=True,
+            created_at=info.created_at or time.time(),
+            attempts=info.attempts,
+            requeue=True,
+            payload=orphan.payload,
+        )
+        try:
+            # Checked before anything runs or is unpickled: the row may have been planted.
+            call = self.calls.load(info.id, orphan.payload)
+            if not is_local(call.lane):
+                raise Untrusted(f"its saved call names lane {call.lane[:40]!r}, not a local one")
+        except Untrusted as exc:
+            self._ledger.refused(record, f"not run again: {exc}")
+            return None
+        record.func, record.args, record.kwargs = call.func, call.args, call.kwargs
+        record.lane, record.timeout = call.lane, call.timeout
+        record.retries, record.retry_delay = call.retries, call.retry_delay
+        record.keep_result, record.retry_backoff = call.keep_result, call.retry_backoff
+        record.retry_on, record.after, record.owner = call.retry_on, call.after, call.owner
+        self._ledger.adopt(record)
+        if record.attempts > record.retries + 1:
+            # A task that takes its process down each time must not do so forever.
+            self._ledger.failed(
+                record,
+                f"not run again: its process stopped during each of its {record.attempts} "
+                "attempts (a requeue=True task is run again after a crash at most "
+                "1 + retries times)",
+            )
+            return None
+        return record
