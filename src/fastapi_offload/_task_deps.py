@@ -14,6 +14,7 @@ what this module uses of it is pinned by tests/test_task_dependencies.py.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import typing
 import weakref
@@ -216,18 +217,17 @@ def _refuse(task: str, parameter: str, call: str, what: str) -> typing.NoReturn:
     )
 
 
-# Per route: the endpoint's parameters filled by a `yield` dependency, and its code.
-_YIELDED: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[tuple[str, str], ...]]] = (
-    weakref.WeakKeyDictionary()
-)
+# Per route, kept on the route object: the endpoint's code and its parameters filled by
+# a `yield` dependency. Not in a WeakKeyDictionary: FastAPI's routes are unhashable
+# (APIRoute defines __eq__), so such a cache missed on every request, at ~100 us each.
+_YIELDED = "_fastapi_offload_yielded"
 _FRAMES = 8  # how far up from `add_task` the endpoint's frame is looked for
 
 
 def _yielded_params(route: Any) -> tuple[Any, tuple[tuple[str, str], ...]]:
-    try:
-        return _YIELDED[route]
-    except (KeyError, TypeError):
-        pass
+    entry: tuple[Any, tuple[tuple[str, str], ...]] | None = getattr(route, _YIELDED, None)
+    if entry is not None:
+        return entry
     dependant = getattr(route, "dependant", None)
     endpoint = inspect.unwrap(getattr(route, "endpoint", None) or (lambda: None))
     found = [
@@ -236,10 +236,8 @@ def _yielded_params(route: Any) -> tuple[Any, tuple[tuple[str, str], ...]]:
         if sub.name and _is_generator(sub.call)
     ]
     entry = (getattr(endpoint, "__code__", None), tuple(found))
-    try:
-        _YIELDED[route] = entry
-    except TypeError:
-        pass
+    with contextlib.suppress(AttributeError, TypeError):  # a route with __slots__: not kept
+        setattr(route, _YIELDED, entry)
     return entry
 
 

@@ -34,7 +34,9 @@ class Ordering:
         self._ledger = ledger
         self._local = local  # lane names: a task on any other was sent to a backend
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        ledger.add_observer(self)
+        # Observing from the first wait only: an app that never uses `after=` pays
+        # nothing on each transition of each task.
+        self._observing = False
 
     def observe(self, event: str, record: TaskRecord) -> None:
         # Under the ledger's lock, maybe in a sync endpoint's thread: wake on the loop.
@@ -58,6 +60,9 @@ class Ordering:
         while True:
             record = ledger.find(task_id)
             if record is not None and record.live:
+                if not self._observing:
+                    self._observing = True
+                    ledger.add_observer(self)
                 future = asyncio.get_running_loop().create_future()
                 self._waiters.setdefault(task_id, []).append(future)
                 if record.live:  # not settled between the look and the registration

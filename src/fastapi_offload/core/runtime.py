@@ -96,6 +96,10 @@ class Runtime:
         self.requeue = Requeue(self.ledger)
         self._app: weakref.ref[Any] | None = None
         self.phase = Phase.NEW
+        # Whether a request's ASGI call waits for the tasks it added: always for the
+        # default runtime, and with `wait_for_tasks` (tests) for a detached one too.
+        # Set with the phase: it is read several times per task.
+        self.request_waits = True
         self._profiles = Profiles()
         self._new_id = IdSource()
 
@@ -152,6 +156,7 @@ class Runtime:
         request waits for its own. `Lifecycle.open` does this and more for a detached one."""
         self.runner.open()
         self.phase = Phase.DETACHED if detached else Phase.SERVING
+        self.request_waits = not detached or self.config.wait_for_tasks
 
     def close(self) -> None:
         """Accept no new task (shutdown); what was accepted is drained by the lifecycle."""
@@ -179,12 +184,6 @@ class Runtime:
             self._app = weakref.ref(app)
         except TypeError:
             self._app = None
-
-    @property
-    def request_waits(self) -> bool:
-        """Whether a request's ASGI call waits for the tasks it added: always for the
-        default runtime, and with `wait_for_tasks` (tests) for a detached one too."""
-        return not self.detached or self.config.wait_for_tasks
 
     def is_local(self, record: TaskRecord) -> bool:
         return self._local_lane(record.lane)
