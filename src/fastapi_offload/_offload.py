@@ -1,4 +1,4 @@
-"""`Offload`: the application-level runtime, a facade over `_runtime.Runtime`."""
+"""`Offload`: the application-level runtime, a facade over `core.runtime.Runtime`."""
 
 from __future__ import annotations
 

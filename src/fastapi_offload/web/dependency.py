@@ -189,11 +189,16 @@ async def _provide(conn: HTTPConnection, background: BackgroundTasks) -> TaskCol
     # `yield` dependency, costs less on every request and, unlike
     # `Depends(scope="function")`, lets a user's own `yield` dependency take OffloadTasks
     # wherever it took BackgroundTasks. tests/test_tasks.py pins this behaviour.
+    # Not public API: tests/contracts/test_fastapi.py checks it on each FastAPI.
     request_stack = conn.scope.get("fastapi_inner_astack")
     if not isinstance(request_stack, AsyncExitStack):
+        from fastapi import __version__
+
         raise RuntimeError(
-            "OffloadTasks needs FastAPI 0.121 or later (its request exit stacks are "
-            "missing); upgrade FastAPI"
+            "OffloadTasks needs FastAPI's request exit stacks (scope['fastapi_inner_astack'], "
+            f"FastAPI 0.121 or later) and FastAPI {__version__} has none: upgrade an older "
+            "FastAPI; a newer one may have changed them (see the verified versions in "
+            "fastapi-offload's docs, Getting started > Install)"
         )
     request_stack.push_async_exit(collector._after_response)
     function_stack = conn.scope.get("fastapi_function_astack")

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Depends, Path, Request, params
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
@@ -17,16 +14,12 @@ from .._errors import StoreUnavailable
 from .._models import TaskInfo, TaskState
 from .._owner import owns
 from ..core.runtime import Runtime
+from . import sse
 from .lookup import runtime_for
 
 __all__ = ["TaskStatus", "build_status_router", "cancel_response"]
 
 POLL = 0.25  # seconds between two looks at a streamed task's status
-# A stream ends after this long and the browser's EventSource reconnects by itself: a
-# server waiting for open responses at shutdown (uvicorn without
-# --timeout-graceful-shutdown) is never held by a long task's stream for longer.
-STREAM_MAX = 30.0
-KEEP_ALIVE = 10.0  # seconds of silence before a comment line keeps proxies from closing
 # An id from the URL is input: `Runtime.status` answers one longer than any id we make
 # "unknown" (404, as for any other odd id) before any store is asked.
 TaskId = Annotated[str, Path(description="The id `add_task` returned")]
@@ -132,12 +125,7 @@ def build_status_router(
             info = exc
         if isinstance(info, TaskInfo) and info.state is TaskState.UNKNOWN:
             return JSONResponse(info.to_dict(), status_code=404)
-        return StreamingResponse(
-            _events(found, task_id, info),
-            media_type="text/event-stream",
-            # no-transform and X-Accel-Buffering: proxies (nginx) must not buffer it.
-            headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
-        )
+        return sse.response(_events(found, task_id, info))
 
     if cancel:
 
@@ -182,40 +170,37 @@ async def cancel_response(runtime: Runtime, task_id: str) -> JSONResponse:
     return JSONResponse(info.to_dict(), status_code=status_code)
 
 
-async def _events(
+def _events(
     runtime: Runtime, task_id: str, info: TaskInfo | StoreUnavailable
 ) -> AsyncIterator[str]:
     # Polled rather than pushed: the task may run in another worker process (a shared
     # store) or a remote backend, and a look-up of a local task is a dict read.
-    yield f"retry: {int(POLL * 4000)}\n\n"  # reconnect after a second, not the default 3
-    started = last_sent = time.monotonic()
     shown: tuple[Any, ...] | None = None
-    while True:
-        now = time.monotonic()
+    fetch = False  # the first look shows `info`, which the endpoint has just read
+
+    async def look() -> tuple[str | None, str | None]:
+        nonlocal info, shown, fetch
+        if fetch:
+            try:
+                info = await runtime.status(task_id)
+            except StoreUnavailable as exc:  # never an `end`: the task may be running still
+                info = exc
+        fetch = True
         if isinstance(info, StoreUnavailable):
             seen: tuple[Any, ...] = (STORE_UNAVAILABLE,)
-            sent = _event(STORE_UNAVAILABLE, {"detail": str(info)})
         else:
             seen = (info.state, info.attempts, info.progress, info.progress_message)
-            sent = _event("status", info.to_dict())
+        text = None
         if seen != shown:
-            shown, last_sent = seen, now
-            yield sent
-        elif now - last_sent >= KEEP_ALIVE:
-            last_sent = now
-            yield ": keep-alive\n\n"
+            shown = seen
+            if isinstance(info, StoreUnavailable):
+                text = sse.event(STORE_UNAVAILABLE, sse.encode({"detail": str(info)}))
+            else:
+                text = sse.event("status", sse.encode(info.to_dict()))
+        last = None
         if isinstance(info, TaskInfo) and (info.state.finished or info.state is TaskState.UNKNOWN):
-            yield _event(END, {"state": info.state.value}, event_id=END)  # ended, or forgotten
-            return
-        if now - started >= STREAM_MAX:
-            return  # the browser reconnects and gets the current status first
-        await anyio.sleep(POLL)
-        try:
-            info = await runtime.status(task_id)
-        except StoreUnavailable as exc:  # never an `end`: the task may be running still
-            info = exc
+            # Ended, or forgotten.
+            last = sse.event(END, sse.encode({"state": info.state.value}), event_id=END)
+        return text, last
 
-
-def _event(name: str, data: dict[str, Any], *, event_id: str | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    return sse.paced(look, poll=POLL, stream_max=sse.STREAM_MAX)

@@ -12,18 +12,15 @@ pair of snapshots and shared (`Patches`).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-__all__ = ["Patches", "diff", "encode"]
+from ..sse import encode, event
+
+__all__ = ["Patches", "diff"]
 
 # Recomputed by the page from `now`: a running task's duration alone is no change.
 _VOLATILE = ("duration",)
 _PAIRS_KEPT = 8  # distinct (from, to) pairs: the streams fall into a few poll phases
-
-
-def encode(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"))
 
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
@@ -72,7 +69,7 @@ class Patches:
         found = self._texts.get(key)
         if found is None:
             patch = diff(old, new)
-            text = None if patch is None else f"event: patch\ndata: {encode(patch)}\n\n"
+            text = None if patch is None else event("patch", encode(patch))
             if len(self._texts) >= _PAIRS_KEPT:
                 del self._texts[next(iter(self._texts))]
             found = self._texts[key] = (old, new, text)

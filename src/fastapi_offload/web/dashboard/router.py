@@ -8,20 +8,21 @@ step); everything it shows comes from the snapshot of the runtime serving the re
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from importlib.resources import files
+from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request, params
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ...core.runtime import Runtime
+from .. import sse
 from ..lookup import runtime_for
-from ..status import KEEP_ALIVE, STREAM_MAX, TaskId, TaskStatus, cancel_response
+from ..sse import STREAM_MAX
+from ..status import TaskId, TaskStatus, cancel_response
 from .feed import Feed
-from .patch import Patches, encode
+from .patch import Patches
 
 __all__ = ["build_dashboard_router"]
 
@@ -121,12 +122,7 @@ def build_dashboard_router(
         # An iterator never started (the client left first) runs no `finally`: its slot
         # is released when it is collected.
         weakref.finalize(body, slot.release)
-        return StreamingResponse(
-            body,
-            media_type="text/event-stream",
-            # no-transform and X-Accel-Buffering: proxies (nginx) must not buffer it.
-            headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
-        )
+        return sse.response(body)
 
     if cancel:
 
@@ -179,29 +175,23 @@ class _Streams:
         return _Slot(self)
 
 
-async def _events(
+def _events(
     runtime: Runtime, feed: Feed, cancel: bool, patches: Patches, slot: _Slot
 ) -> AsyncIterator[str]:
     # Polled, like the status stream: progress and the other processes' tasks (a shared
     # store) change without a ledger event. The first event is the whole snapshot; then
     # only patches, each computed once for every stream at the same pace (`Patches`).
-    try:
-        yield f"retry: {int(POLL * 2000)}\n\n"  # reconnect after a second, not the default 3
-        started = last_sent = time.monotonic()
-        shown = await feed.snapshot(runtime, cancel=cancel)
-        yield f"event: snapshot\ndata: {encode(shown)}\n\n"
-        while True:
-            await anyio.sleep(POLL)
-            snapshot = await feed.snapshot(runtime, cancel=cancel)
-            now = time.monotonic()
+    shown: dict[str, Any] | None = None
+
+    async def look() -> tuple[str | None, None]:
+        nonlocal shown
+        snapshot = await feed.snapshot(runtime, cancel=cancel)
+        if shown is None:
+            text: str | None = sse.event("snapshot", sse.encode(snapshot))
+        else:
             text = None if snapshot is shown else patches.event(shown, snapshot)
-            if text is not None:
-                shown, last_sent = snapshot, now
-                yield text
-            elif now - last_sent >= KEEP_ALIVE:
-                last_sent = now
-                yield ": keep-alive\n\n"
-            if now - started >= STREAM_MAX:
-                return  # the browser reconnects and gets the current snapshot first
-    finally:
-        slot.release()
+        if text is not None:
+            shown = snapshot
+        return text, None  # never ends by itself: after STREAM_MAX, a reconnect
+
+    return sse.paced(look, poll=POLL, stream_max=STREAM_MAX, on_close=slot.release)

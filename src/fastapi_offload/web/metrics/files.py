@@ -58,8 +58,10 @@ _LOCK = threading.Lock()
 def new_writer() -> Writer | None:
     """A writer for a runtime just observed, or `None` outside multiprocess mode."""
     # prometheus-client chose its mode when it was first imported: follow it, not what
-    # os.environ says now.
-    if not getattr(values.ValueClass, "_multiprocess", False):
+    # os.environ says now. Its metrics store their values in `values.ValueClass`, which is
+    # `MutexValue` in one process and a file-backed class in multiprocess mode (not public
+    # API: tests/contracts/test_prometheus_client.py checks it on each version).
+    if values.ValueClass is values.MutexValue:
         return None
     with _LOCK:
         if not _FILES:
