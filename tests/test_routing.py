@@ -11,7 +11,9 @@ import pytest
 from fastapi_offload import ConfigError, NotOffloadable, cpu_bound
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._settings import NO_SETTINGS, TaskSettings
-from fastapi_offload.core.routing import IdSource, Profiles, build_record, choose_lane
+from fastapi_offload.core.callables import Profiles
+from fastapi_offload.core.ids import IdSource
+from fastapi_offload.core.routing import build_record, choose_lane
 
 from .apps import jobs
 

@@ -19,8 +19,8 @@ from ._names import checked_options
 from ._public import public
 from ._settings import NO_SETTINGS, CallOptions, LaneName, TaskSettings
 from .backends.base import Backend
+from .core.callables import refuse_coroutine
 from .core.lifecycle import Lifecycle, build_backend, build_store
-from .core.routing import refuse_coroutine
 from .core.runtime import Runtime
 from .web.lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 

@@ -1,97 +1,22 @@
-"""Decide where a call runs, and check that it can travel there (inside the request)."""
+"""Decide where a call runs, and check that it can run there (inside the request): the
+lane, from the call's options, the routing rules, the backend, the decorator and the
+kind of callable; then the record with every setting resolved."""
 
 from __future__ import annotations
 
-import functools
-import inspect
-import os
-import pickle
-import threading
-import weakref
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from types import FunctionType
 from typing import Any
 
 from .._config import OffloadConfig
-from .._decorators import declared
 from .._errors import NotOffloadable
 from .._record import TaskRecord
 from .._retry import type_path
 from .._settings import NO_SETTINGS, TaskSettings
+from .callables import Profiles
+from .travel import check_picklable
 
-__all__ = [
-    "IdSource",
-    "Profiles",
-    "build_record",
-    "callable_name",
-    "check_picklable",
-    "is_async_callable",
-    "refuse_coroutine",
-]
-
-
-def refuse_coroutine(func: object, method: str) -> None:
-    """Raise `NotOffloadable` for a coroutine object given where its function belongs:
-    `add_task(fetch_and_log(url))` instead of `add_task(fetch_and_log, url)`.
-
-    The coroutine is closed, so Python does not also warn that it was never awaited.
-    """
-    if not inspect.iscoroutine(func):
-        return
-    code = func.cr_code
-    name = getattr(func, "__name__", code.co_name)
-    func.close()
-    arguments = _parameters(code)
-    shown = ", ".join((name, *arguments))
-    raise NotOffloadable(
-        f"{method}() was given a coroutine object, {name}(...), which has not run and "
-        f"cannot be run later: pass the function and its arguments: {method}({shown}), "
-        f"not {method}({name}({', '.join(arguments)}))"
-    )
-
-
-def _parameters(code: Any) -> list[str]:
-    # The parameters as a call would pass them, from the coroutine's code object: its
-    # arguments are in the frame, but their names say more than their values.
-    positional, keyword = code.co_argcount, code.co_kwonlyargcount
-    names = list(code.co_varnames)
-    shown = [n for n in names[:positional] if n not in ("self", "cls")]
-    shown += [f"{n}={n}" for n in names[positional : positional + keyword]]
-    rest = positional + keyword
-    if code.co_flags & inspect.CO_VARARGS:
-        shown.append(f"*{names[rest]}")
-        rest += 1
-    if code.co_flags & inspect.CO_VARKEYWORDS:
-        shown.append(f"**{names[rest]}")
-    return shown
-
-
-def _unwrap(func: Any) -> Any:
-    while isinstance(func, functools.partial):
-        func = func.func
-    return func
-
-
-def callable_name(func: Callable[..., Any]) -> str:
-    """`module.qualname` of a function (or of the class of a callable object)."""
-    target = _unwrap(func)
-    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target)):
-        if not isinstance(target, type):
-            target = type(target)
-    module = getattr(target, "__module__", None) or "?"
-    qualname = getattr(target, "__qualname__", None) or repr(target)
-    return f"{module}.{qualname}"
-
-
-def is_async_callable(func: Any) -> bool:
-    target = _unwrap(func)
-    return inspect.iscoroutinefunction(target) or (
-        callable(target)
-        and not isinstance(target, type)
-        and inspect.iscoroutinefunction(getattr(target, "__call__", None))  # noqa: B004
-    )
+__all__ = ["build_record", "choose_lane"]
 
 
 def choose_lane(
@@ -117,110 +42,6 @@ def choose_lane(
     if is_async:
         return "loop"
     return "process" if promote else "thread"
-
-
-class _Discard:
-    """A file that drops what is written: validation pays for pickling, not for copies
-    (with protocol 5, a large bytes argument is written straight through, uncopied)."""
-
-    def write(self, data: Any) -> int:
-        return len(data)
-
-
-def check_picklable(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], name: str
-) -> None:
-    """Check that a call can travel to the process lane, or raise `NotOffloadable`.
-
-    The call is pickled for real only once, by anyio, when it runs: a second copy here
-    would double the cost for large arguments.
-    """
-    try:
-        pickle.Pickler(_Discard(), protocol=pickle.HIGHEST_PROTOCOL).dump((func, args, kwargs))
-        return
-    except Exception as exc:
-        whole = exc
-    # Pickle once more piece by piece, only on failure, to name what cannot travel.
-    try:
-        pickle.dumps(func, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:
-        target = _unwrap(func)
-        qualname = getattr(target, "__qualname__", "")
-        if getattr(target, "__name__", "") == "<lambda>" or "<locals>" in qualname:
-            why = "it is a lambda or a function defined inside another function"
-        else:
-            why = f"it cannot be pickled ({exc})"
-        raise NotOffloadable(
-            f"cannot send {name} to the process lane: {why}. A worker process finds the "
-            "function by its import path: define it at module level, or keep it on the "
-            'thread lane with tasks.options(lane="thread").'
-        ) from exc
-    pieces = [(f"argument {i}", value) for i, value in enumerate(args)]
-    pieces += [(f"argument {key!r}", value) for key, value in kwargs.items()]
-    for label, value in pieces:
-        try:
-            pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:  # noqa: PERF203 - only on the failure path
-            raise NotOffloadable(
-                f"cannot send {name} to the process lane: {label} "
-                f"({type(value).__name__}) cannot be pickled ({exc}). Pass data a worker "
-                "process can rebuild (bytes, a path, an id) instead."
-            ) from exc
-    raise NotOffloadable(f"cannot send {name} to the process lane: {whole}") from whole
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """What routing needs to know about a callable, which does not change between calls."""
-
-    name: str
-    defaults: TaskSettings | None
-    is_async: bool
-
-
-class Profiles:
-    """Profiles of plain functions, computed once: `add_task` is on every request's path.
-
-    Partials, bound methods and callable objects are new objects on most calls, so
-    they are profiled each time instead of filling the cache.
-    """
-
-    def __init__(self) -> None:
-        # Weak keys: a closure made per request (and what it captured) is not kept alive.
-        self._cache: weakref.WeakKeyDictionary[Callable[..., Any], Profile] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def __call__(self, func: Callable[..., Any]) -> Profile:
-        plain = type(func) is FunctionType
-        found = self._cache.get(func) if plain else None
-        if found is None:
-            found = Profile(callable_name(func), declared(func), is_async_callable(func))
-            if plain:
-                self._cache[func] = found
-        return found
-
-
-class IdSource:
-    """Task ids: 128 random bits as 32 hex digits, like `uuid4().hex`, unguessable.
-
-    Random bytes are read from the OS in batches (one `os.urandom` per id costs a
-    system call, ~8 us); a forked child reads a fresh batch so no id repeats.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buffer = b""
-        self._offset = 0
-        self._pid = 0
-
-    def __call__(self) -> str:
-        with self._lock:
-            if self._offset >= len(self._buffer) or self._pid != os.getpid():
-                self._buffer, self._offset, self._pid = os.urandom(16 * 256), 0, os.getpid()
-            start = self._offset
-            self._offset += 16
-        return self._buffer[start : start + 16].hex()
 
 
 def build_record(

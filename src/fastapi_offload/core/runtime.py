@@ -25,9 +25,11 @@ from ..lanes.process.lane import ProcessLane
 from ..lanes.remote import RemoteLane
 from ..stores.base import MemoryStore, Orphan, Store
 from .after import Ordering
+from .callables import Profiles
+from .ids import IdSource
 from .ledger import LaneBounds, Ledger
 from .requeue import Requeue
-from .routing import IdSource, Profiles, build_record
+from .routing import build_record
 from .runner import BY_REQUEST, Runner
 
 __all__ = ["Phase", "Runtime"]

@@ -16,7 +16,7 @@ from .._models import TaskHandle
 from .._record import TaskRecord
 from .._settings import NO_SETTINGS, CallOptions, TaskSettings
 from .._task_deps import refuse_request_objects
-from ..core.routing import refuse_coroutine
+from ..core.callables import refuse_coroutine
 from ..core.runtime import Runtime
 from .lookup import runtime_for
 
