@@ -11,7 +11,8 @@ import pytest
 
 from fastapi_offload import QueueFull, TaskState
 from fastapi_offload._record import TaskRecord
-from fastapi_offload.core.ledger import LaneBounds, Ledger
+from fastapi_offload.core.bounds import LaneBounds
+from fastapi_offload.core.ledger import Ledger
 from fastapi_offload.stores.base import MemoryStore
 
 pytestmark = pytest.mark.anyio

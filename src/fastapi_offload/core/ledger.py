@@ -13,27 +13,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 from .._error_text import LIMIT, TRACEBACK_LIMIT, error_text, traceback_text
-from .._errors import QueueFull, RemoteError, TaskTimeout, WorkerCrashed
+from .._errors import RemoteError, TaskTimeout, WorkerCrashed
 from .._models import LaneStats, TaskState
 from .._record import TaskRecord
 from .._results import Kept
 from ..stores.base import Store
+from .bounds import Counters, LaneBounds
 
-__all__ = ["LaneBounds", "Ledger", "Observer"]
+__all__ = ["Ledger", "Observer"]
 
 logger = logging.getLogger("fastapi_offload")
-
-
-@dataclass(frozen=True, slots=True)
-class LaneBounds:
-    capacity: int  # tasks that may run at once
-    max_pending: int  # admission bound
-    # Coroutines wait for no worker: on the loop lane the bound counts running ones too.
-    bound_counts_running: bool = False
 
 
 class Observer(Protocol):
@@ -48,14 +40,6 @@ class Observer(Protocol):
     def observe(self, event: str, record: TaskRecord) -> None: ...
 
 
-class _Counters:
-    __slots__ = ("cancelled", "failed", "retried", "running", "succeeded", "waiting")
-
-    def __init__(self) -> None:
-        self.waiting = self.running = 0
-        self.succeeded = self.failed = self.cancelled = self.retried = 0
-
-
 class Ledger:
     """Records, counters and the store of one runtime, changed only through transitions.
 
@@ -66,7 +50,7 @@ class Ledger:
     def __init__(self, store: Store, bounds: Mapping[str, LaneBounds]) -> None:
         self.store = store
         self._bounds = dict(bounds)
-        self._counters = {lane: _Counters() for lane in bounds}
+        self._counters = {lane: Counters() for lane in bounds}
         self._lock = threading.Lock()
         self._live: dict[str, TaskRecord] = {}
         self._joiners: list[asyncio.Future[None]] = []
@@ -94,18 +78,11 @@ class Ledger:
         with self._lock:
             counters = self._counters.get(record.lane)
             if counters is not None:
-                bounds = self._bounds[record.lane]
-                load = counters.waiting + (counters.running if bounds.bound_counts_running else 0)
-                if load >= bounds.max_pending:
+                full = counters.full(self._bounds[record.lane], record)
+                if full is not None:
                     if self._observers:
                         self._tell("rejected", record)
-                    what = "waiting or running" if bounds.bound_counts_running else "waiting"
-                    raise QueueFull(
-                        f"the {record.lane} lane is full ({load} tasks {what}, "
-                        f"max_pending={bounds.max_pending}); {record.name} was not accepted. "
-                        "Retry later, or raise max_pending / the lane's workers if the "
-                        "machine has room."
-                    )
+                    raise full
                 counters.waiting += 1
             self._live[record.id] = record
             self.store.put(record)
@@ -324,18 +301,8 @@ class Ledger:
             await future
 
     def lane_stats(self, lane: str) -> LaneStats:
-        counters, bounds = self._counters[lane], self._bounds[lane]
-        return LaneStats(
-            waiting=counters.waiting,
-            running=counters.running,
-            capacity=bounds.capacity,
-            max_pending=bounds.max_pending,
-            succeeded=counters.succeeded,
-            failed=counters.failed,
-            cancelled=counters.cancelled,
-            retried=counters.retried,
-            abandoned=count() if (count := self._abandoned.get(lane)) is not None else 0,
-        )
+        count = self._abandoned.get(lane)
+        return self._counters[lane].stats(self._bounds[lane], count() if count else 0)
 
 
 def _plain_repr(error: BaseException) -> str | None:

@@ -25,9 +25,10 @@ from ..lanes.process.lane import ProcessLane
 from ..lanes.remote import RemoteLane
 from ..stores.base import MemoryStore, Orphan, Store
 from .after import Ordering
+from .bounds import LaneBounds
 from .callables import Profiles
 from .ids import IdSource
-from .ledger import LaneBounds, Ledger
+from .ledger import Ledger
 from .requeue import Requeue
 from .routing import build_record
 from .runner import BY_REQUEST, Runner

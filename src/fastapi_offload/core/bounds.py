@@ -1,0 +1,55 @@
+"""A lane's bounds and counters: how many of its tasks may run and wait, how many do,
+and the refusal (`QueueFull`, a 503) of a task past the bound. Changed by the ledger
+only, under its lock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._errors import QueueFull
+from .._models import LaneStats
+from .._record import TaskRecord
+
+__all__ = ["Counters", "LaneBounds"]
+
+
+@dataclass(frozen=True, slots=True)
+class LaneBounds:
+    capacity: int  # tasks that may run at once
+    max_pending: int  # admission bound
+    # Coroutines wait for no worker: on the loop lane the bound counts running ones too.
+    bound_counts_running: bool = False
+
+
+class Counters:
+    __slots__ = ("cancelled", "failed", "retried", "running", "succeeded", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting = self.running = 0
+        self.succeeded = self.failed = self.cancelled = self.retried = 0
+
+    def full(self, bounds: LaneBounds, record: TaskRecord) -> QueueFull | None:
+        """The refusal of `record` when the lane is at its bound, else `None`."""
+        load = self.waiting + (self.running if bounds.bound_counts_running else 0)
+        if load < bounds.max_pending:
+            return None
+        what = "waiting or running" if bounds.bound_counts_running else "waiting"
+        return QueueFull(
+            f"the {record.lane} lane is full ({load} tasks {what}, "
+            f"max_pending={bounds.max_pending}); {record.name} was not accepted. "
+            "Retry later, or raise max_pending / the lane's workers if the "
+            "machine has room."
+        )
+
+    def stats(self, bounds: LaneBounds, abandoned: int) -> LaneStats:
+        return LaneStats(
+            waiting=self.waiting,
+            running=self.running,
+            capacity=bounds.capacity,
+            max_pending=bounds.max_pending,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            retried=self.retried,
+            abandoned=abandoned,
+        )
