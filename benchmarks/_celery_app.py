@@ -1,4 +1,5 @@
-"""The Celery app of the `celery` strategy: one task that runs a benchmark job by kind.
+"""The Celery app of the `celery` strategy: one task that runs a benchmark job by kind,
+and `noop`, the task of the dispatch scenario's `celery-delay` peer.
 
 The worker is `celery -A benchmarks._celery_app worker -c 2` (started by `_workers`).
 Arguments travel as JSON, Celery's default; results are not stored (the strategy asks
@@ -24,9 +25,17 @@ app.conf.update(
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # Where `task.delay()` sends (the dispatch peer): this run's queue, which the worker
+    # started by `_workers.celery_worker` consumes. `run` names its queue explicitly.
+    task_default_queue=os.environ.get("BENCH_CELERY_QUEUE", "celery"),
 )
 
 _redis: redis.Redis | None = None
+
+
+@app.task(name="benchmarks.noop")  # type: ignore[untyped-decorator]  # celery ships no types
+def noop() -> None:
+    """The dispatch scenario's peer task: `noop.delay()` per request, nothing to count."""
 
 
 @app.task(name="benchmarks.run")  # type: ignore[untyped-decorator]  # celery ships no types

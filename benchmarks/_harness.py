@@ -147,6 +147,12 @@ def new_batch(url: str) -> None:
         http.post("/batch").raise_for_status()
 
 
+def queued(url: str) -> int:
+    """`GET /queued`: tasks still in the broker, for the apps whose workers read one."""
+    with client(url, 30.0) as http:
+        return int(http.get("/queued").raise_for_status().json()["queued"])
+
+
 def wait_done(url: str, expected: int, *, timeout: float, poll: float = 0.02) -> dict[str, Any]:
     """Poll `GET /done` until `expected` jobs have finished; the last answer."""
     deadline = time.monotonic() + timeout

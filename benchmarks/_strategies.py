@@ -12,6 +12,7 @@ from pathlib import Path
 
 import redis
 
+from . import _workers
 from ._harness import new_batch, post_jobs, wait_done
 from ._servers import Server, Service, server
 from ._workers import REDIS_URL, celery_worker, offload_celery_worker, offload_rq_workers
@@ -101,6 +102,10 @@ def _offload_rq2() -> tuple[list[Service], dict[str, str]]:
     return offload_rq_workers(processes=2)
 
 
+def _rq2() -> tuple[list[Service], dict[str, str]]:
+    return _workers.rq_workers(processes=2)
+
+
 # A file of its own per run of the suite (the store keeps what each run wrote).
 _BENCH_DB = Path(tempfile.mkdtemp(prefix="fastapi-offload-bench-")) / "offload.db"
 
@@ -175,6 +180,28 @@ STRATEGIES: dict[str, Strategy] = {
             _offload("remote"),
             worker=_offload_rq2,
             requires="fastapi_offload.backends.rq",
+            needs_redis=True,
+        ),
+        # Peers of the dispatch scenario, each written as its own docs show (`_peer_app`).
+        Strategy(
+            "taskflow",
+            "fastapi-taskflow, Depends(get_tasks), async def task",
+            {"BENCH_STRATEGY": "taskflow"},
+            requires="fastapi_taskflow",
+        ),
+        Strategy(
+            "celery-delay",
+            "Celery task.delay(), def endpoint (thread pool), 2 processes",
+            {"BENCH_STRATEGY": "celery-delay"},
+            worker=_celery2,
+            needs_redis=True,
+        ),
+        Strategy(
+            "rq",
+            "RQ queue.enqueue(), def endpoint (thread pool), 2 workers",
+            {"BENCH_STRATEGY": "rq"},
+            worker=_rq2,
+            requires="rq",
             needs_redis=True,
         ),
     )

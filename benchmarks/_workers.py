@@ -74,12 +74,25 @@ def offload_rq_workers(processes: int) -> tuple[list[Service], dict[str, str]]:
     env = {"OFFLOAD_REDIS_URL": REDIS_URL, "OFFLOAD_RQ_QUEUE": queue, "OFFLOAD_BACKEND": "rq"}
     argv = [sys.executable, "-m", "rq.cli", "worker", "--url", REDIS_URL, "--quiet"]
     argv += ["--worker-class", "benchmarks._offload_rq_worker.Worker", queue]
+    return _start_all("offload-rq", argv, env, processes), env
+
+
+def rq_workers(processes: int) -> tuple[list[Service], dict[str, str]]:
+    """`processes` plain `rq worker`s (the dispatch scenario's `rq` peer), as RQ's docs
+    start them: the default worker class, which forks a work horse per job."""
+    queue = _queue("bench-rq")
+    env = {"BENCH_REDIS_URL": REDIS_URL, "BENCH_RQ_QUEUE": queue}
+    argv = [sys.executable, "-m", "rq.cli", "worker", "--url", REDIS_URL, "--quiet", queue]
+    return _start_all("rq", argv, env, processes), env
+
+
+def _start_all(name: str, argv: list[str], env: dict[str, str], count: int) -> list[Service]:
     services: list[Service] = []
     try:
         # extend() keeps the services started before a failure, for the cleanup below.
-        services.extend(Service(f"offload-rq-{i}", argv, env) for i in range(processes))
+        services.extend(Service(f"{name}-{i}", argv, env) for i in range(count))
     except BaseException:
         for service in services:
             service.stop()
         raise
-    return services, env
+    return services

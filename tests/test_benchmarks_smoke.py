@@ -37,6 +37,31 @@ def test_process_scenario_writes_table_and_json(tmp_path: Path) -> None:
     assert all(isinstance(t["met"], bool) for t in scenario["targets"])
 
 
+def test_a_missing_peer_is_skipped_with_a_note(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import _strategies
+    from benchmarks.scenarios import dispatch
+
+    # None in sys.modules: find_spec reports the module absent, as if not installed.
+    monkeypatch.setitem(sys.modules, "fastapi_taskflow", None)
+    monkeypatch.setattr(_strategies, "REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens
+    assert _strategies.pick(dispatch.PEERS) == []
+    notes = capsys.readouterr().out
+    assert "async def task: fastapi_taskflow is not importable" in notes
+    assert notes.count("no Redis at redis://127.0.0.1:1/0") == 2  # Celery and RQ
+
+
+def test_the_taskflow_peer_accepts_no_op_tasks_only() -> None:
+    pytest.importorskip("fastapi_taskflow", reason="the peer needs the bench group")
+    from benchmarks import _peer_app
+    from fastapi.testclient import TestClient
+
+    with TestClient(_peer_app.build("taskflow")) as http:
+        assert http.post("/jobs", params={"kind": "noop", "count": 2}).status_code == 202
+        assert http.post("/jobs", params={"kind": "cpu"}).status_code == 422
+
+
 def test_chart_renders_from_results(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the chart needs the bench group")
     results = tmp_path / "results.json"
