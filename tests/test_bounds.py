@@ -218,13 +218,15 @@ def test_a_timeout_kills_children_in_a_session_of_their_own(
 _ORPHAN = """
 import os, subprocess, sys, time
 # The middle process: starts a "worker" that guards itself against this process's death
-# with the parent-pid watchdog only (as where PR_SET_PDEATHSIG is missing), then dies.
+# with the parent-pid watchdog only (as on macOS, where PR_SET_PDEATHSIG is missing: the
+# worker reads `sys.platform` when it arms its guard), then dies.
 code = '''
 import os, sys, time
 from fastapi_offload.lanes.process import worker as _process
 _process.PARENT_POLL = 0.05
-_process._set_parent_death_signal = lambda: False
+sys.platform = "darwin"
 _process.noop("normal", int(sys.argv[1]))
+sys.platform = "linux"
 print(os.getpid(), flush=True)
 time.sleep(60)
 '''

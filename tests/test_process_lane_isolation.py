@@ -262,13 +262,17 @@ async def test_a_crash_kills_the_processes_the_task_started(
         await _still_works(lane, tmp_path)
 
 
-async def test_the_slot_board_is_removed_with_the_lane(tmp_path: Path) -> None:
+async def test_the_slot_board_is_removed_with_the_lane(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory of this test's own, where the lane's board is the only file.
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    monkeypatch.setattr(_process_lane, "_board_directory", lambda: str(boards))
     lane = ProcessLane(1, "normal")
     with anyio.fail_after(BOUND):
         await lane.execute(_record(record_pid, str(tmp_path / "out")))
-    assert lane._board is not None
-    board = lane._board.path
-    assert await anyio.Path(board).exists()
+    [board] = list(boards.iterdir())
     del lane
     gc.collect()
     assert not await anyio.Path(board).exists()
@@ -286,8 +290,8 @@ _process_lane._board_directory = lambda: sys.argv[2]
 async def main() -> None:
     lane = ProcessLane(1, "normal")
     await lane.execute(_record(record_pid, sys.argv[1]))
-    assert lane._board is not None
-    print(lane._board.path, flush=True)
+    [board] = os.listdir(sys.argv[2])  # the lane's, in a directory of the test's own
+    print(os.path.join(sys.argv[2], board), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no exit hook runs
 
 anyio.run(main)
