@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import functools
+import gc
 import re
+import weakref
 from typing import Any
 
+import anyio
 import pytest
 
-from fastapi_offload import ConfigError, NotOffloadable, cpu_bound
+from fastapi_offload import ConfigError, NotOffloadable, Offload, cpu_bound
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._settings import NO_SETTINGS, TaskSettings
 from fastapi_offload.core.callables import Profiles
 from fastapi_offload.core.ids import IdSource
 from fastapi_offload.core.routing import build_record, choose_lane
 
-from .apps import jobs
+from ..apps import jobs
 
 
 def route(func: Any, options: TaskSettings = NO_SETTINGS, **config: Any) -> str:
@@ -121,3 +124,28 @@ def test_profiles_cache_plain_functions_only() -> None:
     bound = functools.partial(jobs.nap, 0)
     assert profiles(bound) is not profiles(bound)
     assert profiles(bound).name == "tests.apps.jobs.nap"
+
+
+@pytest.mark.anyio
+async def test_closures_are_not_kept_alive_by_the_routing_cache() -> None:
+    class Payload:
+        pass
+
+    payload = Payload()
+    alive = weakref.ref(payload)
+
+    def make(data: Any) -> Any:
+        # async: a thread would hold its last function until its next job (anyio's
+        # worker threads do), which is not what this test is about.
+        async def job() -> None:
+            assert data is not None
+
+        return job
+
+    async with Offload() as offload:
+        await offload.submit(make(payload))
+        await offload.join()
+        await anyio.sleep(0.01)  # the task's done-callback drops its record
+        del payload
+        gc.collect()
+        assert alive() is None

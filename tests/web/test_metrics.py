@@ -34,9 +34,9 @@ from fastapi_offload.testing import RecordingBackend
 from fastapi_offload.web.lookup import RUNTIME_KEY
 from fastapi_offload.web.metrics.router import BUCKETS, RuntimeMetrics, metrics_of
 
-from .apps import jobs
-from .conftest import StartServer
-from .helpers import serve
+from ..apps import jobs
+from ..conftest import StartServer
+from ..helpers import serve
 
 pytestmark = pytest.mark.anyio
 

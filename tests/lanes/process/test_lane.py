@@ -27,6 +27,8 @@ from fastapi_offload._record import TaskRecord
 from fastapi_offload.lanes.process import lane as _process_lane
 from fastapi_offload.lanes.process.lane import ProcessLane
 
+from ...conftest import ROOT
+
 pytestmark = [
     pytest.mark.anyio,
     # The tests watch processes through /proc and pidfds.
@@ -283,7 +285,7 @@ import os, signal, sys
 import anyio
 from fastapi_offload.lanes.process import lane as _process_lane
 from fastapi_offload.lanes.process.lane import ProcessLane
-from tests.test_process_lane_isolation import _record, record_pid
+from tests.lanes.process.test_lane import _record, record_pid
 
 _process_lane._board_directory = lambda: sys.argv[2]
 
@@ -309,7 +311,7 @@ async def test_a_board_left_by_a_killed_parent_is_removed_by_the_next_lane(
     with anyio.fail_after(BOUND):
         killed = await anyio.run_process(
             [sys.executable, "-c", _KILLED_PARENT, str(tmp_path / "out"), str(boards)],
-            cwd=Path(__file__).parent.parent,
+            cwd=ROOT,
             check=False,
         )
     assert killed.returncode == -signal.SIGKILL
