@@ -229,7 +229,8 @@ async def test_tasks_handed_to_a_remote_backend() -> None:
 
 def test_a_duration_falls_in_the_bucket_whose_bound_it_equals() -> None:
     # Prometheus' `le` is inclusive: 0.5 s counts in the 0.5 bucket.
-    metrics = metrics_of(Runtime(OffloadConfig(), None))
+    runtime = Runtime(OffloadConfig(), None)  # held: the metrics keep a weak reference
+    metrics = metrics_of(runtime)
     ended = TaskRecord(
         id="t1",
         name="job",
