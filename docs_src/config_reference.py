@@ -5,7 +5,7 @@
 
 Names, variables, defaults and descriptions come from `OffloadConfig`'s dataclass fields
 and their `metadata`. The "accepted values" are written here, as `Spec`s, and
-tests/test_docs.py checks every one of them against the validation in the code.
+tests/package/test_docs.py checks every one of them against the validation in the code.
 """
 
 from __future__ import annotations

@@ -1,9 +1,18 @@
-"""Kept results: `keep_result` (app-wide and per task), on the loop, thread and process lanes."""
+"""Kept results (`_results.py`): `keep_result` (app-wide and per task), on the loop, thread and
+process lanes, and a large result refused without encoding it whole or blocking the API."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from fastapi import FastAPI
 
@@ -13,6 +22,7 @@ from fastapi_offload._record import TaskRecord
 from fastapi_offload.stores.base import MemoryStore
 
 from .apps import progress_jobs as jobs
+from .conftest import Server, StartServer
 from .helpers import serve
 
 pytestmark = pytest.mark.anyio
@@ -171,3 +181,109 @@ async def test_the_status_router_returns_the_result() -> None:
     assert body["state"] == "succeeded"
     assert body["result"] == [1, "two", {"three": 3}]
     assert body["progress"] is None
+
+
+# -- large results, bounded (issue 15, finding 5) ----------------------------------------
+
+BOUNDS_APP = "tests.apps.bounds_app:app"
+
+
+def _sqlite(tmp_path: Path) -> dict[str, str]:
+    return {"OFFLOAD_STORE": f"sqlite:///{tmp_path / 'offload.db'}"}
+
+
+_PEAK = """
+import asyncio, json, resource, sys
+from fastapi_offload import Offload
+
+def large():
+    return [[1] * 1000] * 100_000  # ~200 MB of JSON, ~1 MB in memory
+
+async def main():
+    offload = Offload(keep_result=True, result_max_bytes=1_000_000)
+    async with offload.lifespan(None):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        handle = await offload.options(lane="thread").submit(large)
+        await offload.join()
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        info = await offload.status(handle.id)
+    print(json.dumps({"growth_kb": after - before, "error": info.error}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.server
+def test_a_large_result_is_refused_without_encoding_it_whole(tmp_path: Path) -> None:
+    # Was: the whole 200 MB text was made, then compared with the limit.
+    script = tmp_path / "peak.py"
+    script.write_text(textwrap.dedent(_PEAK))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "too large" in found["error"]
+    assert found["growth_kb"] < 50_000, found  # the text alone is 200,000 kB
+
+
+@pytest.mark.timing
+@pytest.mark.server
+def test_health_answers_while_a_large_result_is_refused(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # Was: the C encoder held the GIL for seconds in the worker thread, /health froze.
+    server = start_server(
+        BOUNDS_APP, env={**_sqlite(tmp_path), "OFFLOAD_RESULT_MAX_BYTES": "1000000"}
+    )
+    with server.client() as client:
+        client.get("/health")
+        with ThreadPoolExecutor(1) as pool:
+            probe = pool.submit(_worst, server, 4.0)
+            time.sleep(0.3)
+            task_id = client.post("/large-result", params={"rows": 200_000}).json()["id"]
+            worst = probe.result()
+    body = server.wait_for_state(task_id, {"succeeded", "failed"})
+    assert body["state"] == "succeeded" and "too large" in str(body["error"])
+    assert worst < 1.0, worst  # was 4-10 s with a 400 MB text
+
+
+def _worst(server: Server, seconds: float) -> float:
+    worst = 0.0
+    with server.client(timeout=60) as client:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            start = time.perf_counter()
+            assert client.get("/health").status_code == 200
+            worst = max(worst, time.perf_counter() - start)
+            time.sleep(0.02)
+    return worst
+
+
+async def _large_async() -> list[list[int]]:
+    return [[1] * 1000] * 100_000  # ~200 MB of JSON
+
+
+async def test_a_large_loop_result_is_refused_off_the_loop() -> None:
+    # Was: a loop task's result was encoded whole on the loop (7.3 s for this one).
+    offload = Offload(keep_result=True, result_max_bytes=1_000_000, loop_block_threshold=0)
+    worst = 0.0
+    async with offload.lifespan(None):
+        done = anyio.Event()
+
+        async def tick() -> None:
+            nonlocal worst
+            while not done.is_set():
+                start = time.perf_counter()
+                await anyio.sleep(0.01)
+                worst = max(worst, time.perf_counter() - start)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(tick)
+            await anyio.sleep(0.05)  # the ticker is measuring
+            handle = await offload.submit(_large_async)
+            await offload.join()
+            done.set()
+        info = await offload.status(handle.id)
+    assert info is not None and "too large" in str(info.error)
+    assert worst < 1.0, worst  # now ~16 ms

@@ -9,7 +9,7 @@ scopes and `app.dependency_overrides` work as in a request. What only a request 
 added, naming the parameter.
 
 FastAPI's solver (`fastapi.dependencies.utils.solve_dependencies`) is not public API;
-what this module uses of it is pinned by tests/test_task_dependencies.py.
+what this module uses of it is pinned by tests/test_task_deps.py.
 """
 
 from __future__ import annotations

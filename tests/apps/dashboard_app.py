@@ -9,10 +9,10 @@ fills the page with tasks in every state (for docs/img/dashboard.png):
     .venv/bin/python -m uvicorn tests.apps.dashboard_app:app --port 8000 &
     curl -X POST localhost:8000/demo  # then open http://localhost:8000/ops/
 
-(`tests/test_dashboard.py` has `python -m tests.test_dashboard screenshot`, which does this
-and takes the picture.) `POST /from-a-worker` starts a task and says which process took
+(`tests/web/test_dashboard.py` has `python -m tests.web.test_dashboard screenshot`, which
+does this and takes the picture.) `POST /from-a-worker` starts a task and says which process took
 it: under `--workers 2` with `OFFLOAD_STORE=sqlite:///...`, the page shows both
-(`python -m tests.test_dashboard workers` takes docs/img/dashboard-workers.png).
+(`python -m tests.web.test_dashboard workers` takes docs/img/dashboard-workers.png).
 """
 
 from __future__ import annotations

@@ -30,11 +30,22 @@ ROOT = Path(__file__).resolve().parents[2]
 _PROBE = """
 import json, os
 from prometheus_client import values
+from fastapi_offload._config import OffloadConfig
+from fastapi_offload._record import TaskRecord
+from fastapi_offload.core.runtime import Runtime
 from fastapi_offload.web.metrics.files import new_writer
 writer = new_writer()
 if writer is not None:
     writer.count("admitted", ("thread",), 1)
-    writer._files.gauges["running"].labels("thread").inc(1)
+    # One task running on the thread lane: the writer's gauges have something to write.
+    runtime = Runtime(OffloadConfig(), None)
+    record = TaskRecord(
+        id="t1", name="job", lane="thread", func=None, args=(), kwargs={},
+        timeout=None, retries=0, retry_delay=0.0,
+    )
+    runtime.ledger.admit(record)
+    runtime.ledger.started(record)
+    writer.state(runtime, ("thread",), False)
 print(json.dumps({
     "mutex": values.ValueClass is values.MutexValue,
     "writer": writer is not None,

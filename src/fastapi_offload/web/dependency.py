@@ -188,7 +188,7 @@ async def _provide(conn: HTTPConnection, background: BackgroundTasks) -> TaskCol
     # stack after the response. Registering on them directly, rather than being a
     # `yield` dependency, costs less on every request and, unlike
     # `Depends(scope="function")`, lets a user's own `yield` dependency take OffloadTasks
-    # wherever it took BackgroundTasks. tests/test_tasks.py pins this behaviour.
+    # wherever it took BackgroundTasks. tests/test_offload.py pins this behaviour.
     # Not public API: tests/contracts/test_fastapi.py checks it on each FastAPI.
     request_stack = conn.scope.get("fastapi_inner_astack")
     if not isinstance(request_stack, AsyncExitStack):

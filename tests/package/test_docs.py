@@ -28,9 +28,9 @@ from fastapi_offload._config import OffloadConfig
 from fastapi_offload._remote_settings import RemoteSettings
 from fastapi_offload.backends import BACKENDS
 
+from ..conftest import ROOT
 from . import reference_names
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SNIPPET = re.compile(r'^\s*--8<-- "([^"]+)"\s*$', re.MULTILINE)
 # Files whose code is shown on a page (docs_src/config_reference.py generates a page).

@@ -6,7 +6,8 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from ..conftest import ROOT
+
 SRC = ROOT / "src" / "fastapi_offload"
 PAGE = (ROOT / "docs" / "how-it-works.md").read_text()
 TOP = {"__init__", "_offload", "testing"}

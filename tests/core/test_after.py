@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from fastapi_offload import NotOffloadable, Offload, OffloadTasks, TaskState
 from fastapi_offload.testing import RecordingBackend
 
-from .apps import jobs
-from .helpers import lines, serve
+from ..apps import jobs
+from ..helpers import lines, serve
 
 pytestmark = pytest.mark.anyio
 

@@ -26,12 +26,17 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastapi_offload import Offload, OffloadTasks, TaskState
+from fastapi_offload._config import OffloadConfig
+from fastapi_offload._record import TaskRecord
+from fastapi_offload.core.ledger import Ledger, Observer
+from fastapi_offload.core.runtime import Runtime
 from fastapi_offload.testing import RecordingBackend
+from fastapi_offload.web.lookup import RUNTIME_KEY
 from fastapi_offload.web.metrics.router import BUCKETS, RuntimeMetrics, metrics_of
 
-from .apps import jobs
-from .conftest import StartServer
-from .helpers import serve
+from ..apps import jobs
+from ..conftest import StartServer
+from ..helpers import serve
 
 pytestmark = pytest.mark.anyio
 
@@ -224,9 +229,23 @@ async def test_tasks_handed_to_a_remote_backend() -> None:
 
 def test_a_duration_falls_in_the_bucket_whose_bound_it_equals() -> None:
     # Prometheus' `le` is inclusive: 0.5 s counts in the 0.5 bucket.
-    offload = Offload()
-    metrics = metrics_of(offload._runtime)
-    metrics._time("duration", "thread", 0.5)
+    runtime = Runtime(OffloadConfig(), None)  # held: the metrics keep a weak reference
+    metrics = metrics_of(runtime)
+    ended = TaskRecord(
+        id="t1",
+        name="job",
+        lane="thread",
+        func=None,
+        args=(),
+        kwargs={},
+        timeout=None,
+        retries=0,
+        retry_delay=0.0,
+        state=TaskState.SUCCEEDED,
+        started_at=100.0,
+        finished_at=100.5,
+    )
+    metrics.observe("finished", ended)  # what the ledger tells its observers
     [family] = [f for f in metrics.registry.collect() if f.name.endswith("duration_seconds")]
     buckets = {
         s.labels["le"]: s.value
@@ -277,11 +296,26 @@ async def test_dependencies_protect_the_route(monkeypatch: pytest.MonkeyPatch) -
     assert value(samples, "fastapi_offload_tasks_total", lane="thread", state="succeeded") >= 1
 
 
-async def test_two_offloads_in_one_process_keep_their_own_metrics() -> None:
+async def test_two_offloads_in_one_process_keep_their_own_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    observed: list[tuple[Ledger, Observer]] = []
+    add_observer = Ledger.add_observer
+
+    def spy(ledger: Ledger, observer: Observer) -> None:
+        observed.append((ledger, observer))
+        add_observer(ledger, observer)
+
+    monkeypatch.setattr(Ledger, "add_observer", spy)
     first, second = Offload(), Offload()
     first_app, second_app = metrics_app(first), metrics_app(second)
     first_app.include_router(first.metrics_router(path="/again"))
-    async with serve(first_app, first) as one, serve(second_app, second) as other:
+    async with (
+        serve(first_app) as one,
+        first.lifespan(first_app) as first_state,
+        serve(second_app) as other,
+        second.lifespan(second_app) as second_state,
+    ):
         await first.submit(jobs.crunch, 10)
         await first.join()
         mine, again, theirs = await scrape(one), await scrape(one, "/again"), await scrape(other)
@@ -289,11 +323,13 @@ async def test_two_offloads_in_one_process_keep_their_own_metrics() -> None:
     assert value(mine, name, lane="thread", state="succeeded") == 1
     assert value(again, name, lane="thread", state="succeeded") == 1
     assert value(theirs, name, lane="thread", state="succeeded") == 0
-    # One observer per runtime, however many routers serve it.
-    observers = first._runtime.ledger._observers
+    # One observer per runtime, however many routers serve it. The runtimes are the ones
+    # the lifespans hand to requests.
+    runtime, other_runtime = first_state[RUNTIME_KEY], second_state[RUNTIME_KEY]
+    observers = [observer for ledger, observer in observed if ledger is runtime.ledger]
     assert [type(o) for o in observers].count(RuntimeMetrics) == 1
-    assert metrics_of(first._runtime) is metrics_of(first._runtime)
-    assert metrics_of(first._runtime) is not metrics_of(second._runtime)
+    assert metrics_of(runtime) is metrics_of(runtime)
+    assert metrics_of(runtime) is not metrics_of(other_runtime)
 
 
 async def test_without_a_lifespan_the_default_runtime_is_served() -> None:

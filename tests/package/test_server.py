@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from .conftest import Server, StartServer
-from .helpers import lines
+from ..conftest import Server, StartServer
+from ..helpers import lines
 
 pytestmark = pytest.mark.server
 

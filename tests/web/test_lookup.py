@@ -7,8 +7,8 @@ from fastapi import FastAPI
 
 from fastapi_offload import Offload, OffloadTasks
 
-from .apps import jobs
-from .helpers import serve
+from ..apps import jobs
+from ..helpers import serve
 
 pytestmark = pytest.mark.anyio
 

@@ -26,40 +26,41 @@ from fastapi_offload import (
     TaskState,
 )
 
-from .helpers import serve
+from ..conftest import ROOT
+from ..helpers import serve
 
 pytestmark = pytest.mark.anyio
 
-DOCS_SRC = Path(__file__).resolve().parent.parent / "docs_src"
+DOCS_SRC = ROOT / "docs_src"
 
 # One entry per file; test_every_file_has_a_test keeps this list complete.
 EXERCISED = {
     "backend_template",
     "backend_usage",
     "backend_worker",
-    "cancel_app",  # tests/test_docs_results.py
-    "dashboard_app",  # tests/test_dashboard.py
-    "config_reference",  # tests/test_docs.py
-    "dependencies_app",  # tests/test_docs_dependencies.py
-    "durability_app",  # tests/test_docs_durability.py
+    "cancel_app",  # tests/package/test_docs_results.py
+    "dashboard_app",  # tests/web/test_dashboard.py
+    "config_reference",  # tests/package/test_docs.py
+    "dependencies_app",  # tests/package/test_docs_dependencies.py
+    "durability_app",  # tests/package/test_docs_durability.py
     "lanes_app",
-    "lifespans_app",  # tests/test_docs_lifespans.py
+    "lifespans_app",  # tests/package/test_docs_lifespans.py
     "lanes_jobs",
     "lanes_pickle",
-    "metrics_app",  # tests/test_metrics.py
+    "metrics_app",  # tests/web/test_metrics.py
     "migrating_order",
     "monitoring_app",
     "monitoring_block",
     "owner_app",
-    "progress_app",  # tests/test_docs_results.py
+    "progress_app",  # tests/package/test_docs_results.py
     "quickstart_after",
     "quickstart_before",
     "quickstart_lifespan",
     "quickstart_own_lifespan",
     "reliability_app",
-    "results_app",  # tests/test_docs_results.py
-    "retries_app",  # tests/test_docs_results.py
-    "security_requeue",  # tests/test_docs_security.py
+    "results_app",  # tests/package/test_docs_results.py
+    "retries_app",  # tests/package/test_docs_results.py
+    "security_requeue",  # tests/package/test_docs_security.py
     "status_app",
 }
 
@@ -390,7 +391,7 @@ async def test_backend_template_refuses_what_cannot_travel(tmp_path: Path) -> No
         info = await offload.status(handle.id)
     assert info.state is TaskState.FAILED
     assert info.error is not None
-    assert info.error.startswith("refused a message for 'tests.test_docs_src.always_fails'")
+    assert info.error.startswith("refused a message for 'tests.package.test_docs_src.always_fails'")
 
 
 async def test_backend_template_unreachable_database_is_a_503(tmp_path: Path) -> None:
@@ -411,7 +412,7 @@ async def test_backend_template_unreachable_database_is_a_503(tmp_path: Path) ->
     assert response.headers["Retry-After"] == "1"
     assert response.json()["detail"].startswith("the task database")
     with pytest.raises(BackendUnavailable):
-        await backend.submit(TaskCall(id="x", name="tests.test_docs_src.always_fails"))
+        await backend.submit(TaskCall(id="x", name="tests.package.test_docs_src.always_fails"))
 
 
 async def test_owner_app_serves_each_task_to_its_owner_only() -> None:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any
 
 import pytest
 
-from fastapi_offload import ConfigError, NotOffloadable, cpu_bound
+from fastapi_offload import NotOffloadable, cpu_bound
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._settings import NO_SETTINGS, TaskSettings
 from fastapi_offload.core.callables import Profiles
 from fastapi_offload.core.ids import IdSource
 from fastapi_offload.core.routing import build_record, choose_lane
 
-from .apps import jobs
+from ..apps import jobs
 
 
 def route(func: Any, options: TaskSettings = NO_SETTINGS, **config: Any) -> str:
@@ -88,36 +87,3 @@ def declared_job() -> None:
 def test_decorators_and_rules_route() -> None:
     assert route(declared_job) == "process"
     assert route(jobs.write, routes={"tests.apps.jobs.*": "process"}) == "process"
-
-
-@pytest.mark.parametrize(
-    ("setting", "value"),
-    [
-        ("timeout", True),
-        ("timeout", "5"),
-        ("timeout", 0),
-        ("timeout", float("nan")),
-        ("retries", 1.5),
-        ("retries", True),
-        ("retry_delay", "1"),
-        ("lane", "threads"),
-    ],
-)
-def test_per_call_settings_are_validated_like_config(setting: str, value: Any) -> None:
-    with pytest.raises(ConfigError, match=rf"^{setting}="):
-        TaskSettings(**{setting: value})
-
-
-def test_ids_are_32_hex_digits_and_do_not_repeat() -> None:
-    new_id = IdSource()
-    ids = {new_id() for _ in range(5000)}
-    assert len(ids) == 5000
-    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
-
-
-def test_profiles_cache_plain_functions_only() -> None:
-    profiles = Profiles()
-    assert profiles(jobs.nap) is profiles(jobs.nap)
-    bound = functools.partial(jobs.nap, 0)
-    assert profiles(bound) is not profiles(bound)
-    assert profiles(bound).name == "tests.apps.jobs.nap"

@@ -1,20 +1,23 @@
-"""`GET /tasks/{id}/events`: the Server-Sent Events stream of a task's status, and cancel
-through a store shared by two servers."""
+"""The status router (`web/status.py`): `GET /tasks/{id}/events`, the Server-Sent Events
+stream of a task's status; cancel through a store shared by two servers; the cancel route
+and the router's dependencies."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 
-from fastapi_offload import Offload
+from fastapi_offload import Offload, TaskState
 
-from .apps import progress_jobs as jobs
-from .conftest import StartServer
-from .helpers import serve
+from ..apps import progress_jobs as jobs
+from ..conftest import StartServer
+from ..helpers import serve
 
 
 def parse(stream: str) -> list[tuple[str, str | None, dict[str, object]]]:
@@ -98,3 +101,68 @@ def test_a_cancel_sent_to_another_worker_stops_the_task_within_a_second(
     assert took < 3, took  # polled twice a second by the owner (order of magnitude)
     with other.client() as b:
         assert b.delete(f"/tasks/{task_id}").status_code == 409
+
+
+# -- the cancel route ---------------------------------------------------------------------
+
+BY_REQUEST = "cancelled by request"
+
+
+def admin(request: Request) -> None:
+    if request.headers.get("x-admin") != "yes":
+        raise HTTPException(403, "admins only")
+
+
+def app_for(offload: Offload, **options: Any) -> FastAPI:
+    app = FastAPI(lifespan=offload.lifespan)
+    app.include_router(offload.status_router(**options))
+    return app
+
+
+@pytest.mark.anyio
+async def test_the_router_has_no_cancel_route_unless_asked() -> None:
+    offload = Offload()
+    async with serve(app_for(offload), offload) as client:
+        handle = await offload.submit(jobs.wait_for, "/nonexistent", 0.2)
+        response = await client.delete(f"/tasks/{handle.id}")
+        await offload.join()
+    assert response.status_code == 405
+    assert (await offload.status(handle.id)).state is TaskState.SUCCEEDED
+
+
+@pytest.mark.anyio
+async def test_the_cancel_route_answers_202_404_and_409(tmp_path: Path) -> None:
+    offload = Offload()
+    app = app_for(offload, cancel=True, cancel_dependencies=[Depends(admin)])
+    async with serve(app, offload) as client:
+        handle = await offload.submit(jobs.sleep_async, 30, str(tmp_path / "left"))
+        refused = await client.delete(f"/tasks/{handle.id}")
+        assert refused.status_code == 403
+        assert (await client.get(f"/tasks/{handle.id}")).status_code == 200  # reads are open
+        admitted: dict[str, str] = {"x-admin": "yes"}
+        accepted = await client.delete(f"/tasks/{handle.id}", headers=admitted)
+        await offload.join()
+        again = await client.delete(f"/tasks/{handle.id}", headers=admitted)
+        unknown = await client.delete(f"/tasks/{'0' * 32}", headers=admitted)
+    assert accepted.status_code == 202
+    assert accepted.json()["id"] == handle.id
+    assert (again.status_code, again.json()["state"], again.json()["error"]) == (
+        409,
+        "cancelled",
+        BY_REQUEST,
+    )
+    assert (unknown.status_code, unknown.json()["state"]) == (404, "unknown")
+
+
+@pytest.mark.anyio
+async def test_router_dependencies_protect_every_route() -> None:
+    offload = Offload()
+    app = app_for(offload, cancel=True, dependencies=[Depends(admin)])
+    async with serve(app, offload) as client:
+        handle = await offload.submit(jobs.answer, 1)
+        await offload.join()
+        assert (await client.get(f"/tasks/{handle.id}")).status_code == 403
+        assert (await client.get(f"/tasks/{handle.id}/events")).status_code == 403
+        ok = await client.get(f"/tasks/{handle.id}", headers={"x-admin": "yes"})
+    assert ok.status_code == 200
+    assert isinstance(client, httpx.AsyncClient)

@@ -12,8 +12,8 @@ import pytest
 
 from fastapi_offload import TaskState
 
-from .conftest import run_server
-from .helpers import serve
+from ..conftest import run_server
+from ..helpers import serve
 from .test_docs import chromium
 
 pytestmark = pytest.mark.anyio

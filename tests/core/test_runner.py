@@ -25,7 +25,7 @@ from fastapi_offload._settings import NO_SETTINGS
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
 
-from .apps import jobs
+from ..apps import jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +187,16 @@ def test_a_loop_that_is_not_asyncio_is_refused_clearly() -> None:
     runtime = Runtime(OffloadConfig.resolve({}), None)
     with pytest.raises(OffloadError, match="runs on asyncio"):
         runtime.attach()
+
+
+async def test_a_task_cancelled_before_its_first_step_is_settled() -> None:
+    async with Offload() as offload:
+        handle = await offload.submit(jobs.async_sleep, 10)
+        # Not started yet: nothing has awaited since it was submitted.
+        [task] = [t for t in asyncio.all_tasks() if t.get_name().startswith("offload:")]
+        task.cancel()
+        with anyio.fail_after(5):
+            await offload.join()
+        info = await offload.status(handle.id)
+        assert info.state is TaskState.CANCELLED
+        assert offload.stats().lanes["loop"].waiting == 0

@@ -27,6 +27,8 @@ from fastapi_offload._record import TaskRecord
 from fastapi_offload.lanes.process import lane as _process_lane
 from fastapi_offload.lanes.process.lane import ProcessLane
 
+from ...conftest import ROOT
+
 pytestmark = [
     pytest.mark.anyio,
     # The tests watch processes through /proc and pidfds.
@@ -262,13 +264,17 @@ async def test_a_crash_kills_the_processes_the_task_started(
         await _still_works(lane, tmp_path)
 
 
-async def test_the_slot_board_is_removed_with_the_lane(tmp_path: Path) -> None:
+async def test_the_slot_board_is_removed_with_the_lane(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory of this test's own, where the lane's board is the only file.
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    monkeypatch.setattr(_process_lane, "_board_directory", lambda: str(boards))
     lane = ProcessLane(1, "normal")
     with anyio.fail_after(BOUND):
         await lane.execute(_record(record_pid, str(tmp_path / "out")))
-    assert lane._board is not None
-    board = lane._board.path
-    assert await anyio.Path(board).exists()
+    [board] = list(boards.iterdir())
     del lane
     gc.collect()
     assert not await anyio.Path(board).exists()
@@ -279,15 +285,15 @@ import os, signal, sys
 import anyio
 from fastapi_offload.lanes.process import lane as _process_lane
 from fastapi_offload.lanes.process.lane import ProcessLane
-from tests.test_process_lane_isolation import _record, record_pid
+from tests.lanes.process.test_lane import _record, record_pid
 
 _process_lane._board_directory = lambda: sys.argv[2]
 
 async def main() -> None:
     lane = ProcessLane(1, "normal")
     await lane.execute(_record(record_pid, sys.argv[1]))
-    assert lane._board is not None
-    print(lane._board.path, flush=True)
+    [board] = os.listdir(sys.argv[2])  # the lane's, in a directory of the test's own
+    print(os.path.join(sys.argv[2], board), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # no exit hook runs
 
 anyio.run(main)
@@ -305,7 +311,7 @@ async def test_a_board_left_by_a_killed_parent_is_removed_by_the_next_lane(
     with anyio.fail_after(BOUND):
         killed = await anyio.run_process(
             [sys.executable, "-c", _KILLED_PARENT, str(tmp_path / "out"), str(boards)],
-            cwd=Path(__file__).parent.parent,
+            cwd=ROOT,
             check=False,
         )
     assert killed.returncode == -signal.SIGKILL

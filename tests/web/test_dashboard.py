@@ -38,10 +38,10 @@ from fastapi_offload.testing import RecordingBackend
 from fastapi_offload.web.dashboard import feed as _dashboard_feed
 from fastapi_offload.web.dashboard import router as _dashboard
 
-from .apps import dashboard_app as jobs
-from .conftest import run_server
-from .helpers import serve
-from .test_docs import chromium
+from ..apps import dashboard_app as jobs
+from ..conftest import ROOT, run_server
+from ..helpers import serve
+from ..package.test_docs import chromium
 
 ASSETS = Path(_dashboard.__file__).parent / "assets"
 
@@ -851,12 +851,12 @@ def take_screenshot(path: Path, scratch: Path, scheme: str = "light", height: in
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
-if __name__ == "__main__":  # python -m tests.test_dashboard [light|dark|workers]: docs/img/
+if __name__ == "__main__":  # python -m tests.web.test_dashboard [light|dark|workers]: docs/img/
     import tempfile
 
     scheme = sys.argv[1] if len(sys.argv) > 1 else "light"
     name = "dashboard.png" if scheme == "light" else f"dashboard-{scheme}.png"
-    images = Path(__file__).parent.parent / "docs" / "img"
+    images = ROOT / "docs" / "img"
     with tempfile.TemporaryDirectory() as scratch:
         if scheme == "workers":  # two uvicorn workers sharing a SQLite store
             workers_page(Path(scratch), images / name)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .conftest import StartServer
+from ..conftest import StartServer
 
 
 def load(monkeypatch: pytest.MonkeyPatch, database: Path) -> ModuleType:

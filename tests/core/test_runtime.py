@@ -26,8 +26,8 @@ from fastapi_offload import (
 )
 from fastapi_offload.testing import RecordingBackend
 
-from .apps import jobs
-from .helpers import serve
+from ..apps import jobs
+from ..helpers import serve
 
 pytestmark = pytest.mark.anyio
 

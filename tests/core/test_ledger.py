@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import ast
 import threading
-from pathlib import Path
 
 import anyio
 import pytest
 
-from fastapi_offload import QueueFull, TaskState
+from fastapi_offload import Offload, QueueFull, TaskState
 from fastapi_offload._record import TaskRecord
 from fastapi_offload.core.bounds import LaneBounds
 from fastapi_offload.core.ledger import Ledger
 from fastapi_offload.stores.base import MemoryStore
 
+from ..apps import jobs
+from ..conftest import ROOT
+
 pytestmark = pytest.mark.anyio
-SRC = Path(__file__).resolve().parent.parent / "src" / "fastapi_offload"
+SRC = ROOT / "src" / "fastapi_offload"
 
 
 def make(max_pending: int = 10) -> Ledger:
@@ -169,3 +171,13 @@ def test_observers_hear_every_transition_and_a_broken_one_is_contained(
         ("finished", "succeeded"),
     ]
     assert "observer" in caplog.text and "oops" in caplog.text
+
+
+async def test_max_pending_bounds_running_coroutines_too() -> None:
+    async with Offload(max_pending=2) as offload:
+        await offload.submit(jobs.async_sleep, 0.3)
+        await offload.submit(jobs.async_sleep, 0.3)
+        # Counted whether they have started yet or not: no wait needed here.
+        with pytest.raises(QueueFull, match="2 tasks waiting or running"):
+            await offload.submit(jobs.async_sleep, 0.3)
+        await offload.join()

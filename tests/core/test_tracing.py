@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from fastapi_offload import ConfigError, Offload, OffloadTasks
 from fastapi_offload._decorators import LaneName
 
-from .apps import progress_jobs as jobs
+from ..apps import progress_jobs as jobs
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import anyio
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, WebSocket
+from fastapi import Depends, FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.testclient import TestClient
 
 from fastapi_offload import (
@@ -28,8 +28,8 @@ from fastapi_offload import (
 )
 from fastapi_offload.testing import RecordingBackend
 
-from .apps import jobs
-from .helpers import lines, serve
+from ..apps import jobs
+from ..helpers import lines, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -253,3 +253,61 @@ def test_websocket_tasks_on_the_default_runtime_start_when_added(tmp_path: Path)
             time.sleep(0.02)
         socket.send_text("seen")
     assert lines(out)[0].startswith("first")
+
+
+async def remote_in_teardown(tasks: OffloadTasks) -> AsyncIterator[None]:
+    yield
+    # After the response: too late for a 503, the task goes the late way.
+    tasks.options(lane="remote").add_task(jobs.write, "/dev/null", "late")
+
+
+async def test_a_broker_error_after_the_response_loses_no_local_task(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = RecordingBackend()
+    backend.available = False
+    offload = Offload(backend=backend, routes={"tests.apps.jobs.write": "thread"})
+    app = FastAPI(lifespan=offload.lifespan)
+    out = tmp_path / "out.txt"
+
+    @app.post("/")
+    async def endpoint(
+        _: Annotated[None, Depends(remote_in_teardown)], tasks: OffloadTasks
+    ) -> None:
+        tasks.add_task(jobs.write, str(out), "local")
+
+    async with serve(app, offload) as client:
+        assert (await client.post("/")).status_code == 200
+        with anyio.fail_after(10):
+            await offload.join()
+        assert offload.stats().lanes["thread"].waiting == 0
+        assert lines(out)[0].startswith("local")
+        # The late remote task is failed with the reason, logged by name and id.
+        [failure] = [r for r in caplog.records if "could not be sent" in r.getMessage()]
+        assert failure.levelname == "ERROR"
+        assert isinstance(failure.args, tuple)
+        name, task_id = failure.args[:2]
+        assert name == "tests.apps.jobs.write"
+        info = await offload.status(str(task_id))
+        assert info.state is TaskState.FAILED
+        assert "recording backend is set unavailable" in (info.error or "")
+
+
+def test_websocket_tasks_run_when_the_client_disconnects(tmp_path: Path) -> None:
+    offload = Offload()
+    app = FastAPI(lifespan=offload.lifespan)
+    out = tmp_path / "out.txt"
+
+    @app.websocket("/ws")
+    async def websocket(socket: WebSocket, tasks: OffloadTasks) -> None:
+        await socket.accept()
+        while True:  # ends with WebSocketDisconnect, as websocket handlers do
+            tasks.add_task(jobs.write, str(out), await socket.receive_text())
+
+    with TestClient(app) as client:
+        # TestClient re-raises the handler's WebSocketDisconnect when the session ends.
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws") as socket:
+            socket.send_text("first")
+            socket.send_text("second")
+        client.portal.call(offload.join)  # type: ignore[union-attr]  # set inside `with`
+    assert sorted(line.split()[0] for line in lines(out)) == ["first", "second"]

@@ -7,11 +7,10 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from ..conftest import ROOT
 
 
 def _row(output: str, label: str) -> list[str]:

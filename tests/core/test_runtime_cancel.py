@@ -1,16 +1,14 @@
-"""`Offload.cancel(task_id)`: pending, running on each lane, finished, unknown, and racing."""
+"""`Offload.cancel(task_id)` (`core/runtime.py`): pending, running on each lane, finished,
+unknown, and racing. The cancel route: tests/web/test_status.py."""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
-import httpx
 import pytest
-from fastapi import Depends, FastAPI, HTTPException, Request
 
 from fastapi_offload import Offload, TaskInfo, TaskState
 from fastapi_offload._config import OffloadConfig
@@ -18,8 +16,7 @@ from fastapi_offload._settings import TaskSettings
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
 
-from .apps import progress_jobs as jobs
-from .helpers import serve
+from ..apps import progress_jobs as jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -195,60 +192,3 @@ async def test_a_task_cancelled_before_it_starts_never_runs(tmp_path: Path) -> N
         await lifecycle.close()
     assert (record.state, record.error) == (TaskState.CANCELLED, BY_REQUEST)
     assert not ran.exists()
-
-
-def admin(request: Request) -> None:
-    if request.headers.get("x-admin") != "yes":
-        raise HTTPException(403, "admins only")
-
-
-def app_for(offload: Offload, **options: Any) -> FastAPI:
-    app = FastAPI(lifespan=offload.lifespan)
-    app.include_router(offload.status_router(**options))
-    return app
-
-
-async def test_the_router_has_no_cancel_route_unless_asked() -> None:
-    offload = Offload()
-    async with serve(app_for(offload), offload) as client:
-        handle = await offload.submit(jobs.wait_for, "/nonexistent", 0.2)
-        response = await client.delete(f"/tasks/{handle.id}")
-        await offload.join()
-    assert response.status_code == 405
-    assert (await offload.status(handle.id)).state is TaskState.SUCCEEDED
-
-
-async def test_the_cancel_route_answers_202_404_and_409(tmp_path: Path) -> None:
-    offload = Offload()
-    app = app_for(offload, cancel=True, cancel_dependencies=[Depends(admin)])
-    async with serve(app, offload) as client:
-        handle = await offload.submit(jobs.sleep_async, 30, str(tmp_path / "left"))
-        refused = await client.delete(f"/tasks/{handle.id}")
-        assert refused.status_code == 403
-        assert (await client.get(f"/tasks/{handle.id}")).status_code == 200  # reads are open
-        admitted: dict[str, str] = {"x-admin": "yes"}
-        accepted = await client.delete(f"/tasks/{handle.id}", headers=admitted)
-        await offload.join()
-        again = await client.delete(f"/tasks/{handle.id}", headers=admitted)
-        unknown = await client.delete(f"/tasks/{'0' * 32}", headers=admitted)
-    assert accepted.status_code == 202
-    assert accepted.json()["id"] == handle.id
-    assert (again.status_code, again.json()["state"], again.json()["error"]) == (
-        409,
-        "cancelled",
-        BY_REQUEST,
-    )
-    assert (unknown.status_code, unknown.json()["state"]) == (404, "unknown")
-
-
-async def test_router_dependencies_protect_every_route() -> None:
-    offload = Offload()
-    app = app_for(offload, cancel=True, dependencies=[Depends(admin)])
-    async with serve(app, offload) as client:
-        handle = await offload.submit(jobs.answer, 1)
-        await offload.join()
-        assert (await client.get(f"/tasks/{handle.id}")).status_code == 403
-        assert (await client.get(f"/tasks/{handle.id}/events")).status_code == 403
-        ok = await client.get(f"/tasks/{handle.id}", headers={"x-admin": "yes"})
-    assert ok.status_code == 200
-    assert isinstance(client, httpx.AsyncClient)

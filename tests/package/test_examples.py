@@ -18,7 +18,7 @@ import anyio
 import httpx
 import pytest
 
-from .conftest import ROOT, Server, StartServer
+from ..conftest import ROOT, Server, StartServer
 from .test_docs import chromium
 
 

@@ -1,18 +1,24 @@
-"""The process lane: keyword arguments, logs, crashes, timeouts, priority, pre-started workers."""
+"""The process lane's workers (`lanes/process/worker.py`), through `Offload`: keyword
+arguments, logs, crashes, timeouts, priority, pre-started workers, and their lifetime."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import anyio
+import anyio.to_process
 import pytest
 
 from fastapi_offload import Offload, TaskState
 
-from .apps import jobs
-from .helpers import lines
+from ...apps import jobs
+from ...conftest import StartServer
+from ...helpers import lines
 
 pytestmark = pytest.mark.anyio
 
@@ -136,3 +142,118 @@ def test_an_unguarded_main_module_gets_a_clear_startup_error(tmp_path: Path) -> 
     assert done.returncode != 0
     assert "WorkerCrashed: could not start the process lane's workers" in done.stderr
     assert "under `if __name__ == '__main__':`" in done.stderr
+
+
+async def test_worker_logs_of_other_to_process_calls_are_not_collected(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = anyio.CapacityLimiter(1)
+    async with Offload(process_workers=1) as offload:
+        await offload.submit(jobs.write_in_process, str(tmp_path / "a"), "one")
+        await offload.join()
+        # The same (only) worker, called directly: its log records are not ours.
+        await anyio.to_process.run_sync(jobs.log_noise, 50, limiter=limiter)
+        await offload.submit(jobs.write_in_process, str(tmp_path / "a"), "two")
+        await offload.join()
+    messages = [r.getMessage() for r in caplog.records if r.name == "tests.jobs"]
+    assert messages == ["writing one from the worker", "writing two from the worker"]
+
+
+# -- workers die with the web process (issue 15, finding 6) -------------------------------
+
+BOUNDS_APP = "tests.apps.bounds_app:app"
+
+
+def _wait_for_file(path: Path, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text()):
+        assert time.monotonic() < deadline, f"{path} not written within {timeout} s"
+        time.sleep(0.05)
+    return path.read_text()
+
+
+@pytest.mark.server
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_workers_die_with_a_killed_server(start_server: StartServer, tmp_path: Path) -> None:
+    # Was: after kill -9 of uvicorn, the worker ran on and wrote its file ~2 s later.
+    server = start_server(BOUNDS_APP)
+    out, pid_file = tmp_path / "out.txt", tmp_path / "worker.pid"
+    with server.client() as client:
+        client.post(
+            "/sleep-then-write",
+            params={"seconds": 3, "path": str(out), "pid_file": str(pid_file)},
+        )
+    worker = int(_wait_for_file(pid_file))
+    assert _alive(worker)
+    server.kill()
+    deadline = time.monotonic() + 3
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the worker outlived its server"
+        time.sleep(0.05)
+    time.sleep(4)  # past the task's end: it must never write
+    assert not out.exists()
+
+
+@pytest.mark.server
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_timeout_kills_children_in_a_session_of_their_own(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # Was: TaskTimeout said the processes it started were killed; this one lived on.
+    server = start_server(BOUNDS_APP)
+    pid_file = tmp_path / "child.pid"
+    with server.client() as client:
+        task_id = client.post(
+            "/child-in-new-session", params={"pid_file": str(pid_file), "timeout": 3}
+        ).json()["id"]
+    child = int(_wait_for_file(pid_file))
+    try:
+        body = server.wait_for_state(task_id, {"failed"})
+        assert "TaskTimeout" in str(body["error"])
+        assert "the processes it started were killed" in str(body["error"])
+        deadline = time.monotonic() + 3
+        while _alive(child):
+            assert time.monotonic() < deadline, "the task's child outlived the timeout"
+            time.sleep(0.05)
+    finally:
+        if _alive(child):
+            os.kill(child, 9)
+
+
+_ORPHAN = """
+import os, subprocess, sys, time
+# The middle process: starts a "worker" that guards itself against this process's death
+# with the parent-pid watchdog only (as on macOS, where PR_SET_PDEATHSIG is missing: the
+# worker reads `sys.platform` when it arms its guard), then dies.
+code = '''
+import os, sys, time
+from fastapi_offload.lanes.process import worker as _process
+_process.PARENT_POLL = 0.05
+sys.platform = "darwin"
+_process.noop("normal", int(sys.argv[1]))
+sys.platform = "linux"
+print(os.getpid(), flush=True)
+time.sleep(60)
+'''
+child = subprocess.Popen(
+    [sys.executable, "-c", code, str(os.getpid())], stdout=subprocess.PIPE, text=True
+)
+print(child.stdout.readline().strip(), flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_the_parent_watchdog_ends_an_orphaned_worker(tmp_path: Path) -> None:
+    script = tmp_path / "orphan.py"
+    script.write_text(textwrap.dedent(_ORPHAN))
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    worker = int(done.stdout.strip())
+    deadline = time.monotonic() + 5
+    while _alive(worker):
+        if time.monotonic() > deadline:
+            os.kill(worker, 9)
+            raise AssertionError("the worker outlived its parent")
+        time.sleep(0.05)
