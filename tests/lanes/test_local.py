@@ -12,7 +12,7 @@ import pytest
 from fastapi_offload import Offload, TaskState
 from fastapi_offload._record import TaskRecord
 from fastapi_offload.lanes.advisor import CpuAdvisor
-from fastapi_offload.lanes.local import ThreadLane
+from fastapi_offload.lanes.thread import ThreadLane
 
 pytestmark = pytest.mark.anyio
 

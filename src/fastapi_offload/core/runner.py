@@ -24,7 +24,7 @@ from .._models import TaskState
 from .._record import TaskRecord
 from .._results import Kept
 from .._retry import type_names
-from ..lanes.local import Lane
+from ..lanes.base import Lane
 from ..lanes.remote import RemoteLane
 from .ledger import Ledger
 

@@ -19,10 +19,12 @@ from .._settings import TaskSettings
 from .._task_deps import dependencies_of
 from ..backends.base import Backend
 from ..lanes.advisor import CpuAdvisor
-from ..lanes.local import Lane, LoopLane, ThreadLane
+from ..lanes.base import Lane
+from ..lanes.loop import LoopLane
 from ..lanes.monitor import LoopMonitor
 from ..lanes.process.lane import ProcessLane
 from ..lanes.remote import RemoteLane
+from ..lanes.thread import ThreadLane
 from ..stores.base import MemoryStore, Orphan, Store
 from .after import Ordering
 from .bounds import LaneBounds

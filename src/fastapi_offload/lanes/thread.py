@@ -1,90 +1,18 @@
-"""The local lanes that run a task's body: loop and thread (the process lane is in
-`lanes.process.lane`). A lane runs one attempt and raises on failure; the runner around it
-owns limits, timeouts, retries and, through the ledger, the task's state.
-"""
+"""The thread lane: sync callables on threads bounded by a limiter of our own."""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 
 from .._record import TaskRecord
-from .._results import Kept, encode, is_small
+from .._results import Kept, encode
 from .advisor import CpuAdvisor, measured
-from .monitor import LoopMonitor
 from .thread_slots import Call, ThreadSlots
 
-__all__ = ["Lane", "LoopLane", "ThreadLane"]
-
-
-class Lane(Protocol):
-    """What the runner needs of a lane (read-only: class attributes satisfy it)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def limiter(self) -> AbstractAsyncContextManager[Any] | None:
-        """Bounds how many of the lane's tasks run at once; `None`: no bound (the loop
-        lane, where admission already bounds the coroutines)."""
-        ...
-
-    @property
-    def timeout_note(self) -> str:
-        """Appended to a timeout's message: what became of the work that was stopped."""
-        ...
-
-    @property
-    def interruptible(self) -> bool:
-        """Whether cancelling a running attempt stops it; `False` (threads): it can only
-        be asked to stop, through `cancelled()`."""
-        ...
-
-    async def execute(
-        self, record: TaskRecord, kwargs: dict[str, Any] | None = None
-    ) -> Kept | None:
-        """Run one attempt of `record`; raise what it raised. Return its result encoded
-        (`_results.encode`) when the record keeps it, else `None`. `kwargs`, when given,
-        replace the record's: its own and its resolved dependencies (loop and thread
-        lanes only; a task with dependencies is refused on the others)."""
-        ...
-
-
-class LoopLane:
-    """`async def` callables, concurrently on the event loop, each step timed."""
-
-    name = "loop"
-    limiter = None
-    timeout_note = ""
-    interruptible = True
-
-    def __init__(self, monitor: LoopMonitor, result_limit: int) -> None:
-        self.monitor = monitor
-        self.result_limit = result_limit
-        # Our own threads for large results: never anyio's default pool, which serves
-        # sync endpoints.
-        self._encoders = CapacityLimiter(2)
-
-    async def execute(
-        self, record: TaskRecord, kwargs: dict[str, Any] | None = None
-    ) -> Kept | None:
-        coro = record.func(*record.args, **(record.kwargs if kwargs is None else kwargs))
-        if self.monitor.threshold > 0:
-            value = await self.monitor.timed(coro, record.name, record.id)
-        else:
-            value = await coro
-        if not record.keep_result:
-            return None
-        if is_small(value):  # measured: a few microseconds on the loop
-            return encode(value, self.result_limit)
-        # A large value (or one the quick walk cannot size) is encoded in a thread: even
-        # bounded by the limit, a megabyte of JSON is tens of milliseconds.
-        return await anyio.to_thread.run_sync(
-            encode, value, self.result_limit, limiter=self._encoders
-        )
+__all__ = ["ThreadLane"]
 
 
 class ThreadLane:
