@@ -77,7 +77,7 @@ async def test_a_thread_that_returns_in_time_keeps_no_slot() -> None:
 
 
 async def test_a_call_given_up_before_its_thread_started_frees_its_slot() -> None:
-    # anyio skips a call whose wait was cancelled before a thread took it up: that call
+    # A call whose wait was cancelled before a thread took it up is skipped: that call
     # never returns, so its slot must not wait for it.
     lane = ThreadLane(1, CpuAdvisor(), 0)
     ran = threading.Event()

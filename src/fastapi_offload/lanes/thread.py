@@ -1,22 +1,40 @@
-"""The thread lane: sync callables on threads bounded by a limiter of our own."""
+"""The thread lane: sync callables on worker threads of our own.
+
+A task's call goes to a queue that our threads take calls from, and its outcome comes
+back to the event loop in a batch: a thread that finishes a call adds it to the loop's
+list of finished calls and wakes the loop only when no wakeup is pending already, so a
+stream of short calls costs one wakeup per loop iteration, not one per call. A hop
+through `anyio.to_thread.run_sync` per task (a future, a cancel scope, a limiter and a
+wakeup each) kept the lane to ~1k no-op tasks/s on 2 cores, behind the requests adding
+them (see `benchmarks/thread_lane_cost.py`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import itertools
+import queue
+import threading
 from typing import Any
 
-import anyio.to_thread
-from anyio import CapacityLimiter
+from anyio import CancelScope
 
 from .._record import TaskRecord
 from .._results import Kept, encode
-from .advisor import CpuAdvisor, measured
+from .advisor import CpuAdvisor, RunDelay, measured
 from .thread_slots import Call, ThreadSlots
 
 __all__ = ["ThreadLane"]
 
+# Seconds a worker thread waits for a call before it ends (anyio prunes its idle
+# threads after 10 s too): a lane that is busy once in a while holds no idle threads.
+IDLE = 10.0
+
 
 class ThreadLane:
-    """Sync callables on a thread limiter of our own, never anyio's default one."""
+    """Sync callables on threads of our own (never anyio's default pool, which serves
+    sync endpoints), at most `capacity` at once."""
 
     name = "thread"
     timeout_note = (
@@ -29,11 +47,11 @@ class ThreadLane:
         self.result_limit = result_limit
         self.capacity = capacity
         # Taken by the runner around an attempt; a timed-out attempt's slot stays taken
-        # until its thread returns, so abandoned threads count against `capacity`.
+        # until its thread returns, so abandoned threads count against `capacity`, and
+        # `capacity` threads always suffice: a call never waits for a thread.
         self.limiter = ThreadSlots(capacity)
-        # anyio's call takes a limiter too; ours is taken first (by the runner) so that
-        # timeouts count running time only, which leaves this one uncontended.
-        self._inner = CapacityLimiter(capacity)
+        self._workers = _Workers(capacity)
+        self._finished: _Finished | None = None
         self.advisor = advisor
         self.busy = 0  # threads running a task now (loop thread only)
 
@@ -43,40 +61,193 @@ class ThreadLane:
         shutdown): each holds one of the lane's `capacity` slots until it returns."""
         return self.limiter.abandoned
 
+    @property
+    def threads(self) -> int:
+        """Worker threads alive now, idle ones included (at most `capacity`)."""
+        return self._workers.count
+
     async def execute(
         self, record: TaskRecord, kwargs: dict[str, Any] | None = None
     ) -> Kept | None:
-        declared, limit = record.declared, self.result_limit if record.keep_result else 0
-        call_kwargs = record.kwargs if kwargs is None else kwargs
-        thread = Call()
-
-        def on_done(wall: float, cpu: float) -> None:
-            # Runs in the worker thread; `busy` is only read, a stale value is harmless.
-            self.advisor.observe(record.name, wall, cpu, self.busy, declared)
-
-        def call() -> Kept | None:
-            if not thread.begin():
-                return None  # the attempt gave up before this thread got to it
-            try:
-                value = measured(record.func, record.args, call_kwargs, on_done)
-                # Encoded in the worker thread: a large result never costs the loop.
-                return encode(value, limit) if limit else None
-            finally:
-                thread.thread_returned()
-
+        loop = asyncio.get_running_loop()
+        finished = self._finished
+        if finished is None or finished.loop is not loop:
+            # One per event loop (an `Offload` may be entered on several in turn); a call
+            # still running reports to the loop it was started from.
+            finished = self._finished = _Finished(loop)
+        job = _Job(self, record, kwargs, finished, loop.create_future())
         self.busy += 1
         try:
-            # abandon_on_cancel: a timeout or shutdown must not wait for a thread that
-            # cannot be interrupted; the thread finishes on its own, holding its slot.
-            # Except with dependencies (`kwargs`): they exit when the attempt ends, and
-            # must not be closed under a thread that still uses them, so the attempt
-            # waits for it. The context (the task's `report_progress` and `cancelled`)
-            # goes with the call: anyio runs it in a copy of ours.
-            return await anyio.to_thread.run_sync(
-                call, abandon_on_cancel=kwargs is None, limiter=self._inner
-            )
+            self._workers.submit(job)
+            if kwargs is None:
+                # A timeout or shutdown does not wait for a thread that cannot be
+                # interrupted: the thread finishes on its own, holding its slot.
+                return await job.future
+            # With dependencies (`kwargs`): they exit when the attempt ends, and must
+            # not be closed under a thread that still uses them, so the attempt waits
+            # for it (a cancel scope's cancellation is delivered once it returns).
+            with CancelScope(shield=True):
+                kept = await job.future
+            return kept
         except BaseException:
-            self.limiter.keep_for(thread)  # a no-op when the thread has returned
+            self.limiter.keep_for(job.call)  # a no-op when the thread has returned
             raise
         finally:
             self.busy -= 1
+
+
+class _Job:
+    """One attempt's call, from the loop to a worker thread and back."""
+
+    __slots__ = (
+        "call",
+        "context",
+        "error",
+        "finished",
+        "future",
+        "kwargs",
+        "lane",
+        "record",
+        "value",
+    )
+
+    def __init__(
+        self,
+        lane: ThreadLane,
+        record: TaskRecord,
+        kwargs: dict[str, Any] | None,
+        finished: _Finished,
+        future: asyncio.Future[Kept | None],
+    ) -> None:
+        self.lane = lane
+        self.record = record
+        self.kwargs = record.kwargs if kwargs is None else kwargs
+        self.finished = finished
+        self.future = future
+        self.call = Call()
+        # Taken on the loop, in the task's own context: the call sees the task's
+        # `report_progress` and `cancelled` (and the caller's other context variables);
+        # a copy, because the task's own context may be entered on the loop meanwhile.
+        self.context = contextvars.copy_context()
+        self.value: Kept | None = None
+        self.error: BaseException | None = None
+
+    def run(self, delay: RunDelay) -> None:
+        """In a worker thread: the call, its result encoded, its outcome posted."""
+        call = self.call
+        if not call.begin():
+            return  # the attempt gave up before this thread got to it: nobody waits
+        record, lane = self.record, self.lane
+        limit = lane.result_limit if record.keep_result else 0
+
+        def on_done(wall: float, cpu: float) -> None:
+            # `busy` is only read here, a stale value is harmless.
+            lane.advisor.observe(record.name, wall, cpu, lane.busy, record.declared)
+
+        try:
+            value = self.context.run(
+                measured, record.func, record.args, self.kwargs, on_done, delay
+            )
+            # Encoded in the worker thread: a large result never costs the loop.
+            self.value = encode(value, limit) if limit else None
+        except BaseException as exc:  # everything reaches the attempt, traceback and all
+            self.error = exc
+        finally:
+            call.thread_returned()
+        self.finished.post(self)
+
+
+class _Finished:
+    """Calls finished in worker threads, handed to one event loop in batches."""
+
+    __slots__ = ("_calls", "_lock", "_pending", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._calls: list[_Job] = []
+        self._pending = False  # a `_deliver` is scheduled and has not taken the list yet
+
+    def post(self, job: _Job) -> None:
+        """In a worker thread: queue the outcome; wake the loop unless a wakeup that
+        will see it is pending already."""
+        with self._lock:
+            self._calls.append(job)
+            if self._pending:
+                return
+            self._pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # that loop is closed: nothing waits for the outcome
+            pass
+
+    def _deliver(self) -> None:
+        with self._lock:
+            calls, self._calls = self._calls, []
+            self._pending = False
+        for job in calls:
+            future = job.future
+            if future.done():  # cancelled: the attempt gave up on its thread
+                continue
+            error = job.error
+            if error is None:
+                future.set_result(job.value)
+            elif isinstance(error, StopIteration):
+                # A future refuses it (it would end the coroutine that awaits it).
+                wrapped = RuntimeError(f"{job.record.name} raised StopIteration")
+                wrapped.__cause__ = error
+                future.set_exception(wrapped)
+            else:
+                future.set_exception(error)
+            job.error = None  # the future holds it now; no cycle through this job
+
+
+class _Workers:
+    """At most `size` daemon threads taking jobs from one queue, started when a job
+    finds no idle thread, ended after `IDLE` seconds without one."""
+
+    _names = itertools.count(1)
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self.count = 0  # threads alive
+        # Threads waiting for a job (or about to), less the jobs queued: a new job
+        # starts a thread only when it would have none to take it.
+        self._idle = 0
+
+    def submit(self, job: _Job) -> None:
+        # Under the lock, so that a thread ending for want of jobs sees this one.
+        with self._lock:
+            self._jobs.put(job)
+            self._idle -= 1
+            if self._idle >= 0 or self.count >= self._size:
+                return
+            self.count += 1
+            self._idle += 1
+        name = f"fastapi-offload thread lane {next(self._names)}"
+        # Daemon: a thread running on after its task was abandoned (a call that never
+        # returns) must not keep the process from exiting; it dies with it, as the
+        # thread of a BackgroundTasks call does.
+        threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _work(self) -> None:
+        delay = RunDelay()
+        try:
+            while True:
+                try:
+                    job = self._jobs.get(timeout=IDLE)
+                except queue.Empty:
+                    with self._lock:
+                        if self._idle > 0:  # no job is queued for this thread
+                            self._idle -= 1
+                            self.count -= 1
+                            return
+                    continue  # a job was queued as the wait ended: take it
+                job.run(delay)
+                del job  # its value and context are the loop's now
+                with self._lock:
+                    self._idle += 1
+        finally:
+            delay.close()

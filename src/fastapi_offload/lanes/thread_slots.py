@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from types import TracebackType
-
-from anyio import CapacityLimiter
 
 __all__ = ["Call", "ThreadSlots"]
 
@@ -58,8 +57,8 @@ class Call:
             if self.returned:
                 return False
             if not self.started:
-                # anyio may still hand the call to a thread (it checks for a cancel just
-                # before): `begin` then refuses it, so the slot is free now.
+                # The call is still queued: the thread that takes it up finds `begin`
+                # refusing it, so the slot is free now.
                 self.given_up = True
                 return False
             self._release = (asyncio.get_running_loop(), borrower, slots)
@@ -68,20 +67,44 @@ class Call:
 
 class ThreadSlots:
     """`async with slots:` as with a `CapacityLimiter`; `keep_for(call)` inside it, when
-    the attempt gives up on a thread still running, keeps the slot until it returns."""
+    the attempt gives up on a thread still running, keeps the slot until it returns.
+
+    Its own and not an anyio `CapacityLimiter`: a free slot is taken without yielding to
+    the loop (the limiter's two checkpoints were two loop iterations per task, a third
+    of what the runner costs a no-op thread task); a taken one is waited for in order.
+    asyncio only, as the runner is.
+    """
 
     def __init__(self, capacity: int) -> None:
-        self._limiter = CapacityLimiter(capacity)
+        self.capacity = capacity
+        self._free = capacity
+        # Attempts waiting for a slot, first come first served; a cancelled one stays
+        # until a release skips it.
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._held: dict[asyncio.Task[object] | None, object] = {}
         self._kept: set[object] = set()
         self.abandoned = 0  # threads running on after their task ended (loop thread only)
 
+    @property
+    def taken(self) -> int:
+        """Slots held now: by attempts, and by abandoned threads."""
+        return self.capacity - self._free
+
     async def __aenter__(self) -> None:
+        if self._free and not self._waiters:
+            self._free -= 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed a slot as it was cancelled: pass it on
+                raise
         # A borrower of our own per attempt (not the asyncio task): the slot may outlive
         # the attempt, and the same task may take a slot again for its retry.
-        borrower = object()
-        await self._limiter.acquire_on_behalf_of(borrower)
-        self._held[asyncio.current_task()] = borrower
+        self._held[asyncio.current_task()] = object()
 
     async def __aexit__(
         self,
@@ -92,7 +115,16 @@ class ThreadSlots:
         borrower = self._held.pop(asyncio.current_task())
         if borrower in self._kept:
             return  # the abandoned thread holds it now
-        self._limiter.release_on_behalf_of(borrower)
+        self._release()
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # not cancelled while it waited
+                waiter.set_result(None)  # the slot goes to it, as it is
+                return
+        self._free += 1
 
     def keep_for(self, call: Call) -> None:
         """Called by the attempt that holds a slot, when it stops waiting for `call`'s
@@ -106,4 +138,4 @@ class ThreadSlots:
     def thread_ended(self, borrower: object) -> None:
         self._kept.discard(borrower)
         self.abandoned -= 1
-        self._limiter.release_on_behalf_of(borrower)
+        self._release()
