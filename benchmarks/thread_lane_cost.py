@@ -5,7 +5,9 @@
 
 Each line runs `n` no-op `def` tasks through a `Runner` and a lane, as the runtime does
 (admitted in the ledger, started, limited by the lane's slots, settled in a memory
-store), and reports tasks per second from the first start to the last end:
+store), and reports tasks per second from the first start to the last end, and the
+process's CPU time per task (all threads; steadier than the wall time on a shared
+machine):
 
 - `thread lane`: the `ThreadLane` of this tree.
 - `thread lane at REF` (with `--before REF`): the `ThreadLane` of git revision REF
@@ -118,8 +120,11 @@ def lane_at(ref: str) -> Callable[[int], Lane]:
     return lambda workers: cls(workers, CpuAdvisor(), 0)
 
 
-async def run_once(make: Callable[[int], Lane], n: int, workers: int, burst: int) -> float:
-    """Tasks per second of `n` no-op tasks through a fresh runner and lane."""
+async def run_once(
+    make: Callable[[int], Lane], n: int, workers: int, burst: int
+) -> tuple[float, float]:
+    """Tasks per second of `n` no-op tasks through a fresh runner and lane, and the
+    process's CPU microseconds per task (all threads: the loop's and the workers')."""
     lane = make(workers)
     ledger = Ledger(MemoryStore(n), {"thread": LaneBounds(workers, n)})
 
@@ -132,18 +137,18 @@ async def run_once(make: Callable[[int], Lane], n: int, workers: int, burst: int
         TaskRecord(f"{i:032x}", "noop", "thread", noop, (), {}, None, 0, 0.0) for i in range(n)
     ]
     gc.collect()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for index, record in enumerate(records):
         ledger.admit(record)
         runner.start(record)
         if index % burst == burst - 1:
             await asyncio.sleep(0)
     await ledger.join()
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     stats = ledger.lane_stats("thread")
     assert stats.succeeded == n, stats
     await runner.close(1.0)
-    return n / seconds
+    return n / seconds, cpu / n * 1e6
 
 
 def main() -> None:
@@ -165,16 +170,24 @@ def main() -> None:
         flush=True,
     )
     rates: dict[str, list[float]] = {label: [] for label in lines}
+    costs: dict[str, list[float]] = {label: [] for label in lines}
     for r in range(options.rounds):
         for label, make in lines.items():
-            rate = asyncio.run(run_once(make, options.n, options.workers, options.burst))
+            rate, cost = asyncio.run(run_once(make, options.n, options.workers, options.burst))
             rates[label].append(rate)
-            print(f"  round {r + 1}: {label:<32} {rate:9.0f} tasks/s", flush=True)
+            costs[label].append(cost)
+            print(
+                f"  round {r + 1}: {label:<32} {rate:9.0f} tasks/s {cost:6.1f} CPU us/task",
+                flush=True,
+            )
     first = next(iter(lines))
-    base = statistics.median(rates[first])
-    for label, values in rates.items():
-        median = statistics.median(values)
-        print(f"{label:<32} median {median:9.0f} tasks/s   {median / base:5.2f}x of {first}")
+    base, base_cost = statistics.median(rates[first]), statistics.median(costs[first])
+    for label in lines:
+        rate, cost = statistics.median(rates[label]), statistics.median(costs[label])
+        print(
+            f"{label:<32} median {rate:9.0f} tasks/s {cost:6.1f} CPU us/task   "
+            f"{rate / base:5.2f}x the tasks/s, {cost / base_cost:5.2f}x the CPU of {first}"
+        )
 
 
 if __name__ == "__main__":
