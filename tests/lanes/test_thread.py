@@ -18,7 +18,7 @@ from fastapi import Depends
 from fastapi_offload import Offload, TaskState, cancelled, report_progress
 from fastapi_offload._record import TaskRecord
 from fastapi_offload.lanes import thread as thread_module
-from fastapi_offload.lanes.advisor import CpuAdvisor
+from fastapi_offload.lanes.advisor import CpuAdvisor, measured
 from fastapi_offload.lanes.thread import ThreadLane
 from fastapi_offload.lanes.thread_slots import ThreadSlots
 
@@ -304,3 +304,43 @@ async def test_slots_are_handed_over_in_order() -> None:
             await anyio.lowlevel.checkpoint()  # each one queued before the next
         await slots.__aexit__(None, None, None)
     assert order == [0, 1, 2, 3, 4] and slots.taken == 0
+
+
+def spin(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+async def test_the_cpu_advisor_measures_calls_in_the_worker_threads() -> None:
+    advisor = CpuAdvisor()
+    lane = ThreadLane(2, advisor, 0)
+    async with lane.limiter:
+        await lane.execute(record_of(spin, 0.2, name="jobs.spin"))
+    assert advisor.flagged == {"jobs.spin"}
+    finding = advisor.findings["jobs.spin"]
+    assert finding.cpu >= 0.2 and finding.wall > 0
+
+
+async def test_a_declared_callable_is_not_measured() -> None:
+    advisor = CpuAdvisor()
+    lane = ThreadLane(2, advisor, 0)
+    record = record_of(spin, 0.2, name="jobs.spin")
+    record.declared = True  # @io_bound, @cpu_bound or @task: the advice is silenced
+    async with lane.limiter:
+        await lane.execute(record)
+    assert advisor.flagged == set()
+
+
+def test_measured_reads_the_run_delay_again_only_for_calls_that_used_the_cpu() -> None:
+    reads: list[float] = []
+
+    def run_delay() -> float:
+        reads.append(time.monotonic())
+        return 0.0
+
+    seen: list[tuple[float, float]] = []
+    measured(square, (3,), {}, lambda wall, cpu: seen.append((wall, cpu)), run_delay, 0.05)
+    assert len(reads) == 1 and len(seen) == 1  # short: the wall time is not corrected
+    measured(spin, (0.06,), {}, lambda wall, cpu: seen.append((wall, cpu)), run_delay, 0.05)
+    assert len(reads) == 3 and seen[1][1] >= 0.06

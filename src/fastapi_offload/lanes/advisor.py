@@ -118,12 +118,19 @@ def measured(
     kwargs: dict[str, Any],
     on_done: Callable[[float, float], None],
     run_delay: Callable[[], float] = _run_delay,
+    min_cpu: float = 0.0,
 ) -> Any:
     """Call `func` in this (worker) thread, report its wall and CPU seconds, return its
-    value. `run_delay`: this thread's (a `RunDelay` made in it)."""
+    value. `run_delay`: this thread's (a `RunDelay` made in it). The wall time is
+    corrected for the run delay only when the call used `min_cpu` seconds of CPU or
+    more: below that the advisor does not look at it (`CpuAdvisor.MIN_CPU`), and the
+    second read is a third of what measuring a no-op call costs."""
     wall, cpu, delay = time.perf_counter(), time.thread_time(), run_delay()
     try:
         return func(*args, **kwargs)
     finally:
-        elapsed = time.perf_counter() - wall - (run_delay() - delay)
-        on_done(max(elapsed, 1e-9), time.thread_time() - cpu)
+        elapsed = time.perf_counter() - wall
+        used = time.thread_time() - cpu
+        if used >= min_cpu:
+            elapsed -= run_delay() - delay
+        on_done(max(elapsed, 1e-9), used)

@@ -144,10 +144,22 @@ class _Job:
             # `busy` is only read here, a stale value is harmless.
             lane.advisor.observe(record.name, wall, cpu, lane.busy, record.declared)
 
+        advisor = lane.advisor
         try:
-            value = self.context.run(
-                measured, record.func, record.args, self.kwargs, on_done, delay
-            )
+            if record.declared or record.name in advisor.flagged:
+                # Nothing for the advisor to learn (it ignores declared and flagged
+                # callables): the call alone.
+                value = self.context.run(record.func, *record.args, **self.kwargs)
+            else:
+                value = self.context.run(
+                    measured,
+                    record.func,
+                    record.args,
+                    self.kwargs,
+                    on_done,
+                    delay,
+                    advisor.MIN_CPU,
+                )
             # Encoded in the worker thread: a large result never costs the loop.
             self.value = encode(value, limit) if limit else None
         except BaseException as exc:  # everything reaches the attempt, traceback and all
