@@ -344,3 +344,22 @@ def test_measured_reads_the_run_delay_again_only_for_calls_that_used_the_cpu() -
     assert len(reads) == 1 and len(seen) == 1  # short: the wall time is not corrected
     measured(spin, (0.06,), {}, lambda wall, cpu: seen.append((wall, cpu)), run_delay, 0.05)
     assert len(reads) == 3 and seen[1][1] >= 0.06
+
+
+async def test_a_thread_that_cannot_start_fails_its_attempt_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lane = ThreadLane(2, CpuAdvisor(), 100)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        async with lane.limiter:
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                await lane.execute(record_of(square, 2, keep=True))
+    assert lane.threads == 0 and lane.limiter.taken == 0
+    async with lane.limiter:  # the next call gets a thread, and skips the dropped call
+        kept = await lane.execute(record_of(square, 5, keep=True))
+    assert kept == ("25", None) and lane.threads == 1

@@ -5,8 +5,8 @@ back to the event loop in a batch: a thread that finishes a call adds it to the 
 list of finished calls and wakes the loop only when no wakeup is pending already, so a
 stream of short calls costs one wakeup per loop iteration, not one per call. A hop
 through `anyio.to_thread.run_sync` per task (a future, a cancel scope, a limiter and a
-wakeup each) kept the lane to ~1k no-op tasks/s on 2 cores, behind the requests adding
-them (see `benchmarks/thread_lane_cost.py`).
+wakeup each) ran a third as many no-op tasks per second, at three times the CPU per
+task, and fell behind the requests adding them (`benchmarks/thread_lane_cost.py`).
 """
 
 from __future__ import annotations
@@ -198,10 +198,11 @@ class _Finished:
             calls, self._calls = self._calls, []
             self._pending = False
         for job in calls:
+            # Taken off the job: its traceback holds the frame that holds the job.
+            error, job.error = job.error, None
             future = job.future
             if future.done():  # cancelled: the attempt gave up on its thread
                 continue
-            error = job.error
             if error is None:
                 future.set_result(job.value)
             elif isinstance(error, StopIteration):
@@ -211,7 +212,6 @@ class _Finished:
                 future.set_exception(wrapped)
             else:
                 future.set_exception(error)
-            job.error = None  # the future holds it now; no cycle through this job
 
 
 class _Workers:
@@ -242,7 +242,15 @@ class _Workers:
         # Daemon: a thread running on after its task was abandoned (a call that never
         # returns) must not keep the process from exiting; it dies with it, as the
         # thread of a BackgroundTasks call does.
-        threading.Thread(target=self._work, name=name, daemon=True).start()
+        try:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        except BaseException:
+            # Out of threads (a process limit): the attempt fails with this error, and
+            # gives up its queued job, which the next thread skips.
+            with self._lock:
+                self.count -= 1
+                self._idle -= 1
+            raise
 
     def _work(self) -> None:
         delay = RunDelay()
