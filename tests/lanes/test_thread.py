@@ -363,3 +363,46 @@ async def test_a_thread_that_cannot_start_fails_its_attempt_only(
     async with lane.limiter:  # the next call gets a thread, and skips the dropped call
         kept = await lane.execute(record_of(square, 5, keep=True))
     assert kept == ("25", None) and lane.threads == 1
+
+
+async def test_a_slot_handed_back_is_not_released_again_when_its_attempt_ends() -> None:
+    slots = ThreadSlots(1)
+    second_in = anyio.Event()
+    first_out = anyio.Event()
+
+    async def second() -> None:
+        async with slots:
+            second_in.set()
+            await first_out.wait()
+            assert slots.taken == 1  # still its own, whatever the first attempt did
+
+    async with anyio.create_task_group() as group:
+        async with slots:
+            group.start_soon(second)
+            borrower = slots.borrower()
+            assert borrower is not None
+            slots.hand_back(borrower)  # the thread returned: the waiter may start
+            await second_in.wait()
+        first_out.set()
+    assert slots.taken == 0
+
+
+async def test_many_attempts_on_few_slots_leave_every_slot_free() -> None:
+    lane = ThreadLane(2, CpuAdvisor(), 0)
+
+    async def one(n: int) -> None:
+        async with lane.limiter:
+            if n % 3 == 0:
+                with anyio.move_on_after(0):  # gives up at once: before or after its thread
+                    await lane.execute(record_of(square, n))
+            else:
+                await lane.execute(record_of(square, n))
+
+    async with anyio.create_task_group() as group:
+        for n in range(300):
+            group.start_soon(one, n)
+
+    async def all_free() -> bool:
+        return lane.limiter.taken == 0 and lane.abandoned == 0
+
+    await until(all_free)
