@@ -42,7 +42,8 @@ from typing import Any
 
 from fastapi_offload._record import TaskRecord
 from fastapi_offload._results import Kept
-from fastapi_offload.core.ledger import LaneBounds, Ledger
+from fastapi_offload.core.bounds import LaneBounds
+from fastapi_offload.core.ledger import Ledger
 from fastapi_offload.core.runner import Runner
 from fastapi_offload.lanes.advisor import CpuAdvisor
 from fastapi_offload.lanes.base import Lane
@@ -128,10 +129,7 @@ async def run_once(
     lane = make(workers)
     ledger = Ledger(MemoryStore(n), {"thread": LaneBounds(workers, n)})
 
-    async def remote(record: TaskRecord) -> None:
-        raise AssertionError("no remote lane here")
-
-    runner = Runner(ledger, {"thread": lane}, remote)
+    runner = Runner(ledger, {"thread": lane})
     runner.open()
     records = [
         TaskRecord(f"{i:032x}", "noop", "thread", noop, (), {}, None, 0, 0.0) for i in range(n)
