@@ -365,28 +365,6 @@ async def test_a_thread_that_cannot_start_fails_its_attempt_only(
     assert kept == ("25", None) and 1 <= lane.threads <= 2
 
 
-async def test_a_slot_handed_back_is_not_released_again_when_its_attempt_ends() -> None:
-    slots = ThreadSlots(1)
-    second_in = anyio.Event()
-    first_out = anyio.Event()
-
-    async def second() -> None:
-        async with slots:
-            second_in.set()
-            await first_out.wait()
-            assert slots.taken == 1  # still its own, whatever the first attempt did
-
-    async with anyio.create_task_group() as group:
-        async with slots:
-            group.start_soon(second)
-            borrower = slots.borrower()
-            assert borrower is not None
-            slots.hand_back(borrower)  # the thread returned: the waiter may start
-            await second_in.wait()
-        first_out.set()
-    assert slots.taken == 0
-
-
 async def test_many_attempts_on_few_slots_leave_every_slot_free() -> None:
     lane = ThreadLane(2, CpuAdvisor(), 0)
 

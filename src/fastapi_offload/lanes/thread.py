@@ -76,7 +76,6 @@ class ThreadLane:
             # still running reports to the loop it was started from.
             finished = self._finished = _Finished(loop)
         job = _Job(self, record, kwargs, finished, loop.create_future())
-        job.slot = self.limiter.borrower()
         self.busy += 1
         try:
             self._workers.submit(job)
@@ -109,7 +108,6 @@ class _Job:
         "kwargs",
         "lane",
         "record",
-        "slot",
         "value",
     )
 
@@ -133,7 +131,6 @@ class _Job:
         self.context = contextvars.copy_context()
         self.value: Kept | None = None
         self.error: BaseException | None = None
-        self.slot: object | None = None  # the attempt's slot of `lane.limiter`
 
     def run(self, delay: RunDelay) -> None:
         """In a worker thread: the call, its result encoded, its outcome posted."""
@@ -206,8 +203,6 @@ class _Finished:
             future = job.future
             if future.done():  # cancelled: the attempt gave up on its thread
                 continue
-            if job.slot is not None:
-                job.lane.limiter.hand_back(job.slot)
             if error is None:
                 future.set_result(job.value)
             elif isinstance(error, StopIteration):

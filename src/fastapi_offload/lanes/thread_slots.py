@@ -83,7 +83,6 @@ class ThreadSlots:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._held: dict[asyncio.Task[object] | None, object] = {}
         self._kept: set[object] = set()
-        self._handed_back: set[object] = set()
         self.abandoned = 0  # threads running on after their task ended (loop thread only)
 
     @property
@@ -116,9 +115,6 @@ class ThreadSlots:
         borrower = self._held.pop(asyncio.current_task())
         if borrower in self._kept:
             return  # the abandoned thread holds it now
-        if borrower in self._handed_back:
-            self._handed_back.discard(borrower)
-            return  # given back when its thread returned
         self._release()
 
     def _release(self) -> None:
@@ -129,19 +125,6 @@ class ThreadSlots:
                 waiter.set_result(None)  # the slot goes to it, as it is
                 return
         self._free += 1
-
-    def borrower(self) -> object | None:
-        """The slot the current attempt holds (a token for `hand_back`)."""
-        return self._held.get(asyncio.current_task())
-
-    def hand_back(self, borrower: object) -> None:
-        """The attempt's thread returned: its slot goes to the next attempt now, in the
-        loop callback that hands over the thread's outcome, rather than one loop
-        iteration later when the attempt ends (an attempt waiting for a slot then
-        starts one iteration after the thread returned, not two: under a loop busy
-        with requests, that iteration is what the lane waits for)."""
-        self._handed_back.add(borrower)
-        self._release()
 
     def keep_for(self, call: Call) -> None:
         """Called by the attempt that holds a slot, when it stops waiting for `call`'s
