@@ -6,7 +6,8 @@ import pytest
 
 from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
-from fastapi_offload.stores.base import MemoryStore, Store
+from fastapi_offload.stores.base import Store
+from fastapi_offload.stores.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 

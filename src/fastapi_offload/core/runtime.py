@@ -23,7 +23,8 @@ from ..lanes.local import Lane, LoopLane, ThreadLane
 from ..lanes.monitor import LoopMonitor
 from ..lanes.process.lane import ProcessLane
 from ..lanes.remote import RemoteLane
-from ..stores.base import MemoryStore, Orphan, Store
+from ..stores.base import Orphan, Store
+from ..stores.memory import MemoryStore
 from .after import Ordering
 from .bounds import LaneBounds
 from .callables import Profiles
