@@ -2,7 +2,7 @@
 that commits what is queued in batches, flush markers, and this process's records.
 
 `put` (on every transition, and on every progress report) snapshots the record into a
-tuple (the columns of `_sqlite_schema.COLUMNS`) and queues it; the writer takes
+row (`stores.rows`) and queues it; the writer takes
 everything waiting, collapses one task's puts into one write, and calls the subclass's
 `_commit`. A failed batch's rows stay for the next one, so a flush after the store came
 back writes them.
@@ -38,15 +38,13 @@ from .base import Orphan
 from .breaker import Breaker
 from .lease_owner import owner_id_of_this_process
 from .peers import FIGURES_MAX, ProcessFigures, StoredTask
-from .sqlite_schema import Row
+from .rows import Row, leased, row_of
 
 __all__ = ["BatchedStore", "interrupted_reason"]
 
 logger = logging.getLogger("fastapi_offload")
 
 MAX_BATCH = 10_000  # operations per commit: bounds one commit's size and duration
-# Positions in a row: who leases it (None: settled), until when, and when it settled.
-OWNER, LEASE_UNTIL, SETTLED_AT = 9, 10, 17
 PROBE_EVERY = 1.0  # seconds between two probes of a store that failed (the Retry-After)
 _PASSWORD = re.compile(r"(://[^:/@\s]*):[^@\s]*@")  # user:password@ in a URL
 T = TypeVar("T")
@@ -94,17 +92,8 @@ class BatchedStore:
 
     def put(self, record: TaskRecord) -> None:
         # Live rows are leased to this owner; settled ones (finished, handed off) are not.
-        now, live = time.time(), record.live
         self._here[record.id] = record
-        self._queue.put((
-            record.id, record.name, record.lane, record.state, record.created_at,
-            record.started_at, record.finished_at, record.attempts, record.error,
-            self.owner if live else None, now + self.lease if live else None,
-            record.handed_off, record.requeue, record.payload if live else None,
-            record.timeout, record.retries, record.retry_delay, None if live else now,
-            record.result, record.progress, record.progress_message, record.owner,
-            self.owner,  # ran_by: kept once settled, so a dashboard can say which process ran it
-        ))  # fmt: skip
+        self._queue.put(row_of(record, self.owner, self.lease, time.time()))
 
     def evict(self, task_id: str) -> None:
         self._here.pop(task_id, None)
@@ -340,8 +329,8 @@ class BatchedStore:
             ops += [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), MAX_BATCH))]
             markers: list[_Marker] = []
             for op in ops:
-                if isinstance(op, tuple):
-                    pending[op[0]] = op
+                if isinstance(op, Row):
+                    pending[op.id] = op
                 elif isinstance(op, str):
                     pending[op] = None
                 else:
@@ -351,8 +340,8 @@ class BatchedStore:
             # outage must not arrive already expired (and be reclaimed from a live owner).
             until = time.time() + self.lease
             for task_id, row in pending.items():
-                if row is not None and row[OWNER] is not None:
-                    pending[task_id] = (*row[:LEASE_UNTIL], until, *row[LEASE_UNTIL + 1 :])
+                if row is not None and row.owner is not None:
+                    pending[task_id] = leased(row, until)
             with self._figures_lock:
                 figures, self._figures_due = self._figures_due, None
             try:
@@ -372,7 +361,7 @@ class BatchedStore:
             if error is None:
                 for task_id, row in pending.items():
                     record = self._here.get(task_id)
-                    if row is not None and row[OWNER] is None and record and not record.live:
+                    if row is not None and row.owner is None and record and not record.live:
                         self._here.pop(task_id, None)  # settled and committed
                 pending = {}
             for marker in markers:

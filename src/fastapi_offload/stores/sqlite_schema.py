@@ -1,30 +1,16 @@
-"""The SQL of `SqliteStore`: schema version 4, the upgrades from 1, 2 and 3, its statements,
-and reading a row."""
+"""The SQL of `SqliteStore`: schema version 4, the upgrades from 1, 2 and 3, and its
+statements. The columns of the `tasks` table are the fields of a row (`stores.rows`)."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from .._models import TaskInfo, TaskState
-
-Row = tuple[Any, ...]
+from .rows import CLAIM, COLUMNS, INFO
 
 SCHEMA_VERSION = 4
 MAX_BATCH = 10_000  # operations per transaction: bounds one commit's size and duration
 LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial index's WHERE
-INFO = (
-    "id, name, state, lane, created_at, started_at, finished_at, attempts, error, result, "
-    "progress, progress_message, task_owner"
-)
-INFO_SIZE = len(INFO.split(", "))
+INFO_COLUMNS = ", ".join(INFO)
 # A live task has no result yet: what reads only live rows does not load the column.
-LIVE_INFO = INFO.replace(" result,", " NULL,")
-COLUMNS = (
-    "id, name, lane, state, created_at, started_at, finished_at, attempts, error, owner, "
-    "lease_until, handed_off, requeue, payload, timeout, retries, retry_delay, settled_at, "
-    "result, progress, progress_message, task_owner, ran_by"
-).split(", ")
+LIVE_INFO = ", ".join("NULL" if column == "result" else column for column in INFO)
 UPSERT = (
     f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
     f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}, "
@@ -88,10 +74,7 @@ OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at L
 PRUNE_COUNT = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('')})"
 PRUNE_AGE = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('AND settled_at < ?')})"
 RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
-_CLAIMABLE = (
-    f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
-    f"FROM tasks WHERE {LIVE}"
-)
+_CLAIMABLE = f"SELECT {LIVE_INFO}, {', '.join(CLAIM)} FROM tasks WHERE {LIVE}"
 ORPHANS = f"{_CLAIMABLE} AND lease_until < ? AND owner IS NOT ? LIMIT 500"
 # The other owners whose leases still run: each is checked for a process gone from this
 # host (`stores.lease_owner`). A few processes, bounded all the same.
@@ -108,10 +91,7 @@ def orphans_of(owners: int) -> str:
 
 # Requeue-able rows this owner claimed but never took up (the reclaim's caller failed
 # after the commit): returned by the next reclaim instead of renewed forever.
-STRAYS = (
-    f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
-    f"FROM tasks WHERE {LIVE} AND owner = ? AND requeue = 1 AND payload NOTNULL"
-)
+STRAYS = f"{_CLAIMABLE} AND owner = ? AND requeue = 1 AND payload NOTNULL"
 INTERRUPT = (
     "UPDATE tasks SET state = 'interrupted', finished_at = ?, settled_at = ?, owner = NULL, "
     "lease_until = NULL, payload = NULL, cancel_requested = NULL, error = ? WHERE id = ?"
@@ -135,22 +115,3 @@ _RECENT = (
 )
 RECENT_SETTLED = f"{_RECENT} WHERE settled_at NOTNULL ORDER BY settled_at DESC LIMIT :limit"
 RECENT_LIVE = f"{_RECENT} WHERE {LIVE} LIMIT :limit"
-
-
-def row_info(row: Row) -> TaskInfo:
-    """A row (the `INFO` columns) as a `TaskInfo`; `ValueError` if a column holds what this
-    store never writes (a result that is not JSON text among them)."""
-    task_id, name, state, lane, created, started, finished, attempts, error = row[:9]
-    result, progress, message, owner = row[9:]
-    numbers = (created, started, finished, progress)
-    numbers_ok = all(n is None or isinstance(n, float | int) for n in numbers)
-    texts_ok = all(t is None or isinstance(t, str) for t in (error, result, message, owner))
-    if not (numbers_ok and texts_ok and isinstance(name, str) and isinstance(lane, str)):
-        raise ValueError(f"a column has an unexpected type: {row!r}")
-    if not isinstance(attempts, int):
-        raise ValueError(f"a column has an unexpected type: {row!r}")
-    return TaskInfo(
-        task_id, name, TaskState(state), lane, created, started, finished, attempts, error,
-        result=None if result is None else json.loads(result),  # JSONDecodeError: ValueError
-        progress=progress, progress_message=message, owner=owner,
-    )  # fmt: skip
