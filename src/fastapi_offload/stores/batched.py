@@ -163,17 +163,21 @@ class BatchedStore:
             raise self._down(RECORD, "the store is not open (or is closing)", shown=True)
         if kind != "stop" and not self._writes.allow():
             raise self._refused(RECORD, self._writes)
-        marker = _Marker(kind, asyncio.get_running_loop().create_future())
-        self._queue.put(marker)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put(_Marker(kind, future))
+        # On a timeout the future fails: the writer, when its commit ends, finds it done
+        # and leaves it; what was queued is still written then. A timer, not a cancel
+        # scope: every request with tasks comes here, and a scope costs several times more.
+        timer = loop.call_later(self.timeout, _expire, future)
         try:
-            # The marker's future is cancelled on a timeout: the writer, when its commit
-            # ends, finds it done and leaves it. What was queued is still written then.
-            with anyio.fail_after(self.timeout):
-                await marker.future
-        except TimeoutError:
+            await future
+        except _Expired:
             cause = f"no commit within {self.timeout:g} s (store_timeout)"
             self._writes.failed(cause)
             raise self._down(RECORD, cause, shown=True) from None
+        finally:
+            timer.cancel()
 
     async def _call(
         self,
@@ -364,9 +368,13 @@ class BatchedStore:
                     if row is not None and row.owner is None and record and not record.live:
                         self._here.pop(task_id, None)  # settled and committed
                 pending = {}
+            # One wake-up per event loop for the whole batch, not one per waiting request.
+            waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for marker in markers:
+                waiting.setdefault(marker.future.get_loop(), []).append(marker.future)
+            for loop, futures in waiting.items():
                 with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
-                    marker.future.get_loop().call_soon_threadsafe(_settle, marker.future, error)
+                    loop.call_soon_threadsafe(_settle, futures, error)
             if "stop" in kinds:
                 if pending:
                     logger.error("task store %s: not written, lost: task ids %s", self, [*pending])
@@ -384,7 +392,7 @@ class BatchedStore:
             if isinstance(op, _Marker):
                 error = self._down(RECORD, "the store closed", shown=True)
                 with contextlib.suppress(RuntimeError):
-                    op.future.get_loop().call_soon_threadsafe(_settle, op.future, error)
+                    op.future.get_loop().call_soon_threadsafe(_settle, [op.future], error)
 
 
 def interrupted_reason(
@@ -421,6 +429,16 @@ def utc_text(moment: float) -> str:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if not future.done():  # not cancelled meanwhile
-        future.set_result(None) if error is None else future.set_exception(error)
+class _Expired(Exception):
+    """A flush's commit did not come within the store timeout."""
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if not future.done():  # not cancelled or expired meanwhile
+            future.set_result(None) if error is None else future.set_exception(error)
