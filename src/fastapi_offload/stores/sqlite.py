@@ -60,8 +60,7 @@ from .sqlite_schema import (
     MAX_BATCH,
     ORPHANS,
     PROCESSES,
-    PRUNE_AGE,
-    PRUNE_COUNT,
+    PRUNE,
     PUBLISH,
     RECENT_LIVE,
     RECENT_SETTLED,
@@ -71,8 +70,9 @@ from .sqlite_schema import (
     STRAYS,
     UNPUBLISH,
     UPGRADES,
-    UPSERT,
+    UPSERT_ROWS,
     orphans_of,
+    upsert,
 )
 
 __all__ = ["SqliteStore"]
@@ -307,10 +307,9 @@ class SqliteStore(BatchedStore):
         # keeps up with the writes and the file stays bounded.
         # A slack of 5 % before pruning by count: fewer, larger deletes cost the commits
         # that requests wait for less than a few rows in every batch.
-        counts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('rows', 'settled')"))
-        if (excess := counts["settled"] - self.capacity) > self.capacity // 20:
-            conn.execute(PRUNE_COUNT, (min(excess, 2 * MAX_BATCH),))
-        conn.execute(PRUNE_AGE, (now - self.retention, 2 * MAX_BATCH))
+        bounds: dict[str, float] = {"capacity": self.capacity, "slack": self.capacity // 20}
+        bounds |= {"cutoff": now - self.retention, "most": 2 * MAX_BATCH}
+        conn.execute(PRUNE, bounds)
         self._rows = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()[0]
 
     def _disconnect(self) -> None:
@@ -326,7 +325,10 @@ class SqliteStore(BatchedStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rows = [row for row in pending.values() if row is not None]
-                conn.executemany(UPSERT, [(*row, self.owner) for row in rows])
+                for start in range(0, len(rows), UPSERT_ROWS):
+                    chunk = rows[start : start + UPSERT_ROWS]
+                    values = [value for row in chunk for value in row]
+                    conn.execute(upsert(len(chunk)), (*values, self.owner))
                 if deleted := [(task_id,) for task_id, row in pending.items() if row is None]:
                     conn.executemany("DELETE FROM tasks WHERE id = ?", deleted)
                 if renew:

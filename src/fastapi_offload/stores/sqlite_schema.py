@@ -3,6 +3,8 @@ statements. The columns of the `tasks` table are the fields of a row (`stores.ro
 
 from __future__ import annotations
 
+from functools import cache
+
 from .rows import CLAIM, COLUMNS, INFO
 
 SCHEMA_VERSION = 4
@@ -11,16 +13,30 @@ LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial 
 INFO_COLUMNS = ", ".join(INFO)
 # A live task has no result yet: what reads only live rows does not load the column.
 LIVE_INFO = ", ".join("NULL" if column == "result" else column for column in INFO)
-UPSERT = (
-    f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}, "
-    # A cancel request (not one of COLUMNS) outlives the owner's puts until the task
-    # settles: the owner may not have read it yet, and a new owner after a reclaim must.
-    "cancel_requested = CASE WHEN excluded.owner ISNULL THEN NULL ELSE cancel_requested END "
-    # Bound to the lease holder: a row another process reclaimed, or one already settled
-    # (finished, interrupted), is never changed by a process that stalled past its lease.
-    "WHERE tasks.owner = ?"
-)
+# Rows per upsert statement: one statement writes many rows (one step, instead of one
+# per row), and 32 rows of 23 values stay under SQLite's oldest bound of 999 variables.
+UPSERT_ROWS = 32
+
+
+@cache
+def upsert(rows: int) -> str:
+    """The statement that writes `rows` rows (their values, then the writer's owner id).
+    One text per count up to `UPSERT_ROWS`: each is prepared once (the connection's
+    statement cache holds 128)."""
+    values = ", ".join([f"({', '.join('?' * len(COLUMNS))})"] * rows)
+    return (
+        f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES {values} ON CONFLICT(id) DO UPDATE "
+        f"SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}, "
+        # A cancel request (not a row field) outlives the owner's puts until the task
+        # settles: the owner may not have read it yet, and a new owner after a reclaim must.
+        "cancel_requested = CASE WHEN excluded.owner ISNULL THEN NULL ELSE cancel_requested "
+        # Bound to the lease holder: a row another process reclaimed, or one already
+        # settled (finished, interrupted), is never changed by a process that stalled past
+        # its lease.
+        "END WHERE tasks.owner = ?"
+    )
+
+
 # Version 1 to 2: kept results, progress, and cancel requests. ADD COLUMN does not
 # rewrite the table, and a process still on version 1 names its columns, so it keeps
 # writing the upgraded file until it restarts (and is then refused: a newer schema).
@@ -70,9 +86,17 @@ SCHEMA = (
     # After the upgrades (or on a new file): the file is at this version now.
     f"UPDATE meta SET value = {SCHEMA_VERSION} WHERE key = 'schema_version'",
 )
-OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at LIMIT ?"
-PRUNE_COUNT = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('')})"
-PRUNE_AGE = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('AND settled_at < ?')})"
+# One statement: the oldest settled rows beyond `capacity` (once more than `slack` over;
+# the count kept by the triggers), and those older than `cutoff`, at most `most` of each.
+_OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at LIMIT {}"
+_EXCESS = (
+    "(SELECT CASE WHEN value - :capacity > :slack THEN min(value - :capacity, :most) ELSE 0 "
+    "END FROM meta WHERE key = 'settled')"
+)
+PRUNE = (
+    f"DELETE FROM tasks WHERE id IN (SELECT id FROM ({_OLDEST.format('', _EXCESS)}) UNION "
+    f"SELECT id FROM ({_OLDEST.format('AND settled_at < :cutoff', ':most')}))"
+)
 RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
 _CLAIMABLE = f"SELECT {LIVE_INFO}, {', '.join(CLAIM)} FROM tasks WHERE {LIVE}"
 ORPHANS = f"{_CLAIMABLE} AND lease_until < ? AND owner IS NOT ? LIMIT 500"
