@@ -326,3 +326,38 @@ async def test_a_hash_without_a_required_field_reads_as_unknown_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="fastapi_offload"):
         assert await b.get("gone") is None
     assert "status of task gone: " in caplog.text
+
+
+async def test_a_task_is_written_as_layout_version_1_says(
+    open_store: OpenStore, client: redis.Redis
+) -> None:
+    # The upsert script takes a batch as JSON: what lands in the hash must stay what the
+    # layout says (text fields, `repr` of floats, 1/0 flags, absent for None, raw bytes
+    # for the saved call), so that processes of other versions read it.
+    a = await open_store("a")
+    live = record("r", TaskState.RUNNING, requeue=True, payload=b"\x00\xffcall", timeout=2.5)
+    live.attempts, live.error, live.progress = 1, 'a "quote"\n\x00é😀', 1
+    done = record("d", TaskState.SUCCEEDED, result='{"k": [1, 2.5]}', owner="user-42")
+    a.put(live)
+    a.put(done)
+    await a.flush()
+    fields = client.hgetall(f"{P}:task:r")
+    lease_until = float(fields.pop(b"lease_until"))
+    assert fields.pop(b"created_at") == repr(live.created_at).encode()
+    assert fields == {
+        b"name": b"jobs.f", b"lane": b"thread", b"state": b"running", b"attempts": b"1",
+        b"error": 'a "quote"\n\x00é😀'.encode(), b"owner": a.owner.encode(),
+        b"handed_off": b"0", b"requeue": b"1", b"payload": b"\x00\xffcall", b"timeout": b"2.5",
+        b"retries": b"0", b"retry_delay": b"1.0", b"progress": b"1", b"ran_by": a.owner.encode(),
+    }  # fmt: skip
+    assert client.zscore(f"{P}:live", "r") == lease_until
+    fields = client.hgetall(f"{P}:task:d")
+    settled_at = float(fields.pop(b"settled_at"))
+    assert fields.pop(b"finished_at") == repr(done.finished_at).encode()
+    assert fields.pop(b"created_at") == repr(done.created_at).encode()
+    assert fields == {
+        b"name": b"jobs.f", b"lane": b"thread", b"state": b"succeeded", b"attempts": b"0",
+        b"handed_off": b"0", b"requeue": b"0", b"retries": b"0", b"retry_delay": b"1.0",
+        b"result": b'{"k": [1, 2.5]}', b"task_owner": b"user-42", b"ran_by": a.owner.encode(),
+    }  # fmt: skip
+    assert client.zscore(f"{P}:settled", "d") == settled_at
