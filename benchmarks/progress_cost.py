@@ -46,7 +46,7 @@ from fastapi_offload._record import TaskRecord
 from fastapi_offload._settings import TaskSettings
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
-from fastapi_offload.stores.base import MemoryStore
+from fastapi_offload.stores.memory import MemoryStore
 
 LANES = ("loop", "thread", "process")
 DEFAULT_LOOPS = ("25:1000000", "250:100000")

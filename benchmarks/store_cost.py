@@ -21,7 +21,8 @@ from pathlib import Path
 
 from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
-from fastapi_offload.stores.base import MemoryStore, Store
+from fastapi_offload.stores.base import Store
+from fastapi_offload.stores.memory import MemoryStore
 from fastapi_offload.stores.redis import RedisStore
 from fastapi_offload.stores.sqlite import SqliteStore
 

@@ -17,7 +17,7 @@ from fastapi_offload._record import TaskRecord
 from fastapi_offload._settings import NO_SETTINGS, TaskSettings
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
-from fastapi_offload.stores.base import MemoryStore
+from fastapi_offload.stores.memory import MemoryStore
 
 from .apps import progress_jobs as jobs
 

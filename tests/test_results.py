@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi_offload import ConfigError, Offload, TaskState, task
 from fastapi_offload._decorators import LaneName
 from fastapi_offload._record import TaskRecord
-from fastapi_offload.stores.base import MemoryStore
+from fastapi_offload.stores.memory import MemoryStore
 
 from .apps import progress_jobs as jobs
 from .conftest import Server, StartServer

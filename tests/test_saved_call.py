@@ -247,7 +247,7 @@ async def test_an_id_from_the_url_is_bounded_before_any_store_is_asked(
 ) -> None:
     from fastapi import FastAPI
 
-    from fastapi_offload.stores.base import MemoryStore
+    from fastapi_offload.stores.memory import MemoryStore
 
     from .helpers import serve
 

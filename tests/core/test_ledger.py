@@ -12,7 +12,7 @@ from fastapi_offload import Offload, QueueFull, TaskState
 from fastapi_offload._record import TaskRecord
 from fastapi_offload.core.bounds import LaneBounds
 from fastapi_offload.core.ledger import Ledger
-from fastapi_offload.stores.base import MemoryStore
+from fastapi_offload.stores.memory import MemoryStore
 
 from ..apps import jobs
 from ..conftest import ROOT

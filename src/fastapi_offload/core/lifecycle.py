@@ -19,8 +19,9 @@ from .._errors import ConfigError
 from .._logging import show_logs
 from .._saved_call import load_key
 from ..backends.base import Backend
-from ..stores.base import MemoryStore, Store
+from ..stores.base import Store
 from ..stores.lease_owner import new_owner_id
+from ..stores.memory import MemoryStore
 from ..stores.peers import ProcessFigures, figures_of
 from .host_cores import CoresCheck
 from .runtime import Runtime

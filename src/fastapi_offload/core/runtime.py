@@ -25,7 +25,8 @@ from ..lanes.monitor import LoopMonitor
 from ..lanes.process.lane import ProcessLane
 from ..lanes.remote import RemoteLane
 from ..lanes.thread import ThreadLane
-from ..stores.base import MemoryStore, Orphan, Store
+from ..stores.base import Orphan, Store
+from ..stores.memory import MemoryStore
 from .after import Ordering
 from .bounds import LaneBounds
 from .callables import Profiles

@@ -2,7 +2,7 @@
 that commits what is queued in batches, flush markers, and this process's records.
 
 `put` (on every transition, and on every progress report) snapshots the record into a
-tuple (the columns of `_sqlite_schema.COLUMNS`) and queues it; the writer takes
+row (`stores.rows`) and queues it; the writer takes
 everything waiting, collapses one task's puts into one write, and calls the subclass's
 `_commit`. A failed batch's rows stay for the next one, so a flush after the store came
 back writes them.
@@ -38,15 +38,13 @@ from .base import Orphan
 from .breaker import Breaker
 from .lease_owner import owner_id_of_this_process
 from .peers import FIGURES_MAX, ProcessFigures, StoredTask
-from .sqlite_schema import Row
+from .rows import Row, leased, row_of
 
 __all__ = ["BatchedStore", "interrupted_reason"]
 
 logger = logging.getLogger("fastapi_offload")
 
 MAX_BATCH = 10_000  # operations per commit: bounds one commit's size and duration
-# Positions in a row: who leases it (None: settled), until when, and when it settled.
-OWNER, LEASE_UNTIL, SETTLED_AT = 9, 10, 17
 PROBE_EVERY = 1.0  # seconds between two probes of a store that failed (the Retry-After)
 _PASSWORD = re.compile(r"(://[^:/@\s]*):[^@\s]*@")  # user:password@ in a URL
 T = TypeVar("T")
@@ -94,17 +92,8 @@ class BatchedStore:
 
     def put(self, record: TaskRecord) -> None:
         # Live rows are leased to this owner; settled ones (finished, handed off) are not.
-        now, live = time.time(), record.live
         self._here[record.id] = record
-        self._queue.put((
-            record.id, record.name, record.lane, record.state, record.created_at,
-            record.started_at, record.finished_at, record.attempts, record.error,
-            self.owner if live else None, now + self.lease if live else None,
-            record.handed_off, record.requeue, record.payload if live else None,
-            record.timeout, record.retries, record.retry_delay, None if live else now,
-            record.result, record.progress, record.progress_message, record.owner,
-            self.owner,  # ran_by: kept once settled, so a dashboard can say which process ran it
-        ))  # fmt: skip
+        self._queue.put(row_of(record, self.owner, self.lease, time.time()))
 
     def evict(self, task_id: str) -> None:
         self._here.pop(task_id, None)
@@ -174,17 +163,21 @@ class BatchedStore:
             raise self._down(RECORD, "the store is not open (or is closing)", shown=True)
         if kind != "stop" and not self._writes.allow():
             raise self._refused(RECORD, self._writes)
-        marker = _Marker(kind, asyncio.get_running_loop().create_future())
-        self._queue.put(marker)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put(_Marker(kind, future))
+        # On a timeout the future fails: the writer, when its commit ends, finds it done
+        # and leaves it; what was queued is still written then. A timer, not a cancel
+        # scope: every request with tasks comes here, and a scope costs several times more.
+        timer = loop.call_later(self.timeout, _expire, future)
         try:
-            # The marker's future is cancelled on a timeout: the writer, when its commit
-            # ends, finds it done and leaves it. What was queued is still written then.
-            with anyio.fail_after(self.timeout):
-                await marker.future
-        except TimeoutError:
+            await future
+        except _Expired:
             cause = f"no commit within {self.timeout:g} s (store_timeout)"
             self._writes.failed(cause)
             raise self._down(RECORD, cause, shown=True) from None
+        finally:
+            timer.cancel()
 
     async def _call(
         self,
@@ -340,8 +333,8 @@ class BatchedStore:
             ops += [self._queue.get_nowait() for _ in range(min(self._queue.qsize(), MAX_BATCH))]
             markers: list[_Marker] = []
             for op in ops:
-                if isinstance(op, tuple):
-                    pending[op[0]] = op
+                if isinstance(op, Row):
+                    pending[op.id] = op
                 elif isinstance(op, str):
                     pending[op] = None
                 else:
@@ -351,8 +344,8 @@ class BatchedStore:
             # outage must not arrive already expired (and be reclaimed from a live owner).
             until = time.time() + self.lease
             for task_id, row in pending.items():
-                if row is not None and row[OWNER] is not None:
-                    pending[task_id] = (*row[:LEASE_UNTIL], until, *row[LEASE_UNTIL + 1 :])
+                if row is not None and row.owner is not None:
+                    pending[task_id] = leased(row, until)
             with self._figures_lock:
                 figures, self._figures_due = self._figures_due, None
             try:
@@ -372,12 +365,16 @@ class BatchedStore:
             if error is None:
                 for task_id, row in pending.items():
                     record = self._here.get(task_id)
-                    if row is not None and row[OWNER] is None and record and not record.live:
+                    if row is not None and row.owner is None and record and not record.live:
                         self._here.pop(task_id, None)  # settled and committed
                 pending = {}
+            # One wake-up per event loop for the whole batch, not one per waiting request.
+            waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for marker in markers:
+                waiting.setdefault(marker.future.get_loop(), []).append(marker.future)
+            for loop, futures in waiting.items():
                 with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
-                    marker.future.get_loop().call_soon_threadsafe(_settle, marker.future, error)
+                    loop.call_soon_threadsafe(_settle, futures, error)
             if "stop" in kinds:
                 if pending:
                     logger.error("task store %s: not written, lost: task ids %s", self, [*pending])
@@ -395,7 +392,7 @@ class BatchedStore:
             if isinstance(op, _Marker):
                 error = self._down(RECORD, "the store closed", shown=True)
                 with contextlib.suppress(RuntimeError):
-                    op.future.get_loop().call_soon_threadsafe(_settle, op.future, error)
+                    op.future.get_loop().call_soon_threadsafe(_settle, [op.future], error)
 
 
 def interrupted_reason(
@@ -432,6 +429,16 @@ def utc_text(moment: float) -> str:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if not future.done():  # not cancelled meanwhile
-        future.set_result(None) if error is None else future.set_exception(error)
+class _Expired(Exception):
+    """A flush's commit did not come within the store timeout."""
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if not future.done():  # not cancelled or expired meanwhile
+            future.set_result(None) if error is None else future.set_exception(error)

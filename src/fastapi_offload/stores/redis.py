@@ -3,9 +3,9 @@
 Key layout (version 1, under `prefix`):
 
 - `{prefix}:meta`: a hash, `version` = the layout version (a newer one is refused);
-- `{prefix}:task:{id}`: a hash per task, the columns of `_sqlite_schema.COLUMNS` (a
-  `None` is an absent field; `payload` is the pickled call's bytes; see `stores.redis_rows`),
-  and `cancel_requested` (when) on a live task asked to cancel;
+- `{prefix}:task:{id}`: a hash per task, the fields of a row (`stores.rows`: a `None` is
+  an absent field; `payload` is the saved call's bytes), and `cancel_requested` (when) on
+  a live task asked to cancel;
 - `{prefix}:live`: a sorted set of the live (pending or running, not handed off) ids,
   scored by `lease_until`: what `reclaim` scans;
 - `{prefix}:settled`: a sorted set of the other ids, scored by `settled_at`: what is pruned;
@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -43,9 +42,9 @@ import anyio.to_thread
 
 from .._errors import ConfigError, StoreUnavailable
 from .._extras import install_hint
-from .._models import TaskInfo, TaskState
+from .._models import TaskInfo
 from .base import Orphan
-from .batched import PROBE_EVERY, SETTLED_AT, BatchedStore, interrupted_reason, utc_text
+from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
     EXPIRY_LEASES,
@@ -58,8 +57,7 @@ from .peers import (
     decode_figures,
     stored_task,
 )
-from .redis_rows import decode, encode
-from .sqlite_schema import Row
+from .rows import FIELDS_JSON, Row, from_redis, info_of, orphan_of, redis_rows
 
 try:
     import redis
@@ -205,11 +203,18 @@ class RedisStore(BatchedStore):
         ]
 
     def _info(self, task_id: str, row: dict[bytes, bytes]) -> TaskInfo | None:
+        return self._decode(task_id, row)[0]
+
+    def _decode(
+        self, task_id: str, row: dict[bytes, bytes]
+    ) -> tuple[TaskInfo | None, dict[str, Any]]:
+        """The task's status and its row's values; no status (a warning) if unreadable."""
         try:
-            return decode(task_id, row)
-        except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            values = from_redis(task_id, row)
+            return info_of(values), values
+        except ValueError as exc:  # UnicodeDecodeError is a ValueError
             self._unreadable(f"task {task_id}", exc)
-            return None
+            return None, {}
 
     def _processes(self) -> list[ProcessFigures]:
         def build(pipe: Pipeline) -> None:
@@ -269,18 +274,9 @@ class RedisStore(BatchedStore):
         orphans = []
         for raw_id, requeued, flat in claimed:
             row = dict(zip(flat[::2], flat[1::2], strict=True))
-            task_id = raw_id.decode()
-            if (info := self._info(task_id, row)) is None:
-                continue
-            if not requeued:
-                orphans.append(Orphan(info, False))
-                continue
-            timeout = row.get(b"timeout")
-            orphans.append(Orphan(
-                replace(info, state=TaskState.PENDING), True, row[b"payload"],
-                None if timeout is None else float(timeout), int(row.get(b"retries", 0)),
-                float(row.get(b"retry_delay", 1.0)),
-            ))  # fmt: skip
+            info, values = self._decode(raw_id.decode(), row)
+            if info is not None:
+                orphans.append(orphan_of(info, values) if requeued else Orphan(info, False))
         return orphans
 
     def _gone(self) -> list[str]:
@@ -334,13 +330,13 @@ class RedisStore(BatchedStore):
         rows = [row for row in pending.values() if row is not None]
         deleted = [task_id for task_id, row in pending.items() if row is None]
         # Requests wait for admissions (live rows): prune in the other batches.
-        prune = bool(deleted) or renew or any(row[SETTLED_AT] is not None for row in rows)
+        prune = bool(deleted) or renew or any(row.settled_at is not None for row in rows)
         now, keys = time.time(), [self._live, self._settled]
 
         def build(pipe: Pipeline) -> None:
             for start in range(0, len(rows), CHUNK):
-                args = [value for row in rows[start : start + CHUNK] for value in encode(row)]
-                self._script(pipe, "upsert", keys, self.owner, *args)
+                args = redis_rows(rows[start : start + CHUNK])
+                self._script(pipe, "upsert", keys, self.owner, FIELDS_JSON, *args)
             if deleted:  # a task never accepted: no other process ever ran it
                 pipe.delete(*(f"{self.prefix}:task:{task_id}" for task_id in deleted))
                 pipe.zrem(self._live, *deleted)

@@ -7,23 +7,36 @@ from __future__ import annotations
 # Bound to the lease holder (SQLite's `WHERE owner = ?`): a row another process
 # reclaimed, or one already settled, is never changed by a process that stalled past its
 # lease; a new row is written. A cancel request (not a row field) is kept while the row
-# stays live: the owner may not have read it yet. Rows are
-# ARGV[3...]: id, lease_until ('' if settled), settled_at, n, then n field/value pairs.
+# stays live: the owner may not have read it yet.
+# ARGV: prefix, me, the JSON of the field names, the JSON of the rows, then the saved
+# calls (`stores.rows.redis_rows`). One JSON text for a batch of rows: a few arguments for
+# the client to send instead of ~30 a row, and cjson decodes it in C.
 UPSERT = """
-local p, me, live, settled, i = ARGV[1], ARGV[2], KEYS[1], KEYS[2], 3
+local p, me, live, settled = ARGV[1], ARGV[2], KEYS[1], KEYS[2]
+local names, rows = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
 local owned, cancels = p .. ':owned:' .. me, p .. ':cancels:' .. me
-while i <= #ARGV do
-  local id, lease, done, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+local null, leasing = cjson.null, false
+for _, row in ipairs(rows) do
+  local id, lease, done = row[1], row[2], row[3]
   local key = p .. ':task:' .. id
   local f = redis.call('HMGET', key, 'owner', 'cancel_requested')
   if f[1] == me or redis.call('EXISTS', key) == 0 then
+    local set = {}
+    for j, name in ipairs(names) do
+      local value = row[j + 3]
+      if value ~= null then
+        set[#set + 1] = name
+        -- a number is the position of the row's saved call among the arguments
+        set[#set + 1] = type(value) == 'number' and ARGV[4 + value] or value
+      end
+    end
     redis.call('DEL', key)
-    redis.call('HSET', key, unpack(ARGV, i + 4, i + 3 + 2 * n))
+    redis.call('HSET', key, unpack(set))
     if lease ~= '' then
+      leasing = true
       redis.call('ZADD', live, lease, id)
       redis.call('ZREM', settled, id)
       redis.call('SADD', owned, id)
-      redis.call('SADD', p .. ':owners', me)
       if f[2] then
         redis.call('HSET', key, 'cancel_requested', f[2])
       end
@@ -34,7 +47,9 @@ while i <= #ARGV do
       redis.call('SREM', cancels, id)
     end
   end
-  i = i + 4 + 2 * n
+end
+if leasing then
+  redis.call('SADD', p .. ':owners', me)
 end
 """
 RENEW = """

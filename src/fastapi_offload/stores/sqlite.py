@@ -9,7 +9,7 @@ The file, and with it its `-wal` and `-shm` files (SQLite gives them the file's 
 is created readable and writable by its owner only (0600), whatever the umask: the
 statuses hold task errors and results.
 
-`put` never waits on the disk: it snapshots the record into a tuple and queues it for one
+`put` never waits on the disk: it snapshots the record into a row and queues it for one
 writer thread (`stores.batched`), which commits everything waiting in one transaction;
 `flush` awaits the commit of what was queued before it. Each process owns its live rows
 under a lease that `renew` extends; `reclaim` settles the rows of a process whose lease
@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -33,13 +34,7 @@ import anyio.to_thread
 from .._errors import ConfigError, StoreUnavailable
 from .._models import TaskInfo, TaskState
 from .base import Orphan
-from .batched import (
-    PROBE_EVERY,
-    SETTLED_AT,
-    BatchedStore,
-    interrupted_reason,
-    utc_text,
-)
+from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
     EXPIRY_LEASES,
@@ -52,12 +47,12 @@ from .peers import (
     decode_figures,
     stored_task,
 )
+from .rows import CLAIM, INFO, Row, info_of, orphan_of
 from .sqlite_schema import (
     CANCEL,
     CANCELS,
     FORGET_PROCESSES,
-    INFO,
-    INFO_SIZE,
+    INFO_COLUMNS,
     INTERRUPT,
     LEASING,
     LIVE,
@@ -65,8 +60,7 @@ from .sqlite_schema import (
     MAX_BATCH,
     ORPHANS,
     PROCESSES,
-    PRUNE_AGE,
-    PRUNE_COUNT,
+    PRUNE,
     PUBLISH,
     RECENT_LIVE,
     RECENT_SETTLED,
@@ -76,10 +70,9 @@ from .sqlite_schema import (
     STRAYS,
     UNPUBLISH,
     UPGRADES,
-    UPSERT,
-    Row,
+    UPSERT_ROWS,
     orphans_of,
-    row_info,
+    upsert,
 )
 
 __all__ = ["SqliteStore"]
@@ -205,17 +198,21 @@ class SqliteStore(BatchedStore):
         if (conn := self._readers.pop(key, None)) is not None:
             conn.close()
 
-    def _select(self, where: str, *args: object, columns: str = INFO) -> list[TaskInfo]:
+    def _select(self, where: str, *args: object, columns: str = INFO_COLUMNS) -> list[TaskInfo]:
         # A row that cannot be decoded is skipped with a warning: the API keeps serving.
         # A file that cannot be read raises (a 503): "no such task" would be a lie.
         rows = self._reader().execute(f"SELECT {columns} FROM tasks WHERE {where}", args)
-        return [info for row in rows.fetchall() if (info := self._info(row))]
+        return [
+            info
+            for row in rows.fetchall()
+            if (info := self._info(dict(zip(INFO, row, strict=True))))
+        ]
 
-    def _info(self, row: Row) -> TaskInfo | None:
+    def _info(self, values: dict[str, Any]) -> TaskInfo | None:
         try:
-            return row_info(row)
+            return info_of(values)
         except ValueError as exc:
-            self._unreadable(f"task {row[0]}", exc)
+            self._unreadable(f"task {values['id']}", exc)
             return None
 
     def _reclaim(self) -> list[Orphan]:
@@ -255,20 +252,22 @@ class SqliteStore(BatchedStore):
             raise
         return [orphan for orphan in orphans if orphan is not None]
 
-    def _claim(self, conn: sqlite3.Connection, row: Row, now: float) -> Orphan | None:
-        if (info := self._info(row[:INFO_SIZE])) is None:
+    def _claim(self, conn: sqlite3.Connection, row: tuple[Any, ...], now: float) -> Orphan | None:
+        # The row holds the columns of `_CLAIMABLE`: those of a status, then what a reclaim needs.
+        values = dict(zip((*INFO, *CLAIM), row, strict=True))
+        if (info := self._info(values)) is None:
             return None
-        owner, lease_until, requeue, payload, timeout, retries, retry_delay = row[INFO_SIZE:]
-        if requeue and payload is not None:
+        if values["requeue"] and values["payload"] is not None:
             conn.execute(
                 "UPDATE tasks SET state = 'pending', owner = ?, lease_until = ? WHERE id = ?",
                 (self.owner, now + self.lease, info.id),
             )
-            info = replace(info, state=TaskState.PENDING)
-            return Orphan(info, True, payload, timeout, retries, retry_delay)
+            return orphan_of(info, values)
         # A lease that still runs was taken from an owner found gone (see `_reclaim`).
+        lease_until = values["lease_until"]
         ended = utc_text(lease_until) if lease_until < now else None
-        error = interrupted_reason(owner, ended, bool(requeue), found_gone=utc_text(now))
+        reason = partial(interrupted_reason, values["owner"], ended, bool(values["requeue"]))
+        error = reason(found_gone=utc_text(now))
         conn.execute(INTERRUPT, (now, now, error, info.id))
         return Orphan(
             replace(info, state=TaskState.INTERRUPTED, finished_at=now, error=error), False
@@ -308,10 +307,9 @@ class SqliteStore(BatchedStore):
         # keeps up with the writes and the file stays bounded.
         # A slack of 5 % before pruning by count: fewer, larger deletes cost the commits
         # that requests wait for less than a few rows in every batch.
-        counts = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('rows', 'settled')"))
-        if (excess := counts["settled"] - self.capacity) > self.capacity // 20:
-            conn.execute(PRUNE_COUNT, (min(excess, 2 * MAX_BATCH),))
-        conn.execute(PRUNE_AGE, (now - self.retention, 2 * MAX_BATCH))
+        bounds: dict[str, float] = {"capacity": self.capacity, "slack": self.capacity // 20}
+        bounds |= {"cutoff": now - self.retention, "most": 2 * MAX_BATCH}
+        conn.execute(PRUNE, bounds)
         self._rows = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()[0]
 
     def _disconnect(self) -> None:
@@ -327,7 +325,10 @@ class SqliteStore(BatchedStore):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rows = [row for row in pending.values() if row is not None]
-                conn.executemany(UPSERT, [(*row, self.owner) for row in rows])
+                for start in range(0, len(rows), UPSERT_ROWS):
+                    chunk = rows[start : start + UPSERT_ROWS]
+                    values = [value for row in chunk for value in row]
+                    conn.execute(upsert(len(chunk)), (*values, self.owner))
                 if deleted := [(task_id,) for task_id, row in pending.items() if row is None]:
                     conn.executemany("DELETE FROM tasks WHERE id = ?", deleted)
                 if renew:
@@ -339,7 +340,7 @@ class SqliteStore(BatchedStore):
                 elif figures is not None:
                     conn.execute(UNPUBLISH, (self.owner,))
                 # Requests wait for admissions (live rows): prune in the other batches.
-                if deleted or renew or any(row[SETTLED_AT] is not None for row in rows):
+                if deleted or renew or any(row.settled_at is not None for row in rows):
                     self._prune(conn, now)
                 conn.execute("COMMIT")
             except BaseException:

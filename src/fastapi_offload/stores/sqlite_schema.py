@@ -1,40 +1,42 @@
-"""The SQL of `SqliteStore`: schema version 4, the upgrades from 1, 2 and 3, its statements,
-and reading a row."""
+"""The SQL of `SqliteStore`: schema version 4, the upgrades from 1, 2 and 3, and its
+statements. The columns of the `tasks` table are the fields of a row (`stores.rows`)."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from functools import cache
 
-from .._models import TaskInfo, TaskState
-
-Row = tuple[Any, ...]
+from .rows import CLAIM, COLUMNS, INFO
 
 SCHEMA_VERSION = 4
 MAX_BATCH = 10_000  # operations per transaction: bounds one commit's size and duration
 LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial index's WHERE
-INFO = (
-    "id, name, state, lane, created_at, started_at, finished_at, attempts, error, result, "
-    "progress, progress_message, task_owner"
-)
-INFO_SIZE = len(INFO.split(", "))
+INFO_COLUMNS = ", ".join(INFO)
 # A live task has no result yet: what reads only live rows does not load the column.
-LIVE_INFO = INFO.replace(" result,", " NULL,")
-COLUMNS = (
-    "id, name, lane, state, created_at, started_at, finished_at, attempts, error, owner, "
-    "lease_until, handed_off, requeue, payload, timeout, retries, retry_delay, settled_at, "
-    "result, progress, progress_message, task_owner, ran_by"
-).split(", ")
-UPSERT = (
-    f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-    f"ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}, "
-    # A cancel request (not one of COLUMNS) outlives the owner's puts until the task
-    # settles: the owner may not have read it yet, and a new owner after a reclaim must.
-    "cancel_requested = CASE WHEN excluded.owner ISNULL THEN NULL ELSE cancel_requested END "
-    # Bound to the lease holder: a row another process reclaimed, or one already settled
-    # (finished, interrupted), is never changed by a process that stalled past its lease.
-    "WHERE tasks.owner = ?"
-)
+LIVE_INFO = ", ".join("NULL" if column == "result" else column for column in INFO)
+# Rows per upsert statement: one statement writes many rows (one step, instead of one
+# per row), and 32 rows of 23 values stay under SQLite's oldest bound of 999 variables.
+UPSERT_ROWS = 32
+
+
+@cache
+def upsert(rows: int) -> str:
+    """The statement that writes `rows` rows (their values, then the writer's owner id).
+    One text per count up to `UPSERT_ROWS`: each is prepared once (the connection's
+    statement cache holds 128)."""
+    values = ", ".join([f"({', '.join('?' * len(COLUMNS))})"] * rows)
+    return (
+        f"INSERT INTO tasks ({', '.join(COLUMNS)}) VALUES {values} ON CONFLICT(id) DO UPDATE "
+        f"SET {', '.join(f'{c} = excluded.{c}' for c in COLUMNS[1:])}, "
+        # A cancel request (not a row field) outlives the owner's puts until the task
+        # settles: the owner may not have read it yet, and a new owner after a reclaim must.
+        "cancel_requested = CASE WHEN excluded.owner ISNULL THEN NULL ELSE cancel_requested "
+        # Bound to the lease holder: a row another process reclaimed, or one already
+        # settled (finished, interrupted), is never changed by a process that stalled past
+        # its lease.
+        "END WHERE tasks.owner = ?"
+    )
+
+
 # Version 1 to 2: kept results, progress, and cancel requests. ADD COLUMN does not
 # rewrite the table, and a process still on version 1 names its columns, so it keeps
 # writing the upgraded file until it restarts (and is then refused: a newer schema).
@@ -84,14 +86,19 @@ SCHEMA = (
     # After the upgrades (or on a new file): the file is at this version now.
     f"UPDATE meta SET value = {SCHEMA_VERSION} WHERE key = 'schema_version'",
 )
-OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at LIMIT ?"
-PRUNE_COUNT = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('')})"
-PRUNE_AGE = f"DELETE FROM tasks WHERE id IN ({OLDEST.format('AND settled_at < ?')})"
-RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
-_CLAIMABLE = (
-    f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
-    f"FROM tasks WHERE {LIVE}"
+# One statement: the oldest settled rows beyond `capacity` (once more than `slack` over;
+# the count kept by the triggers), and those older than `cutoff`, at most `most` of each.
+_OLDEST = "SELECT id FROM tasks WHERE settled_at NOTNULL {} ORDER BY settled_at LIMIT {}"
+_EXCESS = (
+    "(SELECT CASE WHEN value - :capacity > :slack THEN min(value - :capacity, :most) ELSE 0 "
+    "END FROM meta WHERE key = 'settled')"
 )
+PRUNE = (
+    f"DELETE FROM tasks WHERE id IN (SELECT id FROM ({_OLDEST.format('', _EXCESS)}) UNION "
+    f"SELECT id FROM ({_OLDEST.format('AND settled_at < :cutoff', ':most')}))"
+)
+RENEW = f"UPDATE tasks SET lease_until = ? WHERE owner = ? AND {LIVE}"
+_CLAIMABLE = f"SELECT {LIVE_INFO}, {', '.join(CLAIM)} FROM tasks WHERE {LIVE}"
 ORPHANS = f"{_CLAIMABLE} AND lease_until < ? AND owner IS NOT ? LIMIT 500"
 # The other owners whose leases still run: each is checked for a process gone from this
 # host (`stores.lease_owner`). A few processes, bounded all the same.
@@ -108,10 +115,7 @@ def orphans_of(owners: int) -> str:
 
 # Requeue-able rows this owner claimed but never took up (the reclaim's caller failed
 # after the commit): returned by the next reclaim instead of renewed forever.
-STRAYS = (
-    f"SELECT {LIVE_INFO}, owner, lease_until, requeue, payload, timeout, retries, retry_delay "
-    f"FROM tasks WHERE {LIVE} AND owner = ? AND requeue = 1 AND payload NOTNULL"
-)
+STRAYS = f"{_CLAIMABLE} AND owner = ? AND requeue = 1 AND payload NOTNULL"
 INTERRUPT = (
     "UPDATE tasks SET state = 'interrupted', finished_at = ?, settled_at = ?, owner = NULL, "
     "lease_until = NULL, payload = NULL, cancel_requested = NULL, error = ? WHERE id = ?"
@@ -135,22 +139,3 @@ _RECENT = (
 )
 RECENT_SETTLED = f"{_RECENT} WHERE settled_at NOTNULL ORDER BY settled_at DESC LIMIT :limit"
 RECENT_LIVE = f"{_RECENT} WHERE {LIVE} LIMIT :limit"
-
-
-def row_info(row: Row) -> TaskInfo:
-    """A row (the `INFO` columns) as a `TaskInfo`; `ValueError` if a column holds what this
-    store never writes (a result that is not JSON text among them)."""
-    task_id, name, state, lane, created, started, finished, attempts, error = row[:9]
-    result, progress, message, owner = row[9:]
-    numbers = (created, started, finished, progress)
-    numbers_ok = all(n is None or isinstance(n, float | int) for n in numbers)
-    texts_ok = all(t is None or isinstance(t, str) for t in (error, result, message, owner))
-    if not (numbers_ok and texts_ok and isinstance(name, str) and isinstance(lane, str)):
-        raise ValueError(f"a column has an unexpected type: {row!r}")
-    if not isinstance(attempts, int):
-        raise ValueError(f"a column has an unexpected type: {row!r}")
-    return TaskInfo(
-        task_id, name, TaskState(state), lane, created, started, finished, attempts, error,
-        result=None if result is None else json.loads(result),  # JSONDecodeError: ValueError
-        progress=progress, progress_message=message, owner=owner,
-    )  # fmt: skip

@@ -22,9 +22,8 @@ import redis
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload.core.lifecycle import build_store
 from tests.backends.conftest import redis_base_url as redis_base_url  # the fixture
-
-from .conftest import StartServer
-from .helpers import lines
+from tests.conftest import StartServer
+from tests.helpers import lines
 
 APP = "tests.apps.durable_app:app"
 pytestmark = pytest.mark.server

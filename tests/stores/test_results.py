@@ -4,37 +4,18 @@ SQLite file and a real Redis, shared by stores of different owners (processes)."
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-import redis
 
 from fastapi_offload._models import TaskState
-from fastapi_offload._record import TaskRecord
 from fastapi_offload._results import encode
-from fastapi_offload.stores.redis import RedisStore
-from fastapi_offload.stores.sqlite import SqliteStore
 
-# The session's Redis (found, started from PATH, or skipped): the backend tests' fixture.
-from tests.backends.conftest import redis_base_url as redis_base_url
+from .helpers import Durable, OpenStore, record
 
 pytestmark = pytest.mark.anyio
 
-OpenStore = Callable[..., Awaitable["SqliteStore | RedisStore"]]
-SETTINGS: dict[str, Any] = {"lease": 60.0, "capacity": 100, "retention": 3600.0}
 NESTED = {"naïve café": ["日本語", {"depth": [1, 2.5, None, True, {"emoji": "🦀"}]}], "n": -3}
-
-
-def record(task_id: str, state: TaskState = TaskState.PENDING, **fields: Any) -> TaskRecord:
-    task = TaskRecord(task_id, "jobs.f", "thread", print, (), {}, None, 0, 1.0, state=state)
-    for name, value in fields.items():
-        setattr(task, name, value)
-    if state.finished:
-        task.finished_at = time.time()
-    return task
 
 
 async def outlive_leases(lease: float) -> None:
@@ -42,32 +23,9 @@ async def outlive_leases(lease: float) -> None:
     await anyio.sleep(lease + 0.05)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[OpenStore]:
-    opened: list[SqliteStore | RedisStore] = []
-    clients: list[redis.Redis] = []
-    if request.param == "redis":  # database 13, as test_redis_store.py: flushed around
-        url = f"{request.getfixturevalue('redis_base_url')}/13"
-        clients.append(redis.Redis.from_url(url))
-        clients[0].flushdb()
-
-    async def open_store(owner: str, **settings: Any) -> SqliteStore | RedisStore:
-        given = {**SETTINGS, **settings}
-        store: SqliteStore | RedisStore
-        if clients:
-            store = RedisStore(url, owner=owner, **given)
-        else:
-            store = SqliteStore(str(tmp_path / "offload.db"), owner=owner, **given)
-        await store.open()
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        await store.close()
-    for client in clients:
-        client.flushdb()
-        client.close()
+@pytest.fixture
+def open_store(durable: Durable) -> OpenStore:
+    return durable.open
 
 
 async def test_a_kept_result_and_the_progress_are_read_back_by_another_owner(

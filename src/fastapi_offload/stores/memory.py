@@ -1,0 +1,129 @@
+"""`MemoryStore`: the default store, bounded, in the memory of one process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import OrderedDict
+
+from .._models import TaskInfo
+from .._record import TaskRecord
+from .base import Orphan
+from .peers import ProcessFigures, StoredTask
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """Live tasks are always kept; finished ones up to `capacity`, oldest forgotten first.
+
+    A live task is held by reference (its status is read off the record, so a transition
+    costs a dict write); a finished one keeps only its `TaskInfo`, not its function or
+    arguments, so memory stays bounded however many tasks run. Kept results are bounded
+    too, at `result_budget` bytes of JSON in all: past it, the oldest results are
+    dropped (their statuses stay, saying so in `error`).
+    """
+
+    durable = False
+
+    def __init__(self, capacity: int, result_budget: int = 64 * 1024 * 1024) -> None:
+        self.capacity = capacity
+        self.result_budget = result_budget
+        self._live: dict[str, TaskRecord] = {}
+        self._done: OrderedDict[str, TaskInfo] = OrderedDict()
+        # Kept results as JSON text, oldest first: decoded when read, not when stored
+        # (most results are never read, and a decode on the loop costs microseconds).
+        self._results: OrderedDict[str, str] = OrderedDict()
+        self.result_bytes = 0
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(capacity={self.capacity}, live={len(self._live)})"
+
+    def put(self, record: TaskRecord) -> None:
+        if record.live:
+            self._live[record.id] = record
+            return
+        self._live.pop(record.id, None)
+        self._forget_result(record.id)
+        self._done[record.id] = record.info(with_result=False)
+        self._done.move_to_end(record.id)
+        if record.result is not None:
+            self._results[record.id] = record.result
+            self.result_bytes += len(record.result)
+            while self.result_bytes > self.result_budget:
+                self._drop_oldest_result()
+        while len(self._done) > self.capacity:
+            task_id, _ = self._done.popitem(last=False)
+            self._forget_result(task_id)
+
+    def evict(self, task_id: str) -> None:
+        self._live.pop(task_id, None)
+        self._done.pop(task_id, None)
+        self._forget_result(task_id)
+
+    def _forget_result(self, task_id: str) -> None:
+        text = self._results.pop(task_id, None)
+        if text is not None:
+            self.result_bytes -= len(text)
+
+    def _drop_oldest_result(self) -> None:
+        task_id, text = self._results.popitem(last=False)
+        self.result_bytes -= len(text)
+        info = self._done.get(task_id)
+        if info is not None:
+            self._done[task_id] = dataclasses.replace(
+                info,
+                result=None,
+                error=(
+                    f"result dropped: the memory store keeps {self.result_budget} bytes of "
+                    "results in all, and newer ones took its place; use a durable store "
+                    "(OFFLOAD_STORE) to keep more"
+                ),
+            )
+
+    async def get(self, task_id: str) -> TaskInfo | None:
+        return self.get_now(task_id)
+
+    def get_now(self, task_id: str) -> TaskInfo | None:
+        """`get` without awaiting: a memory look-up never waits."""
+        record = self._live.get(task_id)
+        if record is not None:
+            return record.info()
+        info = self._done.get(task_id)
+        text = self._results.get(task_id)
+        if info is None or text is None:
+            return info
+        return dataclasses.replace(info, result=json.loads(text))
+
+    async def active(self) -> list[TaskInfo]:
+        return [record.info() for record in list(self._live.values())]
+
+    async def flush(self) -> None:
+        return None
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def renew(self, figures: ProcessFigures | None = None) -> None:
+        return None  # no other process reads them
+
+    async def processes(self) -> list[ProcessFigures]:
+        return []
+
+    async def recent(self, limit: int) -> list[StoredTask]:
+        return []
+
+    async def reclaim(self) -> list[Orphan]:
+        return []  # nothing outlives the process
+
+    async def request_cancel(self, task_id: str) -> bool:
+        return False  # no other process shares it: the runtime cancels its own tasks
+
+    async def cancel_requests(self) -> list[str]:
+        return []
+
+    def __len__(self) -> int:
+        return len(self._live) + len(self._done)
