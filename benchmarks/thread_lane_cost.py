@@ -49,7 +49,7 @@ from fastapi_offload.lanes.advisor import CpuAdvisor
 from fastapi_offload.lanes.base import Lane
 from fastapi_offload.lanes.thread import ThreadLane
 from fastapi_offload.lanes.thread_slots import ThreadSlots
-from fastapi_offload.stores.base import MemoryStore
+from fastapi_offload.stores.memory import MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
