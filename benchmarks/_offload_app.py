@@ -24,6 +24,14 @@ LANES = ("auto", "loop", "thread", "process", "remote")
 def build(lane: str) -> FastAPI:
     if lane not in LANES:
         raise ValueError(f"unknown lane {lane!r}; one of {', '.join(LANES)}")
+    api_slice = os.environ.get("BENCH_API_SLICE_US")
+    if api_slice:
+        # The other way round from a worker priority: the API's own thread (this one runs
+        # uvicorn's loop) asks for a shorter EEVDF slice, so that it preempts a worker as
+        # it wakes (Linux 6.12+, unprivileged).
+        from fastapi_offload.lanes.process.worker import set_slice
+
+        set_slice(int(api_slice) * 1000)
     offload = Offload()
     app = FastAPI(lifespan=offload.lifespan)
     app.include_router(offload.status_router())
