@@ -158,15 +158,14 @@ STRATEGIES: dict[str, Strategy] = {
             "OffloadTasks, process lane, priority=idle",
             _offload("process", OFFLOAD_PROCESS_PRIORITY="idle"),
         ),
-        # nice 0 with the longest EEVDF slice: a full share against other processes,
-        # preempted at once when the API wakes (Linux 6.12+; elsewhere `normal`).
+        # Experiments (Linux 6.12+, EEVDF slices; elsewhere the same as `normal`): workers
+        # at nice 0 with the longest slice, which a waking API with its default slice
+        # should preempt; or the API's loop thread with the shortest slice.
         Strategy(
-            "offload-process-yield",
-            "OffloadTasks, process lane, priority=yield",
-            _offload("process", OFFLOAD_PROCESS_PRIORITY="yield"),
+            "offload-process-worker-slice",
+            "OffloadTasks, process lane, priority=normal, worker slice 100 ms",
+            _offload("process", OFFLOAD_PROCESS_PRIORITY="normal", BENCH_WORKER_SLICE_US="100000"),
         ),
-        # Workers at nice 0 and the API's loop thread with a 0.1 ms EEVDF slice (the
-        # shortest): the API preempts a worker as it wakes, workers keep a full share.
         Strategy(
             "offload-process-api-slice",
             "OffloadTasks, process lane, priority=normal, API slice 0.1 ms",

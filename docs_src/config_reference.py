@@ -76,7 +76,7 @@ SPECS: dict[str, Spec] = {
     "max_pending": Spec("int", minimum=1),
     "shutdown_timeout": Spec("seconds", minimum=0),
     "loop_block_threshold": Spec("seconds", minimum=0, note="`0`: no reports"),
-    "process_priority": Spec("choice", choices=("normal", "low", "idle", "yield")),
+    "process_priority": Spec("choice", choices=("normal", "low", "idle")),
     "prestart_workers": Spec("bool"),
     "auto_promote": Spec("bool"),
     "timeout": Spec("seconds", minimum=0, exclusive=True, optional=True),

@@ -30,7 +30,7 @@ STRATEGIES = [
     "offload-process",  # low, the default
     "offload-process-normal",
     "offload-process-idle",
-    "offload-process-yield",
+    "offload-process-worker-slice",
     "offload-process-api-slice",
 ]
 BASE = "offload-process"
@@ -44,6 +44,11 @@ def _conditions(tenants: int) -> list[tuple[str, int, str]]:
         (f"{tenants} tenants, same session", tenants, "same"),
         (f"{tenants} tenants, own sessions", tenants, "own"),
     ]
+
+
+# Result keys are `<condition id>-<strategy>`, so that pages can quote them through
+# `benchmarks.figures` markers (`priority.same-offload-process.wall s`).
+IDS = ("none", "same", "own")
 
 
 def _trials(
@@ -109,7 +114,8 @@ def run(settings: Settings) -> Result:
 
     rows = []
     summary: dict[str, dict[str, Any]] = {}
-    for cond, _, _ in conditions:
+    plain: dict[str, list[dict[str, float]]] = {}
+    for cid, (cond, _, _) in zip(IDS, conditions, strict=True):
         for s in strategies:
             rs = runs[cond][s.name]
             done = [x for x in rs if not x["timed_out"]]
@@ -118,7 +124,8 @@ def run(settings: Settings) -> Result:
             m["timed_out"] = float(len(rs) - len(done))
             m["p99_vs_low"] = _paired(runs[cond], s.name, "loaded_p99")
             m["wall_vs_low"] = _paired(runs[cond], s.name, "wall")
-            summary[f"{cond} / {s.name}"] = m
+            summary[f"{cid}-{s.name}"] = m
+            plain[f"{cid}-{s.name}"] = runs[cond][s.name]
             nan = float("nan")
             wall = f"{m.get('wall', nan):.2f}" if done else f"> {TIMEOUT:.0f}"
             if done and m["timed_out"]:
@@ -151,10 +158,7 @@ def run(settings: Settings) -> Result:
             "latency_unit": "ms",
         },
         table=h.table(headers, rows),
-        strategies={
-            key: {"median": m, "runs": runs[key.split(" / ")[0]][key.split(" / ")[1]]}
-            for key, m in summary.items()
-        },
+        strategies={key: {"median": m, "runs": plain[key]} for key, m in summary.items()},
         seconds=clock.seconds,
     )
 

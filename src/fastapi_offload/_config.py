@@ -17,7 +17,7 @@ from ._names import RENAMED_ENV, check_option_names, renamed_env, warn_unknown_e
 
 __all__ = ["OffloadConfig", "parse_routes", "store_path"]
 
-_PRIORITIES = ("normal", "low", "idle", "yield")
+_PRIORITIES = ("normal", "low", "idle")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 

@@ -50,7 +50,7 @@ class Offload:
         max_pending: int | None = None,
         shutdown_timeout: float | None = None,
         loop_block_threshold: float | None = None,
-        process_priority: Literal["normal", "low", "idle", "yield"] | None = None,
+        process_priority: Literal["normal", "low", "idle"] | None = None,
         prestart_workers: bool | None = None,
         auto_promote: bool | None = None,
         timeout: float | None = None,

@@ -179,64 +179,9 @@ def _set_priority(priority: str) -> None:
                 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
             elif priority in ("low", "idle") and hasattr(os, "nice"):
                 os.nice(10 if priority == "low" else 19)
-            elif priority == "yield":
-                set_slice(LONG_SLICE_NS)
         except OSError:
             pass
     _priority_set = priority
-
-
-# `yield`: the worker keeps nice 0, so it gets a full share of the CPU against the other
-# processes of the machine, but asks for the longest EEVDF slice (Linux 6.12+). A task
-# waking with a shorter slice (the API, at the default of about 1-3 ms) then preempts
-# the worker at once instead of waiting for the worker's slice to end. Unprivileged: a
-# fair-class task may set its own slice. Older kernels accept and ignore it (`normal`).
-LONG_SLICE_NS = 100_000_000  # the kernel's upper bound
-# sched_setattr / sched_getattr: no wrapper in `os`. Their numbers per machine.
-_SCHED_SETATTR = {"x86_64": (314, 315), "aarch64": (274, 275), "riscv64": (274, 275)}
-_SCHED_ATTR = struct.Struct("=IIQiIQQQ")  # size policy flags nice priority runtime dl period
-
-
-def _sched_calls() -> tuple[int, int] | None:
-    if sys.platform != "linux":
-        return None
-    return _SCHED_SETATTR.get(os.uname().machine)
-
-
-def set_slice(nanoseconds: int, pid: int = 0) -> None:
-    """Give `pid` (0: this thread) an EEVDF slice of `nanoseconds`, at its current nice,
-    SCHED_OTHER. Raises `OSError` where the call is missing or refused."""
-    calls = _sched_calls()
-    if calls is None:
-        raise OSError("sched_setattr is not available here")
-    import ctypes  # here: only on Linux, once per worker
-
-    nice = os.getpriority(os.PRIO_PROCESS, pid)
-    attr = ctypes.create_string_buffer(
-        _SCHED_ATTR.pack(_SCHED_ATTR.size, os.SCHED_OTHER, 0, nice, 0, nanoseconds, 0, 0),
-        _SCHED_ATTR.size,
-    )
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(calls[0], pid, attr, 0) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
-
-
-def get_slice(pid: int = 0) -> int:
-    """The slice of `pid` as `sched_getattr` reports it (0: the default, or an old kernel).
-    Raises `OSError` where the call is missing or refused."""
-    calls = _sched_calls()
-    if calls is None:
-        raise OSError("sched_getattr is not available here")
-    import ctypes
-
-    attr = ctypes.create_string_buffer(_SCHED_ATTR.size)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.syscall(calls[1], pid, attr, _SCHED_ATTR.size, 0) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
-    runtime: int = _SCHED_ATTR.unpack(attr.raw)[5]
-    return runtime
 
 
 def _lead_group() -> None:
