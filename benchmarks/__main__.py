@@ -59,7 +59,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         f"{', '.join(SCENARIOS + EXTRA)} ({', '.join(EXTRA)}: only when named)",
     )
     parser.add_argument("--repeat", type=int, help="runs per strategy (default 3, quick 1)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for JSON results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"directory for JSON results (default {RESULTS.relative_to(ROOT)}; for "
+        f"{', '.join(EXTRA)} alone, a folder of that name in it, so that the full run's "
+        "latest.json, which the docs quote, stays)",
+    )
     parser.add_argument(
         "--strategies",
         action="append",
@@ -94,6 +100,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS + EXTRA)}"
         )
     args.only = only
+    if args.out is None:
+        extra_only = bool(only) and set(only) <= set(EXTRA)
+        args.out = RESULTS / "-".join(only) if extra_only else RESULTS
     args.strategies = {n.strip() for item in args.strategies for n in item.split(",") if n.strip()}
     wrong = sorted(n for n in args.strategies if n not in STRATEGIES)
     if wrong:

@@ -133,7 +133,9 @@ def run(settings: Settings) -> Result:
             rows.append(
                 [
                     cond,
-                    s.label.removeprefix("OffloadTasks, process lane, ") or s.label,
+                    s.label.removeprefix("OffloadTasks, process lane, ")
+                    if s.name != BASE
+                    else "priority=low (default)",
                     f"{m['load']:.1f}",
                     h.fmt_ms(m.get("idle_p99", nan)),
                     h.fmt_ms(m.get("loaded_p99", nan)),
