@@ -111,6 +111,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--repeat must be 1 or more")
     if args.tenants < 1:
         parser.error("--tenants must be 1 or more")
+    if args.shared_session and sys.version_info < (3, 11):
+        parser.error("--shared-session needs Python 3.11 or later (subprocess process_group)")
     return args
 
 

@@ -87,8 +87,9 @@ class Service:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=OWN_SESSIONS,
-            process_group=None if OWN_SESSIONS else 0,
+            # A group of its own either way (`stop()` kills the group); `process_group`
+            # is Python 3.11+, which `--shared-session` checks.
+            **({"start_new_session": True} if OWN_SESSIONS else {"process_group": 0}),
         )
 
     @property
