@@ -1,6 +1,7 @@
 """`python -m benchmarks`: run the scenarios, print their tables, write the JSON results.
 
 Usage: python -m benchmarks [--quick] [--only SCENARIO[,SCENARIO]] [--repeat N] [--out DIR]
+                            [--strategies NAME[,NAME]] [--shared-session] [--tenants N]
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import _servers, _strategies
 from ._scenario import Result, Settings
 from ._servers import ROOT, log_dir
+from ._strategies import STRATEGIES
 from ._workers import forget_queues
 
 SCENARIOS = ("cpu", "blocking", "dispatch", "process", "memory", "scale")
+# Run only when named with --only: not part of the full run (nor of its charts).
+EXTRA = ("priority",)
 RESULTS = ROOT / "benchmarks" / "results"
 CHART = ROOT / "docs" / "img" / "benchmarks.png"
 
@@ -50,10 +55,36 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="SCENARIO",
-        help=f"run only these (repeatable or comma-separated): {', '.join(SCENARIOS)}",
+        help="run only these (repeatable or comma-separated): "
+        f"{', '.join(SCENARIOS + EXTRA)} ({', '.join(EXTRA)}: only when named)",
     )
     parser.add_argument("--repeat", type=int, help="runs per strategy (default 3, quick 1)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="directory for JSON results")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"directory for JSON results (default {RESULTS.relative_to(ROOT)}; for "
+        f"{', '.join(EXTRA)} alone, a folder of that name in it, so that the full run's "
+        "latest.json, which the docs quote, stays)",
+    )
+    parser.add_argument(
+        "--strategies",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only these strategies of each scenario (names in benchmarks/_strategies.py)",
+    )
+    parser.add_argument(
+        "--shared-session",
+        action="store_true",
+        help="run servers and workers in this session (one Linux autogroup) instead of "
+        "one session each: beside other load, no strategy gets an extra group's CPU share",
+    )
+    parser.add_argument(
+        "--tenants",
+        type=int,
+        default=2,
+        help="priority scenario: busy-loop processes beside the server (default 2)",
+    )
     parser.add_argument(
         "--chart",
         choices=("auto", "yes", "no"),
@@ -63,26 +94,41 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     only = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
-    unknown = sorted(set(only) - set(SCENARIOS))
+    unknown = sorted(set(only) - set(SCENARIOS + EXTRA))
     if unknown:
         parser.error(
-            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}"
+            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS + EXTRA)}"
         )
     args.only = only
+    if args.out is None:
+        extra_only = bool(only) and set(only) <= set(EXTRA)
+        args.out = RESULTS / "-".join(only) if extra_only else RESULTS
+    args.strategies = {n.strip() for item in args.strategies for n in item.split(",") if n.strip()}
+    wrong = sorted(n for n in args.strategies if n not in STRATEGIES)
+    if wrong:
+        parser.error(f"unknown strategy(s) {', '.join(wrong)}; choose from {', '.join(STRATEGIES)}")
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be 1 or more")
+    if args.tenants < 1:
+        parser.error("--tenants must be 1 or more")
+    if args.shared_session and sys.version_info < (3, 11):
+        parser.error("--shared-session needs Python 3.11 or later (subprocess process_group)")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    names = [n for n in SCENARIOS if not args.only or n in args.only]
+    _strategies.ONLY.update(args.strategies)
+    _servers.OWN_SESSIONS = not args.shared_session
+    names = [n for n in SCENARIOS + EXTRA if n in args.only or (not args.only and n in SCENARIOS)]
     settings = Settings(
         quick=args.quick,
         repeat=args.repeat or (1 if args.quick else 3),
         log=_log,
+        tenants=args.tenants,
     )
     started = datetime.now(timezone.utc)
+    load_start = os.getloadavg()
     _log(f"benchmarks: {', '.join(names)}; repeat {settings.repeat}; logs in {log_dir()}")
     results: dict[str, Result] = {}
     try:
@@ -102,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             "command": "scripts/bench " + " ".join(sys.argv[1:] if argv is None else argv),
             "quick": settings.quick,
             "repeat": settings.repeat,
+            "strategies": sorted(args.strategies),
+            "shared_session": args.shared_session,
+            "load_average": {"start": load_start, "end": os.getloadavg()},
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),

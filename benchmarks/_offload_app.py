@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi_offload import Offload, OffloadTasks, TaskState
 from fastapi_offload._decorators import LaneName
 
+from . import _sched
 from ._calls import add_probe_routes, job_call
 from ._tracking import Tracker
 
@@ -24,6 +25,14 @@ LANES = ("auto", "loop", "thread", "process", "remote")
 def build(lane: str) -> FastAPI:
     if lane not in LANES:
         raise ValueError(f"unknown lane {lane!r}; one of {', '.join(LANES)}")
+    # Priority experiments (the `priority` scenario), EEVDF slices on Linux 6.12+:
+    # `BENCH_API_SLICE_US` for the API's own thread (this one runs uvicorn's loop), so
+    # that it preempts a worker as it wakes; `BENCH_WORKER_SLICE_US` for the process
+    # workers, set on every `POST /batch` (the pre-started workers exist by then).
+    api_slice = os.environ.get("BENCH_API_SLICE_US")
+    worker_slice = int(os.environ.get("BENCH_WORKER_SLICE_US", "0")) * 1000
+    if api_slice:
+        _sched.set_slice(int(api_slice) * 1000)
     offload = Offload()
     app = FastAPI(lifespan=offload.lifespan)
     app.include_router(offload.status_router())
@@ -52,6 +61,9 @@ def build(lane: str) -> FastAPI:
     async def new_batch() -> None:
         tracker.reset()
         batch.clear()
+        if worker_slice:
+            for pid in _sched.workers():
+                _sched.set_slice(worker_slice, pid)
 
     @app.get("/done")
     async def done() -> dict[str, Any]:

@@ -18,6 +18,8 @@ class Settings:
     quick: bool = False
     repeat: int = 3
     log: Callable[[str], None] = print
+    # Busy loops beside the server in the `priority` scenario (other load on the host).
+    tenants: int = 2
 
     def pick(self, full: T, quick: T) -> T:
         return quick if self.quick else full

@@ -59,6 +59,14 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no output)"
 
 
+# Each service in a session of its own (the default), or all in the driver's session.
+# Where Linux autogroups are on (kernel.sched_autogroup_enabled=1, processes in the root
+# cpu cgroup), a session is a scheduling group weighed against the others: beside other
+# load, a strategy whose workers run in a service of their own (Celery, RQ) then gets
+# one more group's share of the CPU than one whose workers are the server's children.
+OWN_SESSIONS = True
+
+
 class Service:
     """A subprocess in its own process group, its output captured to a file.
 
@@ -79,7 +87,9 @@ class Service:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            # A group of its own either way (`stop()` kills the group); `process_group`
+            # is Python 3.11+, which `--shared-session` checks.
+            **({"start_new_session": True} if OWN_SESSIONS else {"process_group": 0}),
         )
 
     @property
@@ -114,11 +124,19 @@ class Server(Service):
     """`uvicorn APP` on a free port of 127.0.0.1, ready when `GET /health` answers."""
 
     def __init__(
-        self, app: str, env: Mapping[str, str] | None = None, *, start_timeout: float = 30.0
+        self,
+        app: str,
+        env: Mapping[str, str] | None = None,
+        *,
+        start_timeout: float = 30.0,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
+        # `prefix`: a command that execs the rest (`benchmarks._tenants`), so the pid and
+        # process group stay the server's.
         argv = [
+            *prefix,
             sys.executable,
             "-m",
             "uvicorn",
@@ -159,6 +177,11 @@ class Server(Service):
         # SIGINT is uvicorn's graceful shutdown: the lifespan's exit runs.
         super().stop(grace, stop_signal)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, all threads) of the server process, not its workers."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_kib(self) -> int:
         """Resident set size of the server process (not its workers), from /proc."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -168,9 +191,11 @@ class Server(Service):
 
 
 @contextlib.contextmanager
-def server(app: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """`Server(app, env)`, stopped on exit whatever happened."""
-    srv = Server(app, env)
+def server(
+    app: str, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
+) -> Iterator[Server]:
+    """`Server(app, env, prefix=prefix)`, stopped on exit whatever happened."""
+    srv = Server(app, env, prefix=prefix)
     try:
         yield srv
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -56,19 +57,23 @@ class Strategy:
         return None
 
     @contextlib.contextmanager
-    def serve(self) -> Iterator[Server]:
+    def serve(self, tenants: int = 0, scope: str = "same") -> Iterator[Server]:
         """The benchmark app for this strategy, and its workers, running until exit.
 
         With remote workers, two no-op jobs go through the app first: when they are
-        done, the workers are connected and have imported the jobs.
+        done, the workers are connected and have imported the jobs. `tenants` busy loops
+        run beside the server, in its session or in their own (`benchmarks._tenants`).
         """
         services: list[Service] = []
         env = dict(self.env)
+        prefix: list[str] = []
+        if tenants:
+            prefix = [sys.executable, "-m", "benchmarks._tenants", str(tenants), scope, "--"]
         try:
             if self.worker is not None:
                 services, extra = self.worker()
                 env |= extra
-            with server("benchmarks.app:app", env) as srv:
+            with server("benchmarks.app:app", env, prefix) as srv:
                 if self.worker is not None:
                     new_batch(srv.url)
                     post_jobs(srv.url, 1, {"kind": "noop", "count": 2})
@@ -158,6 +163,19 @@ STRATEGIES: dict[str, Strategy] = {
             "OffloadTasks, process lane, priority=idle",
             _offload("process", OFFLOAD_PROCESS_PRIORITY="idle"),
         ),
+        # Experiments (Linux 6.12+, EEVDF slices; elsewhere the same as `normal`): workers
+        # at nice 0 with the longest slice, which a waking API with its default slice
+        # should preempt; or the API's loop thread with the shortest slice.
+        Strategy(
+            "offload-process-worker-slice",
+            "OffloadTasks, process lane, priority=normal, worker slice 100 ms",
+            _offload("process", OFFLOAD_PROCESS_PRIORITY="normal", BENCH_WORKER_SLICE_US="100000"),
+        ),
+        Strategy(
+            "offload-process-api-slice",
+            "OffloadTasks, process lane, priority=normal, API slice 0.1 ms",
+            _offload("process", OFFLOAD_PROCESS_PRIORITY="normal", BENCH_API_SLICE_US="100"),
+        ),
         # One worker leaves a core to the API: the other side of the latency/throughput
         # trade-off on a 2-core machine.
         Strategy(
@@ -214,10 +232,16 @@ def variant(base: str, name: str, label: str, **env: str) -> Strategy:
     return dataclasses.replace(strategy, name=name, label=label, env={**strategy.env, **env})
 
 
+# `--strategies`: when set, scenarios run only these of their strategies.
+ONLY: set[str] = set()
+
+
 def pick(names: list[str]) -> list[Strategy]:
     """The named strategies that can run here (the others are reported and skipped)."""
     chosen = []
     for name in names:
+        if ONLY and name not in ONLY:
+            continue
         strategy = STRATEGIES[name]
         reason = strategy.missing()
         if reason is None:

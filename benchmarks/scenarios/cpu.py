@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -49,8 +50,10 @@ def run(settings: Settings) -> Result:
     raw: dict[str, list[dict[str, Any]]] = {s.name: [] for s in strategies}
     for r, strategy in alternate(strategies, settings.repeat):
         step = f"[cpu {r + 1}/{settings.repeat}] {strategy.label}"
-        settings.log(f"{step}: starting")
+        load = os.getloadavg()[0]  # the machine is shared: how busy it was
+        settings.log(f"{step}: starting (load average {load:.2f})")
         with strategy.serve() as srv:
+            cpu_before = srv.cpu_seconds()
             result = h.load_trial(
                 srv,
                 partial(h.post_jobs, srv.url, jobs, {"kind": "cpu", "iterations": iterations}),
@@ -58,6 +61,9 @@ def run(settings: Settings) -> Result:
                 idle_seconds=idle_seconds,
                 on_step=prefixed(settings.log, step),
             )
+            # The web process's own CPU over the trial (idle probe included): what the
+            # strategy costs the API's process per batch, apart from the jobs.
+            server_cpu = srv.cpu_seconds() - cpu_before
         idle, loaded = result.idle["/health"], result.loaded["/health"]
         runs[strategy.name].append(
             {
@@ -69,9 +75,13 @@ def run(settings: Settings) -> Result:
                 "p99_vs_idle": loaded.p99 / idle.p99,
                 "wall": result.wall,
                 "failed": result.failed,
+                "server_cpu": server_cpu,
+                "load": load,
             }
         )
-        raw[strategy.name].append(result.as_dict())
+        raw[strategy.name].append(
+            {**result.as_dict(), "server_cpu": server_cpu, "load_average": load}
+        )
         settings.log(
             f"{step}: loaded p99 {h.fmt_ms(loaded.p99)} ms (idle {h.fmt_ms(idle.p99)} ms), "
             f"wall {result.wall:.2f} s"
@@ -93,10 +103,12 @@ def run(settings: Settings) -> Result:
                 rt(m["p99_vs_idle"]),
                 f"{m['wall']:.2f}",
                 rt(wall_ratio),
+                f"{m['server_cpu']:.2f}",
+                f"{m['load']:.1f}",
             ]
         )
     headers = ["strategy", "idle p50", "idle p99", "loaded p50", "loaded p99", "loaded max"]
-    headers += ["p99 / idle p99", "jobs wall s", "wall / anyio"]
+    headers += ["p99 / idle p99", "jobs wall s", "wall / anyio", "server CPU s", "load avg"]
     table = h.table(headers, rows)
     return Result(
         title=TITLE,

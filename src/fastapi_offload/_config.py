@@ -77,8 +77,12 @@ class OffloadConfig:
         "CPU priority of process workers: `normal`, `low` (nice 10) or `idle` "
         "(Linux SCHED_IDLE), so the API process wins the CPU when both want it. "
         "The measured p99 and wall time of each are in the lanes guide "
-        "(docs/lanes.md, CPU advice). `idle` workers "
-        "run only when no other process wants a CPU: use it on a host dedicated to the API.",
+        "(docs/lanes.md, CPU advice). `low` kept the `/health` p99 1.4-1.7x lower than "
+        "`normal`. A nice value counts only against processes in the same cgroup "
+        "(container) or session: beside CPU-bound processes there, `low` workers took 5x as "
+        "long for no gain in p99, so choose `normal` where such processes share the web "
+        "process's container. `idle` workers run only when no other process wants a CPU: "
+        "use it on a host dedicated to the API.",
     )
     prestart_workers: bool = _opt(
         False,
