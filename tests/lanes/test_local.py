@@ -62,7 +62,11 @@ async def test_timed_out_threads_count_against_the_lane_until_they_return() -> N
         assert states.count(TaskState.FAILED) >= 2  # those that timed out
         assert states.count(TaskState.FAILED) + states.count(TaskState.SUCCEEDED) == 6
         assert all("holding its slot" in (i.error or "") for i in infos if i.error)
-        assert offload.stats().lanes["thread"].abandoned == 0
+        # A returned thread is counted off on the loop, once it reports back: the tasks may
+        # all have ended a moment before the last report of an abandoned thread arrives.
+        with anyio.fail_after(5):
+            while offload.stats().lanes["thread"].abandoned:  # noqa: ASYNC110 - a counter
+                await anyio.sleep(0.01)
         assert gauge.most <= 2
 
 
