@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -400,3 +402,38 @@ async def test_blocking_calls_each_get_a_thread_up_to_capacity() -> None:
         for _ in range(6):
             group.start_soon(one)
     assert lane.threads == 6 and not barrier.broken
+
+
+class _Upload:
+    pass
+
+
+def _echo(value: object) -> object:
+    return value
+
+
+async def test_a_worker_lets_go_of_the_arguments_before_the_loop_hears_of_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker thread may wait for the GIL for milliseconds after it posts an outcome;
+    # the task has ended by then, and its arguments (a large upload) must be freed.
+    post = thread_module._Finished.post
+    posted = threading.Event()
+
+    def post_then_stall(self: Any, job: Any) -> None:
+        post(self, job)
+        posted.set()
+        time.sleep(1.0)  # this thread's frames stay as they were when it posted
+
+    monkeypatch.setattr(thread_module._Finished, "post", post_then_stall)
+    lane = ThreadLane(1, CpuAdvisor(), 0)
+    upload = _Upload()
+    kept = weakref.ref(upload)
+    record = record_of(_echo, upload)
+    del upload
+    async with lane.limiter:
+        await lane.execute(record)
+    assert await anyio.to_thread.run_sync(posted.wait, 5.0)  # the worker is stalling now
+    record.args = ()  # the ledger and the page let go of the record's arguments too
+    gc.collect()
+    assert kept() is None  # while the worker thread still stalls after its post

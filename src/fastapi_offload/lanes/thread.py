@@ -107,6 +107,7 @@ class _Job:
         "future",
         "kwargs",
         "lane",
+        "name",
         "record",
         "value",
     )
@@ -120,15 +121,16 @@ class _Job:
         future: asyncio.Future[Kept | None],
     ) -> None:
         self.lane = lane
-        self.record = record
-        self.kwargs = record.kwargs if kwargs is None else kwargs
+        self.name = record.name
+        self.record: TaskRecord | None = record
+        self.kwargs: dict[str, Any] | None = record.kwargs if kwargs is None else kwargs
         self.finished = finished
         self.future = future
         self.call = Call()
         # Taken on the loop, in the task's own context: the call sees the task's
         # `report_progress` and `cancelled` (and the caller's other context variables);
         # a copy, because the task's own context may be entered on the loop meanwhile.
-        self.context = contextvars.copy_context()
+        self.context: contextvars.Context | None = contextvars.copy_context()
         self.value: Kept | None = None
         self.error: BaseException | None = None
 
@@ -137,7 +139,23 @@ class _Job:
         call = self.call
         if not call.begin():
             return  # the attempt gave up before this thread got to it: nobody waits
+        try:
+            self.value = self._call(delay)
+        except BaseException as exc:  # everything reaches the attempt, traceback and all
+            self.error = exc
+        finally:
+            call.thread_returned()
+        # What the call touched goes before the loop hears of its end: once posted, the
+        # task may end and its arguments (a large upload) must be freed, while this
+        # thread may wait milliseconds for the GIL before it drops its own references.
+        self.record = self.kwargs = self.context = None
+        self.finished.post(self)
+
+    def _call(self, delay: RunDelay) -> Kept | None:
+        # Its own frame: the record, the arguments and the return value are referenced
+        # from here only, and go when it returns.
         record, lane = self.record, self.lane
+        assert record is not None and self.context is not None
         limit = lane.result_limit if record.keep_result else 0
 
         def on_done(wall: float, cpu: float) -> None:
@@ -145,28 +163,22 @@ class _Job:
             lane.advisor.observe(record.name, wall, cpu, lane.busy, record.declared)
 
         advisor = lane.advisor
-        try:
-            if record.declared or record.name in advisor.flagged:
-                # Nothing for the advisor to learn (it ignores declared and flagged
-                # callables): the call alone.
-                value = self.context.run(record.func, *record.args, **self.kwargs)
-            else:
-                value = self.context.run(
-                    measured,
-                    record.func,
-                    record.args,
-                    self.kwargs,
-                    on_done,
-                    delay,
-                    advisor.MIN_CPU,
-                )
-            # Encoded in the worker thread: a large result never costs the loop.
-            self.value = encode(value, limit) if limit else None
-        except BaseException as exc:  # everything reaches the attempt, traceback and all
-            self.error = exc
-        finally:
-            call.thread_returned()
-        self.finished.post(self)
+        if record.declared or record.name in advisor.flagged:
+            # Nothing for the advisor to learn (it ignores declared and flagged
+            # callables): the call alone.
+            value = self.context.run(record.func, *record.args, **(self.kwargs or {}))
+        else:
+            value = self.context.run(
+                measured,
+                record.func,
+                record.args,
+                self.kwargs or {},
+                on_done,
+                delay,
+                advisor.MIN_CPU,
+            )
+        # Encoded in the worker thread: a large result never costs the loop.
+        return encode(value, limit) if limit else None
 
 
 class _Finished:
@@ -207,7 +219,7 @@ class _Finished:
                 future.set_result(job.value)
             elif isinstance(error, StopIteration):
                 # A future refuses it (it would end the coroutine that awaits it).
-                wrapped = RuntimeError(f"{job.record.name} raised StopIteration")
+                wrapped = RuntimeError(f"{job.name} raised StopIteration")
                 wrapped.__cause__ = error
                 future.set_exception(wrapped)
             else:
