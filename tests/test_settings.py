@@ -26,3 +26,33 @@ from fastapi_offload._settings import TaskSettings
 def test_per_call_settings_are_validated_like_config(setting: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=rf"^{setting}="):
         TaskSettings(**{setting: value})
+
+
+def test_an_unknown_setting_names_the_closest_one_wherever_it_is_given() -> None:
+    from fastapi_offload import Offload, cpu_bound, task
+
+    with pytest.raises(ConfigError, match=r"^task\(\) got timout=.*did you mean timeout=\?"):
+        task(timout=5)  # type: ignore[call-overload]
+    with pytest.raises(ConfigError, match=r"^cpu_bound\(\) got lane=, which is not a task"):
+        cpu_bound(lane="thread")  # type: ignore[call-overload]  # its name says the lane
+    with pytest.raises(ConfigError, match=r"^offload.options\(\) got retrys=.*retries=\?"):
+        Offload().options(retrys=3)  # type: ignore[call-arg]
+
+
+def test_the_decorators_and_options_give_one_kind_of_value() -> None:
+    from fastapi_offload import TaskDefaults, cpu_bound, io_bound, task
+    from fastapi_offload._decorators import declared
+
+    @cpu_bound(retries=2)
+    def crunch() -> None: ...
+
+    @io_bound
+    def fetch() -> None: ...
+
+    @task(lane="loop", keep_result=True, retry_on=OSError)
+    async def poll() -> None: ...
+
+    assert declared(crunch) == TaskSettings(lane="process", retries=2)
+    assert declared(fetch) == TaskSettings(lane="thread")
+    assert declared(poll) == TaskSettings(lane="loop", keep_result=True, retry_on=(OSError,))
+    assert TaskDefaults is TaskSettings

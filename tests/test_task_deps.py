@@ -323,3 +323,22 @@ def test_shutdown_exits_a_running_tasks_dependencies(
         "rollback CancelledError",
         "close",
     ]
+
+
+def test_the_yield_parameters_of_a_route_are_found_once() -> None:
+    # On every `add_task` of a detached runtime: FastAPI's routes are unhashable, so the
+    # answer is kept on the route itself (a WeakKeyDictionary missed on every call).
+    from fastapi.routing import APIRoute
+
+    from fastapi_offload import _task_deps
+
+    def session() -> Iterator[str]:
+        yield "db"
+
+    async def endpoint(db: str = Depends(session)) -> None:
+        return None
+
+    route = APIRoute("/x", endpoint)
+    first = _task_deps._yielded_params(route)
+    assert first[1] == (("db", session.__qualname__),)
+    assert _task_deps._yielded_params(route) is first  # not computed again
