@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import anyio
 
@@ -30,9 +31,9 @@ POLL = 0.25  # seconds between two looks at a task of another process
 class Ordering:
     """Waits for the end of the tasks a task follows (one per runtime)."""
 
-    def __init__(self, ledger: Ledger, local: frozenset[str]) -> None:
+    def __init__(self, ledger: Ledger, is_local: Callable[[str], bool]) -> None:
         self._ledger = ledger
-        self._local = local  # lane names: a task on any other was sent to a backend
+        self._is_local = is_local  # the runtime's answer: a task of another lane was sent
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         # Observing from the first wait only: an app that never uses `after=` pays
         # nothing on each transition of each task.
@@ -75,7 +76,7 @@ class Ordering:
                 return TaskState.UNKNOWN
             if info.state.finished:
                 return info.state
-            if info.lane not in self._local:
+            if not self._is_local(info.lane):
                 return TaskState.UNKNOWN  # a remote backend's task: its end is not ours
             await anyio.sleep(POLL)  # live in another process sharing the store
 

@@ -93,7 +93,7 @@ class Runtime:
         self.process_lane.report = self.ledger.progress
         self.remote = None if backend is None else RemoteLane(backend, self.ledger)
         self.runner = Runner(self.ledger, self.lanes, self.remote)
-        self.runner.ordering = Ordering(self.ledger, frozenset(self.lanes))
+        self.runner.ordering = Ordering(self.ledger, self._local_lane)
         if config.tracing:
             from .tracing import TaskTracer  # imports OpenTelemetry only when asked
 
