@@ -192,10 +192,14 @@ class RedisDatabase(Durable):
         )
 
     def lease_until(self, task_id: str) -> float:
-        score = cast("float", self.client.zscore(f"{P}:live", task_id))
-        # The live set's score and the hash's field say the same.
-        assert float(cast("bytes", self.client.hget(f"{P}:task:{task_id}", "lease_until"))) == score
-        return score
+        # The live set's score and the hash's field say the same. Read in one transaction:
+        # a renew still finishing in the store's thread may land between two reads.
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zscore(f"{P}:live", task_id)
+        pipe.hget(f"{P}:task:{task_id}", "lease_until")
+        score, field = pipe.execute()
+        assert float(cast("bytes", field)) == score
+        return cast("float", score)
 
     def lease_ends(self) -> float:
         last = self.client.zrange(f"{P}:live", -1, -1, withscores=True)
