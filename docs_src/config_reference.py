@@ -81,6 +81,7 @@ SPECS: dict[str, Spec] = {
     "auto_promote": Spec("bool"),
     "timeout": Spec("seconds", minimum=0, exclusive=True, optional=True),
     "status_capacity": Spec("int", minimum=1),
+    "key_ttl": Spec("seconds", minimum=0),
     "keep_result": Spec("bool"),
     "result_max_bytes": Spec("int", minimum=1),
     "wait_for_tasks": Spec("bool"),

@@ -108,6 +108,14 @@ class OffloadConfig:
         "Finished tasks whose status is kept (oldest forgotten first). Pending and "
         "running tasks are always kept.",
     )
+    key_ttl: float = _opt(
+        24 * 3600.0,
+        "OFFLOAD_KEY_TTL",
+        "Seconds an idempotency key (`tasks.options(key=...)`) stays taken after its task "
+        "finished: an `add_task` with that key meanwhile returns the same task "
+        "(`handle.existing`) and starts nothing. The memory store keeps at most "
+        "`status_capacity` keys.",
+    )
     keep_result: bool = _opt(
         False,
         "OFFLOAD_KEEP_RESULT",
@@ -202,6 +210,7 @@ class OffloadConfig:
         check_seconds("store_lease", self.store_lease, minimum=0, exclusive=True)
         check_seconds("store_retention", self.store_retention, minimum=0, exclusive=True)
         check_seconds("store_timeout", self.store_timeout, minimum=0, exclusive=True)
+        check_seconds("key_ttl", self.key_ttl, minimum=0)
         store_path(self.store)  # raises ConfigError for a bad URL
         check_secret_key(self.secret_key)
         if self.timeout is not None:

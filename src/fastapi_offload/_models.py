@@ -24,6 +24,9 @@ __all__ = [
 class TaskState(str, enum.Enum):
     """Where a task is in its life. `UNKNOWN` is the state of an id never seen."""
 
+    #: Accepted with `options(delay=...)` or `options(at=...)`: waiting until `due_at`,
+    #: holding no lane slot (it becomes `pending` when due).
+    SCHEDULED = "scheduled"
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -72,6 +75,7 @@ class TaskInfo:
     progress: float | None = None
     progress_message: str | None = None
     owner: str | None = None
+    due_at: float | None = None  # a delayed task's start time (epoch seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,7 @@ class TaskInfo:
             "result": self.result,
             "progress": self.progress,
             "progress_message": self.progress_message,
+            "due_at": self.due_at,
         }
 
 
@@ -144,6 +149,9 @@ class TaskHandle:
     id: str
     name: str
     lane: str
+    #: `options(key=...)` found a task with that key (pending, scheduled, running, or
+    #: finished less than `key_ttl` ago): this is that task, and nothing new started.
+    existing: bool = False
 
 
 @public

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TaskRecord"]
 
-_PENDING, _RUNNING = TaskState.PENDING, TaskState.RUNNING
+_PENDING, _RUNNING, _SCHEDULED = TaskState.PENDING, TaskState.RUNNING, TaskState.SCHEDULED
 
 
 @dataclass(eq=False, slots=True)
@@ -66,16 +66,21 @@ class TaskRecord:
     after: tuple[str, ...] = ()  # ids of the tasks that must succeed before it starts
     app: Any = None
     owner: str | None = None  # `options(owner=...)`: the user who started it (`_owner`)
+    key: str | None = None  # `options(key=...)`: the idempotency key it holds
+    due_at: float | None = None  # `options(delay=/at=)`: when it may start (epoch seconds)
     # The asyncio task running it, set by the runner when it starts: found through the
     # ledger (the one registry of live tasks) to cancel it or wait for it.
     task: asyncio.Task[None] | None = None
 
     @property
     def live(self) -> bool:
-        """Pending or running here: not finished, and not handed to a remote backend."""
+        """Scheduled, pending or running here: not finished, and not handed to a remote
+        backend."""
         # Identity tests: this runs on every transition (an enum's hash is Python code).
         state = self.state
-        return (state is _PENDING or state is _RUNNING) and not self.handed_off
+        return (
+            state is _PENDING or state is _RUNNING or state is _SCHEDULED
+        ) and not self.handed_off
 
     def info(self, *, with_result: bool = True) -> TaskInfo:
         """The status as a `TaskInfo`; `with_result=False` leaves the kept result out
@@ -94,6 +99,7 @@ class TaskRecord:
             progress=self.progress,
             progress_message=self.progress_message,
             owner=self.owner,
+            due_at=self.due_at,
         )
 
     def retry_policy(self) -> RetryPolicy:

@@ -10,8 +10,10 @@ runs; every signature that takes settings reads them from these `TypedDict`s.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._checks import check_bool, check_int, check_lane, check_seconds
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_AFTER",
+    "MAX_KEY",
     "NO_SETTINGS",
     "CallOptions",
     "KindOptions",
@@ -37,6 +40,7 @@ __all__ = [
 LaneName = Literal["loop", "thread", "process", "remote"]
 
 MAX_AFTER = 100  # tasks one task may follow
+MAX_KEY = 200  # characters of an idempotency key: it is stored, and named in errors
 
 
 class KindOptions(TypedDict, total=False):
@@ -62,6 +66,9 @@ class CallOptions(TaskOptions, total=False):
 
     after: TaskHandle | str | Sequence[TaskHandle | str]
     owner: str | int
+    key: str
+    delay: float
+    at: datetime
 
 
 @public
@@ -81,6 +88,9 @@ class TaskSettings:
     retry_on: tuple[type[BaseException], ...] | None = None
     after: tuple[str, ...] | None = None  # ids of the tasks it follows (per call only)
     owner: str | None = None  # who started it, as stored (per call only)
+    key: str | None = None  # idempotency key (per call only)
+    delay: float | None = None  # seconds from `add_task` to its start (per call only)
+    at: datetime | None = None  # when it starts, an aware datetime (per call only)
 
     def __post_init__(self) -> None:
         if self.lane is not None:
@@ -97,6 +107,25 @@ class TaskSettings:
         object.__setattr__(self, "retry_on", _exception_types(self.retry_on))
         if self.owner is not None:
             object.__setattr__(self, "owner", check_owner(self.owner))
+        if self.key is not None:
+            check_key(self.key)
+        if self.delay is not None:
+            check_seconds("delay", self.delay, minimum=0)
+        if self.at is not None:
+            check_at(self.at)
+            if self.delay is not None:
+                raise ConfigError(
+                    "options() got both delay= and at=: give one (delay=30 starts it in "
+                    "30 seconds, at=datetime(..., tzinfo=UTC) at that moment)"
+                )
+
+    def due_at(self, now: float) -> float | None:
+        """When a call made at `now` may start (epoch seconds); `None`: at once."""
+        if self.delay is not None:
+            return now + self.delay if self.delay > 0 else None
+        if self.at is not None:
+            return self.at.timestamp()
+        return None
 
     @classmethod
     def of(
@@ -145,6 +174,32 @@ def after_ids(value: object) -> tuple[str, ...] | None:
     if len(ids) > MAX_AFTER:
         raise ConfigError(f"after= names {len(ids)} tasks; one task may follow {MAX_AFTER}")
     return tuple(ids)
+
+
+def check_key(key: object) -> str:
+    """An idempotency key: text of 1 to `MAX_KEY` printable characters."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY or not key.isprintable():
+        raise ConfigError(
+            f"key={key!r:.80} must be text of 1 to {MAX_KEY} printable characters, naming "
+            'the request it deduplicates, e.g. key=f"receipt-{order_id}"'
+        )
+    return key
+
+
+def check_at(at: object) -> datetime:
+    """`at=`: an aware datetime (a naive one has no one moment it means)."""
+    if not isinstance(at, datetime):
+        raise ConfigError(
+            f"at={at!r:.80} must be a datetime, e.g. datetime.now(UTC) + timedelta(hours=1)"
+        )
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ConfigError(
+            f"at={at!r} is a naive datetime: give it a time zone (tzinfo=UTC), so every "
+            "process reads the same moment"
+        )
+    if not math.isfinite(at.timestamp()):
+        raise ConfigError(f"at={at!r} is not a moment")
+    return at
 
 
 def _exception_types(value: Any) -> tuple[type[BaseException], ...] | None:

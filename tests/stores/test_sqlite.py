@@ -276,7 +276,7 @@ async def test_a_version_3_file_gains_the_ran_by_column_and_the_processes_table(
         )
     conn.close()
     store = await open_store("h1:11:x")
-    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(4,)]
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(SCHEMA_VERSION,)]
     found = {task.id: task for task in await store.recent(10)}
     assert {i: (t.process, t.state) for i, t in found.items()} == {
         "live": (None, "running"),  # written before version 4: no process to name

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._config import OffloadConfig
 from .._errors import NotOffloadable
+from .._models import TaskState
 from .._record import TaskRecord
 from .._retry import type_path
 from .._settings import NO_SETTINGS, TaskSettings
@@ -105,7 +106,12 @@ def build_record(
         retry_on=None if retry_on is None else _retry_names(retry_on),
         after=options.after or (),
         owner=options.owner,  # checked text (`TaskSettings`)
+        key=options.key,
     )
+    if options.delay is not None or options.at is not None:
+        due_at = options.due_at(record.created_at)
+        if due_at is not None and due_at > record.created_at:
+            record.due_at, record.state = due_at, TaskState.SCHEDULED
     if lane == "remote":
         if record.after:
             raise NotOffloadable(

@@ -5,7 +5,7 @@ SQLite's columns and Redis's hash fields have the same names (`COLUMNS`) and car
 same values: SQLite as typed columns, Redis as text (a `None` is an absent field, a
 flag is `1` or `0`, a float is its `repr`, so times read back exactly). Fields added
 after a store's first layout (`result`, `progress`, `progress_message`, `task_owner`,
-`ran_by`) read as `None` from rows written before them.
+`ran_by`, `task_key`, `due_at`) read as `None` from rows written before them.
 
 Everything read back may have been written by someone else: `info_of` checks each value
 and raises `ValueError` for what the stores never write.
@@ -63,6 +63,8 @@ class Row(NamedTuple):
     progress_message: str | None
     task_owner: str | None  # who started the task (`options(owner=...)`)
     ran_by: str | None  # the process that ran it, kept once settled (the dashboard's)
+    task_key: str | None  # `options(key=...)`: the idempotency key it holds
+    due_at: float | None  # `options(delay=/at=)`: when a scheduled task may start
 
 
 COLUMNS: tuple[str, ...] = Row._fields
@@ -70,11 +72,11 @@ COLUMNS: tuple[str, ...] = Row._fields
 # again: the columns SQLite selects, the fields Redis decodes.
 INFO = (
     "id", "name", "state", "lane", "created_at", "started_at", "finished_at", "attempts",
-    "error", "result", "progress", "progress_message", "task_owner",
+    "error", "result", "progress", "progress_message", "task_owner", "due_at",
 )  # fmt: skip
 CLAIM = ("owner", "lease_until", "requeue", "payload", "timeout", "retries", "retry_delay")
-_TEXTS = ("error", "result", "progress_message", "task_owner")
-_NUMBERS = ("created_at", "started_at", "finished_at", "progress")
+_TEXTS = ("error", "result", "progress_message", "task_owner")  # `task_key`: not read
+_NUMBERS = ("created_at", "started_at", "finished_at", "progress", "due_at")
 
 
 def row_of(record: TaskRecord, owner: str, lease: float, now: float) -> Row:
@@ -87,7 +89,7 @@ def row_of(record: TaskRecord, owner: str, lease: float, now: float) -> Row:
         owner if live else None, now + lease if live else None, record.handed_off,
         record.requeue, record.payload if live else None, record.timeout, record.retries,
         record.retry_delay, None if live else now, record.result, record.progress,
-        record.progress_message, record.owner, owner,
+        record.progress_message, record.owner, owner, record.key, record.due_at,
     )  # fmt: skip
 
 
@@ -112,7 +114,7 @@ def info_of(values: Mapping[str, Any]) -> TaskInfo:
         get("started_at"), get("finished_at"), attempts, get("error"),
         result=None if result is None else json.loads(result),  # JSONDecodeError: ValueError
         progress=get("progress"), progress_message=get("progress_message"),
-        owner=get("task_owner"),
+        owner=get("task_owner"), due_at=get("due_at"),
     )  # fmt: skip
 
 

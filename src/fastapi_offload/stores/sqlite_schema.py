@@ -1,4 +1,4 @@
-"""The SQL of `SqliteStore`: schema version 4, the upgrades from 1, 2 and 3, and its
+"""The SQL of `SqliteStore`: schema version 5, the upgrades from 1 to 4, and its
 statements. The columns of the `tasks` table are the fields of a row (`stores.rows`)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from functools import cache
 
 from .rows import CLAIM, COLUMNS, INFO
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MAX_BATCH = 10_000  # operations per transaction: bounds one commit's size and duration
-LIVE = "state IN ('pending', 'running') AND handed_off = 0"  # also the partial index's WHERE
+LIVE = "state IN ('pending', 'running', 'scheduled') AND handed_off = 0"  # the index's WHERE
 INFO_COLUMNS = ", ".join(INFO)
 # A live task has no result yet: what reads only live rows does not load the column.
 LIVE_INFO = ", ".join("NULL" if column == "result" else column for column in INFO)
@@ -53,6 +53,13 @@ UPGRADES = {
     # Version 3 to 4: which process ran the task (`owner` is cleared when it settles), for
     # a dashboard of every worker process.
     3: ("ALTER TABLE tasks ADD COLUMN ran_by TEXT",),
+    # Version 4 to 5: idempotency keys and delayed tasks. A scheduled task is live: the
+    # partial index of live rows is made again with the new `LIVE` (SCHEMA recreates it).
+    4: (
+        "ALTER TABLE tasks ADD COLUMN task_key TEXT",
+        "ALTER TABLE tasks ADD COLUMN due_at REAL",
+        "DROP INDEX IF EXISTS tasks_live",
+    ),
 }
 # `settled_at`: when the row stopped being live here (finished, or handed to a remote
 # backend, which has no `finished_at`): the order in which finished rows are pruned.
@@ -65,7 +72,14 @@ SCHEMA = (
     "attempts INTEGER NOT NULL, error TEXT, owner TEXT, lease_until REAL, handed_off INTEGER "
     "NOT NULL, requeue INTEGER NOT NULL, payload BLOB, timeout REAL, retries INTEGER NOT NULL, "
     "retry_delay REAL NOT NULL, settled_at REAL, result TEXT, progress REAL, progress_message "
-    "TEXT, cancel_requested REAL, task_owner TEXT, ran_by TEXT)",
+    "TEXT, cancel_requested REAL, task_owner TEXT, ran_by TEXT, task_key TEXT, due_at REAL)",
+    # `options(key=...)`: which task holds each key (claimed in the request, in one
+    # transaction, before its task's row is written).
+    "CREATE TABLE IF NOT EXISTS task_keys (key TEXT PRIMARY KEY, task_id TEXT NOT NULL, "
+    "name TEXT NOT NULL, claimed_at REAL NOT NULL)",
+    # Periodic tasks: the last tick each one claimed, and the task that ran it.
+    "CREATE TABLE IF NOT EXISTS ticks (name TEXT PRIMARY KEY, tick REAL NOT NULL, "
+    "task_id TEXT, claimed_at REAL NOT NULL)",
     # What each process published with its last renewal (`stores.peers`): one row a process,
     # deleted past `expires_at` by the next process that publishes.
     "CREATE TABLE IF NOT EXISTS processes (owner TEXT PRIMARY KEY, figures TEXT NOT NULL, "
