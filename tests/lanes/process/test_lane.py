@@ -24,7 +24,7 @@ import pytest
 
 from fastapi_offload._errors import RemoteError, WorkerCrashed
 from fastapi_offload._record import TaskRecord
-from fastapi_offload.lanes.process import lane as _process_lane
+from fastapi_offload.lanes.process import board as _process_board
 from fastapi_offload.lanes.process.lane import ProcessLane
 
 from ...conftest import ROOT
@@ -270,7 +270,7 @@ async def test_the_slot_board_is_removed_with_the_lane(
     # A directory of this test's own, where the lane's board is the only file.
     boards = tmp_path / "boards"
     boards.mkdir()
-    monkeypatch.setattr(_process_lane, "_board_directory", lambda: str(boards))
+    monkeypatch.setattr(_process_board, "board_directory", lambda: str(boards))
     lane = ProcessLane(1, "normal")
     with anyio.fail_after(BOUND):
         await lane.execute(_record(record_pid, str(tmp_path / "out")))
@@ -283,11 +283,11 @@ async def test_the_slot_board_is_removed_with_the_lane(
 _KILLED_PARENT = """
 import os, signal, sys
 import anyio
-from fastapi_offload.lanes.process import lane as _process_lane
+from fastapi_offload.lanes.process import board as _process_board
 from fastapi_offload.lanes.process.lane import ProcessLane
 from tests.lanes.process.test_lane import _record, record_pid
 
-_process_lane._board_directory = lambda: sys.argv[2]
+_process_board.board_directory = lambda: sys.argv[2]
 
 async def main() -> None:
     lane = ProcessLane(1, "normal")
@@ -307,7 +307,7 @@ async def test_a_board_left_by_a_killed_parent_is_removed_by_the_next_lane(
     # xdist workers, other test runs on the machine) would sweep the left board first.
     boards = tmp_path / "boards"
     boards.mkdir()
-    monkeypatch.setattr(_process_lane, "_board_directory", lambda: str(boards))
+    monkeypatch.setattr(_process_board, "board_directory", lambda: str(boards))
     with anyio.fail_after(BOUND):
         killed = await anyio.run_process(
             [sys.executable, "-c", _KILLED_PARENT, str(tmp_path / "out"), str(boards)],

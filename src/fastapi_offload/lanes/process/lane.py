@@ -4,20 +4,16 @@
 A timeout or a crash kills the worker's whole process group, so the processes a task
 started (an ffmpeg, a shell) die with it instead of running on as orphans. The parent
 learns which worker runs which attempt from the slot board, a small shared file the
-workers write their pid into (layout in `lanes.process.worker`): no extra round trip per call.
+workers write their pid into (`lanes.process.board`): no extra round trip per call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import mmap
 import os
 import signal
 import sys
-import tempfile
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,104 +27,12 @@ from ..._errors import RemoteError, WorkerCrashed
 from ..._record import TaskRecord
 from ..._results import LIMIT, Kept
 from . import worker as _process
+from .board import PID, SLOT, Board, read_report
 from .descendants import descendants, kill_all
 
 __all__ = ["ProcessLane"]
 
 logger = logging.getLogger("fastapi_offload")
-
-# Boards are named fastapi-offload-<parent pid>-<counter>-<random>.slots.
-_PREFIX = "fastapi-offload-"
-_SUFFIX = ".slots"
-_names = itertools.count()
-
-
-class _Board:
-    """The parent's side of the slot board: the file, its mapping and the free slots."""
-
-    def __init__(self, slots: int) -> None:
-        size = slots * _process.SLOT
-        # The pid and a counter in the name: a worker maps a board once per path, so a
-        # path must never name a second board while the parent lives.
-        prefix = f"{_PREFIX}{os.getpid()}-{next(_names)}-"
-        directory = _board_directory()
-        _sweep(directory)
-        fd, self.path = tempfile.mkstemp(prefix=prefix, suffix=_SUFFIX, dir=directory)
-        # Unlinked when the lane is collected or at interpreter exit, not once the first
-        # worker has opened it: workers keep starting (after a crash, a timeout or anyio's
-        # idle pruning) and each opens the board by path. A parent killed by a signal
-        # runs no exit hook: the next lane's sweep removes its board.
-        self._unlink = weakref.finalize(self, _unlink, self.path)
-        try:
-            os.ftruncate(fd, size)
-            self.map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        self.free = list(range(slots - 1, -1, -1))
-
-    def take(self) -> int:
-        # More attempts than slots only if someone raised the limiter's tokens: such an
-        # attempt runs untracked (its worker is still killed, its children are not).
-        return self.free.pop() if self.free else -1
-
-    def give_back(self, slot: int) -> None:
-        if slot < 0:
-            return
-        offset = slot * _process.SLOT
-        _process.SEQ.pack_into(self.map, offset + 4, 0)  # the next attempt's reports only
-        (pid,) = _process.PID.unpack_from(self.map, offset)
-        if pid:
-            # The worker writes its pid when the call starts and clears it when the call
-            # returns; still set, the call never returned: anyio has killed and reaped
-            # the worker (cancellation) or it died (crash). Its group outlives it while
-            # any member lives, and its id cannot be reused until then.
-            _process.PID.pack_into(self.map, offset, 0)
-            _kill_group(pid)
-        self.free.append(slot)
-
-
-def _board_directory() -> str:
-    # /dev/shm is memory: the board never touches a disk. Elsewhere, the temp dir.
-    shm = "/dev/shm"
-    return shm if os.access(shm, os.W_OK) else tempfile.gettempdir()
-
-
-def _sweep(directory: str) -> None:
-    # Boards whose parent died by a signal (no exit hook ran), removed by the next lane
-    # so that restarts (OOM kills, `docker kill`) do not pile files up in /dev/shm.
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(_PREFIX) and name.endswith(_SUFFIX):
-            owner = name[len(_PREFIX) :].partition("-")[0]
-            if owner.isdigit() and not _alive(int(owner)):
-                _unlink(os.path.join(directory, name))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        pass
-    return True
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:  # gone already, or another user's (sticky /dev/shm)
-        pass
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):  # no member left, or not ours any more
-        pass
 
 
 class ProcessLane:
@@ -163,7 +67,7 @@ class ProcessLane:
         self.crashed = 0
         self.cpu_seconds = 0.0
         # Made on the first task: an app that never uses the lane creates no file.
-        self._board: _Board | None = None
+        self._board: Board | None = None
         self._board_failed = False
 
     async def prestart(self) -> None:
@@ -273,39 +177,39 @@ class ProcessLane:
         return kept
 
     @staticmethod
-    def _stop(call: asyncio.Future[_process.Outcome], board: _Board | None, slot: int) -> None:
+    def _stop(call: asyncio.Future[_process.Outcome], board: Board | None, slot: int) -> None:
         pid = 0
         if board is not None and slot >= 0:
-            (pid,) = _process.PID.unpack_from(board.map, slot * _process.SLOT)
+            (pid,) = PID.unpack_from(board.map, slot * SLOT)
         if pid:
             # Killed first, so that none is left behind as an orphan (whose parent pid
             # no longer leads back here). Those in the worker's group die with it.
             kill_all(descendants(pid), signal.SIGKILL)
         call.cancel()  # anyio kills the worker (`cancellable=True`)
 
-    def _watch(self, slot: int, record: TaskRecord, board: _Board) -> None:
+    def _watch(self, slot: int, record: TaskRecord, board: Board) -> None:
         self._watched[slot] = (record, 0)
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.get_running_loop().create_task(
                 self._poll(board), name="offload:process-progress"
             )
 
-    async def _poll(self, board: _Board) -> None:
+    async def _poll(self, board: Board) -> None:
         # Progress crosses from the workers through the board while their tasks run:
         # read every `INTERVAL` while any attempt runs, then stop (an idle lane costs
         # nothing). A report is passed on only when its slot's seqlock counter moved.
         while self._watched:
             await asyncio.sleep(INTERVAL)
             for slot, (record, seen) in list(self._watched.items()):
-                found = _process.read_report(board.map, slot)
+                found = read_report(board.map, slot)
                 current = self._watched.get(slot)
                 if found is not None and found[0] != seen and current and current[0] is record:
                     self._watched[slot] = (record, found[0])
                     self.report(record, found[1], found[2])
 
-    def _open_board(self) -> _Board | None:
+    def _open_board(self) -> Board | None:
         try:
-            self._board = _Board(self.capacity)
+            self._board = Board(self.capacity)
         except OSError as exc:
             # Tasks still run; only the processes they start are not killed with them.
             self._board_failed = True

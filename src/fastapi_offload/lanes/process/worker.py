@@ -9,7 +9,8 @@ It also isolates the call. A worker's fds 0 and 1 are anyio's command and result
 so a child process or C code writing to fd 1 (or reading fd 0) would corrupt the pickle
 protocol: they point at /dev/null during the call. Each worker leads its own process
 group, so the processes a task starts can be killed with it; the worker writes its pid
-into the lane's slot board while the call runs, so the parent knows whom to kill.
+into the lane's slot board (`lanes.process.board`) while the call runs, so the parent
+knows whom to kill.
 
 A worker dies with the web process that started it: on Linux the kernel kills it when
 its parent goes (`PR_SET_PDEATHSIG`), elsewhere a thread checks the parent pid twice a
@@ -22,10 +23,8 @@ It must stay cheap to import: a new worker imports it before its first task.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import signal
-import struct
 import sys
 import threading
 import time
@@ -37,9 +36,10 @@ from ..._context import TaskContext, bound
 from ..._error_text import error_text, traceback_text
 from ..._results import Kept, encode
 from ..._retry import type_names
+from .board import PID, SLOT, SlotContext, open_board
 from .descendants import descendants, kill_all
 
-__all__ = ["PID", "SLOT", "Outcome", "noop", "read_report", "run"]
+__all__ = ["Outcome", "noop", "run"]
 
 # (ok, error repr, error traceback text, log records as dicts, CPU seconds, the kept
 # result (`_results.Kept`) or None, the error's type names (for `retry_on`), the last
@@ -55,69 +55,6 @@ Outcome = tuple[
     tuple[float, str | None] | None,
 ]
 
-# The slot board: a small file shared by the parent lane and its workers, SLOT bytes per
-# running attempt (the parent hands out slot indexes; at most `capacity` are in use).
-# Four cache lines per slot, so workers writing their own slots do not contend.
-#
-#   offset  size  field     writer   meaning
-#   0       4     pid       worker   pid (= process group) running the call; 0: none
-#   4       4     seq       worker   seqlock counter around progress + message (odd: mid-write)
-#   8       8     progress  worker   fraction done, float64
-#   16      2     (spare)
-#   18      2     msg_len   worker   length of the message in bytes
-#   20      236   message   worker   the progress message, UTF-8
-#
-# Native byte order and alignment: both sides are one machine.
-SLOT = 256
-PID = struct.Struct("=i")
-SEQ = struct.Struct("=I")
-REPORT = struct.Struct("=d2xH")  # progress, msg_len (at offset 8)
-MESSAGE_AT, MESSAGE_BYTES = 20, SLOT - 20
-
-
-def read_report(board: mmap.mmap, slot: int) -> tuple[int, float, str | None] | None:
-    """The slot's last progress report as (seq, fraction, message), or `None` if none
-    was made or a write is under way (the caller reads again on its next round)."""
-    offset = slot * SLOT
-    (seq,) = SEQ.unpack_from(board, offset + 4)
-    if seq == 0 or seq & 1:
-        return None
-    fraction, length = REPORT.unpack_from(board, offset + 8)
-    start = offset + MESSAGE_AT
-    raw = board[start : start + min(length, MESSAGE_BYTES)]
-    if SEQ.unpack_from(board, offset + 4)[0] != seq:
-        return None  # written meanwhile
-    message = raw.decode("utf-8", "replace") if length != 0xFFFF else None
-    return seq, fraction, message
-
-
-class _SlotContext(TaskContext):
-    """`report_progress` in a worker: written to the attempt's slot for the parent."""
-
-    __slots__ = ("_board", "_offset", "_seq")
-
-    def __init__(self, task_id: str, task_name: str, board: mmap.mmap | None, slot: int) -> None:
-        super().__init__(task_id, task_name)
-        self._board, self._offset, self._seq = board, slot * SLOT, 0
-
-    def publish(self, fraction: float, message: str | None) -> None:
-        board = self._board
-        if board is None:
-            return  # no slot: the last report still travels back with the outcome
-        offset = self._offset
-        data = b"" if message is None else message.encode()[:MESSAGE_BYTES]
-        self._seq += 1  # odd: a reader skips this slot until the write is done
-        SEQ.pack_into(board, offset + 4, self._seq)
-        REPORT.pack_into(board, offset + 8, fraction, 0xFFFF if message is None else len(data))
-        board[offset + MESSAGE_AT : offset + MESSAGE_AT + len(data)] = data
-        self._seq += 1
-        SEQ.pack_into(board, offset + 4, self._seq)
-
-    def clear(self) -> None:
-        if self._board is not None:
-            SEQ.pack_into(self._board, self._offset + 4, 0)
-
-
 _priority_set: str | None = None
 _handler: _Collect | None = None
 _grouped = False
@@ -125,7 +62,6 @@ _guarded = False
 PARENT_POLL = 0.5  # seconds between parent checks where PR_SET_PDEATHSIG is missing
 _devnull = -1
 _pipes = (-1, -1)
-_boards: dict[str, mmap.mmap] = {}
 
 # The LogRecord attributes that are plain data and survive pickling; `msg` is sent
 # already formatted so the app does not need the arguments.
@@ -251,21 +187,6 @@ def noop(priority: str, parent: int = 0) -> int:
     return os.getpid()
 
 
-def _board(path: str) -> mmap.mmap | None:
-    # Mapped once per worker and lane: the parent never resizes the file.
-    board = _boards.get(path)
-    if board is None:
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except OSError:  # gone (the lane was closed): the call runs without a slot
-            return None
-        try:
-            board = _boards[path] = mmap.mmap(fd, 0)
-        finally:
-            os.close(fd)
-    return board
-
-
 def _isolate() -> None:
     global _devnull, _pipes
     if _devnull < 0:
@@ -326,8 +247,8 @@ def run(
     _set_priority(priority)
     _lead_group()
     _guard(parent)
-    board = _board(board_path) if slot >= 0 else None
-    context = _SlotContext(task[0], task[1], board, slot)
+    board = open_board(board_path) if slot >= 0 else None
+    context = SlotContext(task[0], task[1], board, slot)
     if board is not None:
         context.clear()
         PID.pack_into(board, slot * SLOT, os.getpid())
