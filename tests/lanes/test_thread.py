@@ -20,6 +20,7 @@ from fastapi import Depends
 from fastapi_offload import Offload, TaskState, cancelled, report_progress
 from fastapi_offload._record import TaskRecord
 from fastapi_offload.lanes import thread as thread_module
+from fastapi_offload.lanes import thread_workers
 from fastapi_offload.lanes.advisor import CpuAdvisor, measured
 from fastapi_offload.lanes.thread import ThreadLane
 from fastapi_offload.lanes.thread_slots import ThreadSlots
@@ -239,7 +240,7 @@ async def test_shutdown_does_not_wait_for_a_thread_that_never_returns() -> None:
 
 
 async def test_idle_threads_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(thread_module, "IDLE", 0.05)
+    monkeypatch.setattr(thread_workers, "IDLE", 0.05)
     lane = ThreadLane(4, CpuAdvisor(), 0)
 
     async def one() -> None:
