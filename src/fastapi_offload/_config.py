@@ -11,15 +11,14 @@ from typing import Any
 from typing_extensions import deprecated
 
 from ._checks import check_bool, check_int, check_lane, check_seconds
+from ._config_values import check_secret_key, parse_env, store_path
 from ._errors import ConfigError
 from ._logging import show_logs
 from ._names import RENAMED_ENV, check_option_names, renamed_env, warn_unknown_env
 
-__all__ = ["OffloadConfig", "parse_routes", "store_path"]
+__all__ = ["OffloadConfig"]
 
 _PRIORITIES = ("normal", "low", "idle")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 def _opt(default: Any, env: str, doc: str, **extra: Any) -> Any:
@@ -277,7 +276,7 @@ class OffloadConfig:
             if (old := renamed_env(environ, env)) is not None:
                 env, raw = old
             if raw is not None and raw.strip() != "":
-                values[name] = _parse_env(env, raw.strip(), f.metadata["kind"])
+                values[name] = parse_env(env, raw.strip(), f.metadata["kind"])
                 from_env[name] = (env, raw)
         try:
             return cls(**values)
@@ -297,73 +296,3 @@ def known_variables() -> frozenset[str]:
     remote = (f"OFFLOAD_{f.name.upper()}" for f in dataclasses.fields(RemoteSettings))
     options = (str(f.metadata["env"]) for f in dataclasses.fields(OffloadConfig))
     return frozenset((*options, *remote, *RENAMED_ENV))
-
-
-MIN_KEY = 16
-
-
-def check_secret_key(key: object) -> None:
-    if key is None:
-        return
-    if not isinstance(key, str) or len(key) < MIN_KEY:
-        shown = "a " + type(key).__name__ if not isinstance(key, str) else f"{len(key)} characters"
-        raise ConfigError(
-            f"secret_key (OFFLOAD_SECRET_KEY) must be a string of {MIN_KEY} characters or "
-            f"more, got {shown}; make one with: python -c 'import secrets; "
-            "print(secrets.token_hex(32))'"
-        )
-
-
-def store_path(url: str) -> str | None:
-    """The file named by a `sqlite:///...` URL, `None` for `memory` and Redis URLs;
-    `ConfigError` for anything else."""
-    if not isinstance(url, str):
-        raise ConfigError(f"store={url!r} must be a string: 'memory' or 'sqlite:///path'")
-    if url.strip().lower() == "memory":
-        return None
-    scheme, sep, path = url.partition(":///")
-    if scheme.lower() == "sqlite" and sep and path.strip():
-        return path  # sqlite:///./x.db -> ./x.db; sqlite:////abs/x.db -> /abs/x.db
-    if url.lower().startswith(("redis://", "rediss://", "unix://")):
-        return None
-    raise ConfigError(
-        f"store={url!r} is not a store; use 'memory', 'sqlite:///path/to/offload.db' or "
-        "'redis://host:6379/0' (OFFLOAD_STORE takes the same values)"
-    )
-
-
-def parse_routes(env: str, raw: str) -> dict[str, str]:
-    routes: dict[str, str] = {}
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        pattern, sep, lane = item.partition("=")
-        if not sep or not pattern.strip():
-            raise ConfigError(
-                f"{env}={raw!r}: {item!r} is not `pattern=lane`; "
-                "write e.g. `myapp.images.*=process,myapp.mail.*=thread`"
-            )
-        routes[pattern.strip()] = lane.strip()
-    return routes
-
-
-def _parse_env(env: str, raw: str, kind: str) -> Any:
-    if kind == "bool":
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{env}={raw!r} is not a boolean; use 1/true/yes/on or 0/false/no/off")
-    if kind == "int":
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{env}={raw!r} is not a whole number") from None
-    if kind == "float":
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{env}={raw!r} is not a number of seconds") from None
-    if kind == "dict":
-        return parse_routes(env, raw)
-    return raw
