@@ -28,6 +28,8 @@ __all__ = ["Offload", "RuntimeOptions"]
 
 logger = logging.getLogger("fastapi_offload")
 P = ParamSpec("P")
+# `backend` is an option too, but also takes a `Backend` instance: passed on apart.
+_OPTION_NAMES = frozenset(f for f in OffloadConfig.__dataclass_fields__ if f != "backend")
 
 
 @public
@@ -67,30 +69,11 @@ class Offload:
         wait_for_tasks: bool | None = None,
         tracing: bool | None = None,
     ) -> None:
-        given = {
-            "thread_workers": thread_workers,
-            "process_workers": process_workers,
-            "max_pending": max_pending,
-            "shutdown_timeout": shutdown_timeout,
-            "loop_block_threshold": loop_block_threshold,
-            "process_priority": process_priority,
-            "prestart_workers": prestart_workers,
-            "auto_promote": auto_promote,
-            "timeout": timeout,
-            "status_capacity": status_capacity,
-            "key_ttl": key_ttl,
-            "routes": routes,
-            "store": store,
-            "store_lease": store_lease,
-            "store_retention": store_retention,
-            "secret_key": secret_key,
-            "store_timeout": store_timeout,
-            "keep_result": keep_result,
-            "result_max_bytes": result_max_bytes,
-            "wait_for_tasks": wait_for_tasks,
-            "tracing": tracing,
-            "backend": backend if isinstance(backend, str) else None,
-        }
+        # The keywords above are the options (a test checks they match `OffloadConfig`):
+        # read back from the frame instead of listed a second time.
+        given = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
+        if isinstance(backend, str):
+            given["backend"] = backend
         self.config = OffloadConfig.resolve({k: v for k, v in given.items() if v is not None})
         self._runtime = Runtime(
             self.config, build_backend(self.config, backend), build_store(self.config)
