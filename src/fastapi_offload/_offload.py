@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -11,9 +10,8 @@ from typing import Any, Literal, ParamSpec
 from fastapi import APIRouter, params
 from typing_extensions import Self, Unpack
 
-from ._checks import check_int
 from ._config import OffloadConfig
-from ._errors import ConfigError, OffloadClosed
+from ._errors import OffloadClosed
 from ._models import OffloadStats, TaskHandle, TaskInfo
 from ._names import checked_options
 from ._public import public
@@ -26,7 +24,6 @@ from .web.lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 
 __all__ = ["Offload", "RuntimeOptions"]
 
-logger = logging.getLogger("fastapi_offload")
 P = ParamSpec("P")
 # `backend` is an option too, but also takes a `Backend` instance: passed on apart.
 _OPTION_NAMES = frozenset(f for f in OffloadConfig.__dataclass_fields__ if f != "backend")
@@ -253,21 +250,6 @@ class Offload:
         """
         from .web.status import build_status_router
 
-        open_to = []
-        if not dependencies and owner is None:
-            if self.config.keep_result:
-                open_to.append("reads every kept result")
-            if cancel and not cancel_dependencies:
-                open_to.append("cancels any task")
-        if open_to and not public:
-            logger.warning(
-                "status_router(prefix=%r): anyone who holds a task id %s. Protect it with "
-                "owner=Depends(current_user_id) (each user sees only the tasks started with "
-                "tasks.options(owner=...)) or dependencies=[Depends(require_user)], or pass "
-                "public=True if that is meant",
-                prefix,
-                " and ".join(open_to),
-            )
         router = build_status_router(
             self._runtime,
             prefix=prefix,
@@ -276,6 +258,7 @@ class Offload:
             dependencies=list(dependencies or ()),
             cancel_dependencies=list(cancel_dependencies or ()),
             owner=owner,
+            public=public,
         )
         mark_routes(self._runtime, router.routes)  # a forgotten lifespan is then named
         return router
@@ -305,16 +288,6 @@ class Offload:
         """
         from .web.dashboard.router import build_dashboard_router
 
-        if not dependencies and not public:
-            raise ConfigError(
-                "dashboard_router() shows every task's id, error and result to whoever "
-                "reaches it"
-                + (" and lets them cancel tasks" if cancel else "")
-                + ": protect it with dependencies=[Depends(require_admin)] (your own "
-                "check: HTTP basic, a session, a token), or pass public=True if only a "
-                "private network can reach it"
-            )
-        check_int("max_streams", max_streams, minimum=1)
         router = build_dashboard_router(
             self._runtime,
             prefix=prefix,
@@ -323,6 +296,7 @@ class Offload:
             cancel=cancel,
             show_arguments=show_arguments,
             max_streams=max_streams,
+            public=public,
         )
         mark_routes(self._runtime, router.routes)
         return router

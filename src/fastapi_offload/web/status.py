@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ from .._owner import owns
 from ..core.runtime import Runtime
 from . import sse
 from .lookup import runtime_for
+
+logger = logging.getLogger("fastapi_offload")
 
 __all__ = ["TaskStatus", "build_status_router", "cancel_response"]
 
@@ -55,7 +58,25 @@ def build_status_router(
     dependencies: Sequence[params.Depends],
     cancel_dependencies: Sequence[params.Depends] = (),
     owner: params.Depends | None = None,
+    public: bool = False,
 ) -> APIRouter:
+    """`Offload.status_router`'s routes; an open router that serves kept results or
+    cancels logs a WARNING unless `public` says it is meant to be open."""
+    open_to = []
+    if not dependencies and owner is None:
+        if runtime.config.keep_result:
+            open_to.append("reads every kept result")
+        if cancel and not cancel_dependencies:
+            open_to.append("cancels any task")
+    if open_to and not public:
+        logger.warning(
+            "status_router(prefix=%r): anyone who holds a task id %s. Protect it with "
+            "owner=Depends(current_user_id) (each user sees only the tasks started with "
+            "tasks.options(owner=...)) or dependencies=[Depends(require_user)], or pass "
+            "public=True if that is meant",
+            prefix,
+            " and ".join(open_to),
+        )
     router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies))
     unknown: dict[int | str, dict[str, Any]] = {
         404: {

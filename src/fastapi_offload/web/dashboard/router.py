@@ -16,6 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Request, params
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ..._checks import check_int
+from ..._errors import ConfigError
 from ...core.runtime import Runtime
 from .. import sse
 from ..lookup import runtime_for
@@ -54,7 +56,20 @@ def build_dashboard_router(
     cancel: bool,
     show_arguments: bool,
     max_streams: int,
+    public: bool = False,
 ) -> APIRouter:
+    """`Offload.dashboard_router`'s routes; closed by default (`ConfigError` without
+    `dependencies`, unless `public`)."""
+    if not dependencies and not public:
+        raise ConfigError(
+            "dashboard_router() shows every task's id, error and result to whoever "
+            "reaches it"
+            + (" and lets them cancel tasks" if cancel else "")
+            + ": protect it with dependencies=[Depends(require_admin)] (your own "
+            "check: HTTP basic, a session, a token), or pass public=True if only a "
+            "private network can reach it"
+        )
+    check_int("max_streams", max_streams, minimum=1)
     router = APIRouter(prefix=prefix, tags=list(tags), dependencies=list(dependencies))
     # One feed per runtime served: this Offload's, or (no lifespan started it) the app's
     # default runtime, found at the first request. Weak keys: the feed, which the
