@@ -22,10 +22,12 @@ class LaneBounds:
 
 
 class Counters:
-    __slots__ = ("cancelled", "failed", "retried", "running", "succeeded", "waiting")
+    # `scheduled`: accepted with a delay and not due yet; they count against no bound
+    # (`max_pending` bounds what waits for a slot), and move to `waiting` when due.
+    __slots__ = ("cancelled", "failed", "retried", "running", "scheduled", "succeeded", "waiting")
 
     def __init__(self) -> None:
-        self.waiting = self.running = 0
+        self.waiting = self.running = self.scheduled = 0
         self.succeeded = self.failed = self.cancelled = self.retried = 0
 
     def full(self, bounds: LaneBounds, record: TaskRecord) -> QueueFull | None:
@@ -52,4 +54,5 @@ class Counters:
             cancelled=self.cancelled,
             retried=self.retried,
             abandoned=abandoned,
+            scheduled=self.scheduled,
         )
