@@ -38,3 +38,17 @@ def stamps(path: object) -> list[tuple[float, int]]:
     except FileNotFoundError:
         return []
     return [(float(at), int(pid)) for at, pid in (line.split() for line in lines)]
+
+
+@task(lane="thread")
+def stamp_then_wait(path: str, release: str) -> None:
+    """`stamp`, then wait (up to 30 s) until `release` exists."""
+    stamp(path)
+    end = time.monotonic() + 30
+    while not os.path.exists(release) and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+@task(lane="thread", requeue=True)
+def stamp_then_wait_requeue(path: str, release: str) -> None:
+    stamp_then_wait(path, release)
