@@ -60,6 +60,8 @@ class TaskInfo:
     to 1.0) and `progress_message` are the task's last `report_progress()`. `owner` is
     what `tasks.options(owner=...)` recorded (the user who started it), for a status
     router's `owner=` check; it is not in `to_dict()`, so a status route never shows it.
+    `due_at` is when a delayed task (`options(delay=/at=)`) may start: it is `scheduled`
+    until then, and keeps `due_at` afterwards.
     """
 
     id: str

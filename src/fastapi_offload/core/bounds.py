@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._errors import QueueFull
-from .._models import LaneStats
+from .._models import LaneStats, TaskState
 from .._record import TaskRecord
 
 __all__ = ["Counters", "LaneBounds"]
@@ -29,6 +29,15 @@ class Counters:
     def __init__(self) -> None:
         self.waiting = self.running = self.scheduled = 0
         self.succeeded = self.failed = self.cancelled = self.retried = 0
+
+    def leave(self, state: TaskState) -> None:
+        """A task of the lane is no longer in `state` (scheduled, waiting or running)."""
+        if state is TaskState.RUNNING:
+            self.running -= 1
+        elif state is TaskState.SCHEDULED:
+            self.scheduled -= 1
+        else:
+            self.waiting -= 1
 
     def full(self, bounds: LaneBounds, record: TaskRecord) -> QueueFull | None:
         """The refusal of `record` when the lane is at its bound, else `None`."""

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import Protocol
 
 from .._error_text import LIMIT, TRACEBACK_LIMIT, error_text, traceback_text
@@ -117,11 +116,11 @@ class Ledger:
                 self._tell("admitted", record)
         if scheduled:
             logger.info(
-                "task %s (id %s), scheduled for %s, is taken over from a process that "
+                "task %s (id %s), scheduled for %s UTC, is taken over from a process that "
                 "stopped: it runs here when due",
                 record.name,
                 record.id,
-                _moment(record.due_at),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.due_at)),
             )
             return
         logger.warning(
@@ -132,17 +131,16 @@ class Ledger:
         )
 
     def due(self, record: TaskRecord) -> None:
-        """A scheduled task's time came: pending from now on, counted in its lane's
-        `waiting` (never refused: it was accepted when it was added, so the lane may go
-        past `max_pending` for a moment). A task not declared `requeue=True` drops its
-        saved call: from here on, a crash of this process leaves it `interrupted`, and
-        it never runs twice."""
+        """A scheduled task's time came: pending, counted in `waiting` (never refused:
+        it was accepted, so the lane may pass `max_pending` for a while). One not
+        declared `requeue=True` drops its saved call: a crash from here on leaves it
+        `interrupted`, never run twice."""
         with self._lock:
             if not record.live or record.state is not TaskState.SCHEDULED:
                 return  # settled meanwhile (cancelled)
             counters = self._counters.get(record.lane)
             if counters is not None:
-                counters.scheduled -= 1
+                counters.leave(TaskState.SCHEDULED)
                 counters.waiting += 1
             record.state = TaskState.PENDING
             if not record.requeue:
@@ -152,20 +150,18 @@ class Ledger:
                 self._tell("due", record)
 
     def release(self, record: TaskRecord) -> bool:
-        """Shutdown with a durable store: leave a scheduled task to the store as it is
-        (live, leased to this process until the lease runs out), for the process that
-        reclaims it (another one sharing the store, or this app's next start) to run
-        when due. Nothing is written; the record is kept for look-ups only. `False` for
-        a record that is not scheduled here (due meanwhile, or settled)."""
+        """Shutdown with a durable store: leave a scheduled task to the store, unwritten
+        (live, leased here until the lease runs out), for the process that reclaims it
+        to run when due. `False` for one not scheduled (due meanwhile, or settled)."""
         with self._lock:
             if not record.live or record.state is not TaskState.SCHEDULED:
                 return False
             counters = self._counters.get(record.lane)
             if counters is not None:
-                counters.scheduled -= 1
-            # Not live here any more, so no later transition writes its row: the store's
-            # row (scheduled, with its saved call) is the task now, as a remote backend's
-            # message is for a task handed off.
+                counters.leave(TaskState.SCHEDULED)
+            # No longer live, so no later transition writes its row: the store's row
+            # (scheduled, with its saved call) is the task now, as a broker's message is
+            # for a task handed off.
             record.handed_off = True
             self._settle(record)
             return True
@@ -291,10 +287,7 @@ class Ledger:
                 return
             counters = self._counters.get(record.lane)
             if counters is not None:
-                if record.state is TaskState.SCHEDULED:
-                    counters.scheduled -= 1
-                else:
-                    counters.waiting -= 1
+                counters.leave(record.state)
             self.store.evict(record.id)
             self._settle(record)
             if self._observers:
@@ -308,12 +301,7 @@ class Ledger:
                 return False  # settled already (a race between its end and a cancel)
             counters = self._counters.get(record.lane)
             if counters is not None:
-                if record.state is TaskState.RUNNING:
-                    counters.running -= 1
-                elif record.state is TaskState.SCHEDULED:
-                    counters.scheduled -= 1  # cancelled before it was due
-                else:
-                    counters.waiting -= 1
+                counters.leave(record.state)
                 if state is TaskState.SUCCEEDED:
                     counters.succeeded += 1
                 elif state is TaskState.FAILED:
@@ -372,12 +360,6 @@ class Ledger:
     def lane_stats(self, lane: str) -> LaneStats:
         count = self._abandoned.get(lane)
         return self._counters[lane].stats(self._bounds[lane], count() if count else 0)
-
-
-def _moment(at: float | None) -> str:
-    if at is None:
-        return "now"
-    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _plain_repr(error: BaseException) -> str | None:
