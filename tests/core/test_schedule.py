@@ -18,7 +18,7 @@ from fastapi_offload._config import OffloadConfig
 from fastapi_offload._record import TaskRecord
 from fastapi_offload._settings import TaskSettings
 from fastapi_offload.core.runtime import Runtime
-from fastapi_offload.core.schedule import NOT_DUE
+from fastapi_offload.core.schedule import NOT_DUE, put_off
 
 from ..apps import progress_jobs
 from ..apps.delayed_jobs import stamp, stamp_async, stamps
@@ -215,6 +215,22 @@ async def test_at_shutdown_the_memory_store_cancels_scheduled_tasks_and_says_so(
     assert warning.levelno == logging.WARNING
     assert "2 scheduled task(s) not due yet are cancelled" in warning.getMessage()
     assert "a durable store" in warning.getMessage()
+    assert [r for r in caplog.records if NOT_DUE in r.getMessage()] == []  # one line in all
+    assert stamps(out) == []
+
+
+async def test_a_scheduled_task_its_request_starts_after_the_shutdown_began_never_runs(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    async with Offload() as offload:
+        runtime = offload._runtime
+        record = runtime.admit(stamp, (str(out),), {}, TaskSettings(delay=0.2))
+        assert put_off(runtime.ledger) == 1  # the first step of the shutdown
+        runtime.start(record)  # its request's start comes after it
+        await anyio.sleep(0.5)  # past its due time
+        info = await offload.status(record.id)
+    assert (info.state, info.error) == (TaskState.CANCELLED, NOT_DUE)
     assert stamps(out) == []
 
 

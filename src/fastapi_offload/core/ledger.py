@@ -263,12 +263,17 @@ class Ledger:
             # password) again from `exc_info`, so the traceback goes as text, sanitised.
             logger.error(message + "\n%s", *values, traceback_text(error))
 
-    def cancelled(self, record: TaskRecord, reason: str) -> None:
+    def cancelled(self, record: TaskRecord, reason: str, *, log: bool = True) -> bool:
+        """End a task as cancelled (`False`: it had ended); `log=False` when the caller
+        says it for many at once."""
         reason = error_text(reason)
-        if self._finish(record, TaskState.CANCELLED, reason):
+        if not self._finish(record, TaskState.CANCELLED, reason):
+            return False
+        if log:
             logger.warning(
                 "task %s (id %s, %s lane): %s", record.name, record.id, record.lane, reason
             )
+        return True
 
     def handed_off(self, record: TaskRecord) -> None:
         """The remote backend accepted the task; keep its record for look-ups only."""

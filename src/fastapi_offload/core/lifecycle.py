@@ -184,7 +184,7 @@ class Lifecycle:
         """
         runtime = self._runtime
         runtime.close()
-        put_off(runtime.ledger, runtime.runner.cancel)
+        put_off(runtime.ledger)
         timeout = runtime.config.shutdown_timeout
         grace = min(1.0, timeout / 10)
         # Shielded: when the host task itself is being cancelled (the server's own

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 
 import anyio
 
@@ -73,21 +72,26 @@ async def _committed(ledger: Ledger, record: TaskRecord) -> None:
             await anyio.sleep(RETRY_COMMIT)
 
 
-def put_off(ledger: Ledger, cancel: Callable[[str, str], bool]) -> int:
+def put_off(ledger: Ledger) -> int:
     """At shutdown: the tasks still scheduled (not due) stay in a durable store, leased
     to this process until the lease runs out, for the process that reclaims them to run
-    when due; with the memory store they are cancelled (`NOT_DUE`). Says so in the log;
-    returns how many there were."""
+    when due; with the memory store they are cancelled (`NOT_DUE`). Says so in one log
+    line, not one per task; returns how many there were."""
     durable, count = ledger.store.durable, 0
     for record in ledger.live():
         if record.state is not TaskState.SCHEDULED:
             continue
-        if not durable:
-            count += cancel(record.id, NOT_DUE)
-        elif ledger.release(record):
-            count += 1
-            if (task := record.task) is not None:
-                task.cancel()  # its sleep ends; nothing is written
+        if durable:
+            if not ledger.release(record):  # nothing is written: the row stays scheduled
+                continue
+        elif not ledger.cancelled(record, NOT_DUE, log=False):
+            continue
+        count += 1
+        # Settled here: one whose request has not started it yet never starts
+        # (`Runner._run` reads the reason first), and a sleeping one ends its sleep.
+        record.cancel_reason = NOT_DUE
+        if (task := record.task) is not None:
+            task.cancel()
     if count and durable:
         logger.info(
             "shutdown: %d scheduled task(s) not due yet stay in the task store %r: the "
