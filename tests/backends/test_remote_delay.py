@@ -13,8 +13,11 @@ import anyio
 import pytest
 
 from fastapi_offload import NotOffloadable, Offload, TaskCall, TaskInfo, TaskState
+from fastapi_offload._config import OffloadConfig
+from fastapi_offload._settings import TaskSettings
 from fastapi_offload.backends.celery import CeleryBackend
-from fastapi_offload.testing import RecordingBackend
+from fastapi_offload.core.runtime import Runtime
+from fastapi_offload.testing import InlineBackend, RecordingBackend
 
 from . import control_jobs as jobs
 from ._support import call_of, wait_for_state
@@ -135,3 +138,27 @@ def test_celery_with_a_redis_broker_refuses_a_delay_past_its_visibility_timeout(
         backend.prepare(delayed(call, 4000))
     options = {"broker_transport_options": {"visibility_timeout": 7200}}
     CeleryBackend(**settings, config=options).prepare(delayed(call, 4000))
+
+
+async def test_the_default_runtime_sends_a_delayed_remote_task() -> None:
+    # Refused on the local lanes without a lifespan (the request would wait until due);
+    # a remote task is sent before the response, and its backend holds it.
+    backend = RecordingBackend()
+    runtime = Runtime(OffloadConfig.resolve({}), backend)
+    runtime.attach()
+    record = runtime.admit(jobs.stamp, ("/dev/null",), {}, TaskSettings(delay=30))
+    await runtime.commit([record])
+    [call] = backend.calls
+    assert call.due_at is not None and call.due_at == record.due_at
+
+
+async def test_the_inline_backend_runs_a_delayed_task_at_once(tmp_path: Path) -> None:
+    # A test double: like a retry's wait, a delay is noted (on the call), not slept.
+    out = tmp_path / "stamps"
+    backend = InlineBackend()
+    async with Offload(backend=backend) as offload:
+        handle = await offload.options(delay=3600).submit(jobs.stamp, str(out))
+        info = await offload.status(handle.id)
+    assert info.state is TaskState.SUCCEEDED and len(stamps(out)) == 1
+    [call] = backend.calls
+    assert call.due_at is not None and call.due_at > time.time() + 3000

@@ -142,7 +142,8 @@ class Runtime:
                     f"{record.name}: after= names task {task_id}, which a remote backend "
                     "runs; only tasks of the local lanes can be waited for"
                 )
-        if record.due_at is not None and not self.detached:
+        if record.due_at is not None and record.lane != "remote" and not self.detached:
+            # (A remote task is sent before the response, and its backend holds it.)
             raise ConfigError(
                 f"{record.name}: delay= and at= need the Offload lifespan. Without it (the "
                 "default runtime) a request's tasks run inside that request, which would "
