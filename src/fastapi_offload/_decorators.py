@@ -42,8 +42,9 @@ def _attach(func: F, defaults: TaskDefaults) -> F:
             f"cannot attach task settings to {func!r} (a built-in or bound method?); "
             "decorate the plain function, or pass settings with tasks.options(...)"
         ) from None
-    if defaults.requeue:
-        register(func)  # the only functions a reclaimed row may name
+    # The only functions a reclaimed row may name: a delayed call any of them, a call
+    # run again after a crash those declared requeue=True.
+    register(func, requeue=defaults.requeue is True)
     return func
 
 

@@ -60,6 +60,8 @@ class TaskInfo:
     to 1.0) and `progress_message` are the task's last `report_progress()`. `owner` is
     what `tasks.options(owner=...)` recorded (the user who started it), for a status
     router's `owner=` check; it is not in `to_dict()`, so a status route never shows it.
+    `due_at` is when a delayed task (`options(delay=/at=)`) may start: it is `scheduled`
+    until then, and keeps `due_at` afterwards.
     """
 
     id: str
@@ -104,6 +106,9 @@ class TaskCall:
     it is registered under on the worker side. `retry_on` holds the `module.qualname`
     of the exception types that are retried (`None`: every failure); `retry_backoff`
     doubles `retry_delay` on each retry, with jitter (see `fastapi_offload._retry`).
+    `due_at` (a Unix time) is when a delayed call (`options(delay=/at=)`) may start, or
+    `None` for at once: a backend that cannot hold a call until then must not declare
+    `delays = True` (a delayed call for it is then refused in the request).
     """
 
     id: str
@@ -115,6 +120,7 @@ class TaskCall:
     retry_delay: float = 1.0
     retry_backoff: bool = False
     retry_on: tuple[str, ...] | None = None
+    due_at: float | None = None
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.retries, self.retry_delay, self.retry_backoff, self.retry_on)
@@ -123,7 +129,9 @@ class TaskCall:
 @public
 @dataclass(frozen=True)
 class LaneStats:
-    """Counters of one lane. `waiting` tasks are accepted but not yet running.
+    """Counters of one lane. `waiting` tasks are accepted but not yet running;
+    `scheduled` ones (`options(delay=/at=)`) are accepted and not due yet: they hold no
+    slot and do not count against `max_pending` until they are due.
 
     `abandoned` (thread lane): threads still running a function whose task ended (it
     timed out, or was given up at shutdown). A thread cannot be killed, so each keeps
@@ -139,6 +147,7 @@ class LaneStats:
     cancelled: int
     retried: int
     abandoned: int = 0
+    scheduled: int = 0
 
 
 @public

@@ -150,7 +150,8 @@ class Offload:
     def options(self, **options: Unpack[CallOptions]) -> RuntimeOptions:
         """Per-call settings for `submit`: `await offload.options(timeout=5).submit(f, x)`.
 
-        `owner` records who started the task, as `tasks.options(owner=...)` does. Raises
+        `owner` records who started the task, as `tasks.options(owner=...)` does;
+        `delay=` and `at=` schedule it, as `tasks.options(delay=...)` does. Raises
         `ConfigError` for a bad value, naming the setting.
         """
         return RuntimeOptions(self, TaskSettings.of("offload.options", options))
@@ -179,7 +180,8 @@ class Offload:
     # -- queries ----------------------------------------------------------------------
 
     async def join(self) -> None:
-        """Wait until no task accepted here is pending or running (tests and scripts)."""
+        """Wait until no task accepted here is scheduled, pending or running (tests and
+        scripts): a scheduled task is waited for until it is due and has ended."""
         await self._runtime.ledger.join()
 
     async def status(self, task_id: str) -> TaskInfo:
@@ -194,10 +196,10 @@ class Offload:
         return await self._runtime.status(task_id)
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a task by id; `True` if it was pending or running, `False` for an id
-        that is unknown or already ended.
+        """Cancel a task by id; `True` if it was scheduled, pending or running, `False`
+        for an id that is unknown or already ended.
 
-        A waiting task never starts; a loop task is cancelled at its next `await`; a
+        A scheduled or waiting task never starts; a loop task is cancelled at its next `await`; a
         process task's worker (and what it started) is killed; a thread task, which
         cannot be interrupted, sees `cancelled()` turn true and ends `cancelled` when
         its function returns. The state becomes `cancelled` ("cancelled by request").

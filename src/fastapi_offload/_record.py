@@ -117,4 +117,5 @@ class TaskRecord:
             retry_delay=self.retry_delay,
             retry_backoff=self.retry_backoff,
             retry_on=self.retry_on,
+            due_at=self.due_at,
         )

@@ -1,6 +1,7 @@
-"""The saved call of a `requeue=True` task: what a durable store keeps so that another
-process can run the task again after its own process died, and the only way back from
-those bytes to a call.
+"""The saved call of a task a durable store keeps so that another process can run it: a
+`requeue=True` task, run again after its own process died, and a delayed task
+(`options(delay=/at=)`), run when due by whichever process holds it then; and the only
+way back from those bytes to a call.
 
 A store row is input: anyone who can write to a shared Redis or to the SQLite file can
 write one. So a saved call is
@@ -8,12 +9,15 @@ write one. So a saved call is
     b"offload-call-1:" + HMAC-SHA256(key, id + body).hex() + b":" + body
 
 where `body` is a JSON header (the function's `module:qualname`, its lane, timeout,
-retry and result settings, and its arguments when they are plain JSON data), followed,
-only for arguments JSON cannot carry exactly, by a newline and their pickle. Loading
-checks the size, then the signature, then that the function was declared `requeue=True`
-in this process (the registry below, filled by the decorators when their module is
-imported) before it unpickles anything; nothing is ever imported by name. The id is in
-the signature, so a valid call copied into another row does not verify.
+retry and result settings, its due time, and its arguments when they are plain JSON
+data), followed, only for arguments JSON cannot carry exactly, by a newline and their
+pickle. Loading checks the size, then the signature, then that the function was declared
+in this process (the registries below, filled by the decorators when their module is
+imported) before it unpickles anything; nothing is ever imported by name. A call that
+may have started already (it is run *again*) must name a function declared
+`requeue=True`; a delayed call that never started, any function declared with `@task`,
+`cpu_bound` or `io_bound`. The id is in the signature, so a valid call copied into
+another row does not verify.
 """
 
 from __future__ import annotations
@@ -42,22 +46,32 @@ _SIG = 64  # hex characters of an HMAC-SHA256
 _DEPTH = 64  # nesting that still counts as plain JSON data
 
 # Functions declared `requeue=True`, by `module:qualname`: the only ones a reclaimed row
-# may name. Filled at import by the decorators; a later declaration of the same name
-# replaces the earlier one, so nothing needs resetting.
+# that may have started may name. Filled at import by the decorators; a later declaration
+# of the same name replaces the earlier one, so nothing needs resetting.
 _REQUEUE: dict[str, Callable[..., Any]] = {}
+# Every function declared with a decorator (`requeue=True` or not): the only ones a
+# delayed call that never started may name.
+_DECLARED: dict[str, Callable[..., Any]] = {}
 
 
 def path_of(func: Callable[..., Any]) -> str:
     return f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', '?')}"
 
 
-def register(func: Callable[..., Any]) -> None:
-    """Declare `func` safe to run again from a saved call (`@task(requeue=True)`)."""
-    _REQUEUE[path_of(func)] = func
+def register(func: Callable[..., Any], *, requeue: bool = True) -> None:
+    """Declare `func` runnable from a saved call: when it is delayed, and, with
+    `requeue=True` (`@task(requeue=True)`), again after its process died."""
+    path = path_of(func)
+    _DECLARED[path] = func
+    if requeue:
+        _REQUEUE[path] = func
+    else:
+        _REQUEUE.pop(path, None)  # declared again without it: not run again any more
 
 
-def registered(func: Callable[..., Any]) -> bool:
-    return _REQUEUE.get(path_of(func)) is func
+def registered(func: Callable[..., Any], *, requeue: bool = True) -> bool:
+    found = (_REQUEUE if requeue else _DECLARED).get(path_of(func))
+    return found is func
 
 
 class Untrusted(Exception):
@@ -80,10 +94,12 @@ class Call:
     retry_on: tuple[str, ...] | None
     after: tuple[str, ...] = ()
     owner: str | None = None
+    requeue: bool = True  # calls saved before delayed tasks were all requeue=True
+    due_at: float | None = None
 
 
 class SavedCalls:
-    """Saves and loads the calls of `requeue=True` tasks, signed with `key`.
+    """Saves and loads the calls of `requeue=True` and delayed tasks, signed with `key`.
 
     `key` is `None` when the store has none (Redis without `OFFLOAD_SECRET_KEY`): then a
     call cannot be saved (a `ConfigError` in the request that adds it) and every saved
@@ -95,9 +111,25 @@ class SavedCalls:
 
     def dump(self, task_id: str, func: Callable[..., Any], **call: Any) -> bytes:
         """The signed bytes of one call; `call` holds args, kwargs, lane, timeout,
-        retries, retry_delay, keep_result, retry_backoff, retry_on, after, owner."""
+        retries, retry_delay, keep_result, retry_backoff, retry_on, after, owner,
+        requeue and due_at (`None`: not delayed, so saved for `requeue=True`)."""
         name = path_of(func)
-        if not registered(func):
+        delayed = call.get("due_at") is not None
+        why = (
+            "is delayed (delay=/at=), so its call is kept in the task store until it is due"
+            if delayed
+            else "is declared requeue=True, so its call is kept in the task store to be run "
+            "again after a crash"
+        )
+        if delayed and not registered(func, requeue=False):
+            raise ConfigError(
+                f"{name} is delayed (delay=/at=) with a durable store: the store keeps its "
+                "call until it is due, and the process that runs it then (this one after a "
+                "restart, or another sharing the store) runs only functions declared where "
+                f"they are defined: decorate {name.rpartition(':')[2]} with @task (or "
+                "cpu_bound/io_bound), in a module every process imports"
+            )
+        if not delayed and not registered(func):
             raise ConfigError(
                 f"{name} is given requeue=True per call, but a process reclaiming it after a "
                 "crash runs only functions declared requeue=True where they are defined: "
@@ -105,11 +137,10 @@ class SavedCalls:
             )
         if self.key is None:
             raise ConfigError(
-                f"{name} is declared requeue=True, and its call would be saved in the Redis "
-                "store, where anyone who can write to that Redis could plant one: set "
-                "OFFLOAD_SECRET_KEY (or Offload(secret_key=...)) to the same secret in every "
-                "process that shares the store, e.g. from python -c 'import secrets; "
-                "print(secrets.token_hex(32))'"
+                f"{name} {why}: here the Redis store, where anyone who can write to that "
+                "Redis could plant a call, so saved calls are signed: set OFFLOAD_SECRET_KEY "
+                "(or Offload(secret_key=...)) to the same secret in every process that shares "
+                "the store, e.g. from python -c 'import secrets; print(secrets.token_hex(32))'"
             )
         args, kwargs = call.pop("args"), call.pop("kwargs")
         header: dict[str, Any] = {"func": name, **call}
@@ -121,23 +152,24 @@ class SavedCalls:
                 pickled = pickle.dumps((tuple(args), dict(kwargs)), pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
                 raise NotOffloadable(
-                    f"{name} is declared requeue=True, so with a durable store its call is "
-                    f"saved to be run again after a crash, but its arguments cannot be "
-                    f"pickled ({exc}). Pass picklable arguments (plain JSON data is best), "
-                    "or drop requeue=True."
+                    f"{name} {why} (a durable store), but its arguments cannot be pickled "
+                    f"({exc}). Pass picklable arguments (plain JSON data is best)"
+                    + ("." if delayed else ", or drop requeue=True.")
                 ) from exc
             body = _json({**header, "pickled": True}) + b"\n" + pickled
         if len(body) > MAX_SAVED:
             raise NotOffloadable(
-                f"{name} is declared requeue=True, but its saved call would take "
-                f"{len(body)} bytes (more than {MAX_SAVED}): pass a reference to the data "
-                "(a path, a key) instead of the data"
+                f"{name} {why}, but its saved call would take {len(body)} bytes (more than "
+                f"{MAX_SAVED}): pass a reference to the data (a path, a key) instead of the "
+                "data"
             )
         return MAGIC + self._sign(task_id, body).encode() + b":" + body
 
-    def load(self, task_id: str, saved: bytes | None) -> Call:
+    def load(self, task_id: str, saved: bytes | None, *, started: bool = True) -> Call:
         """The call saved for `task_id`; `Untrusted` (with the reason) if it is not one
-        this app wrote, or names a function not declared `requeue=True` here."""
+        this app wrote, or names a function not declared here: declared `requeue=True`
+        when it may have `started` already (it would run again), declared at all when it
+        is a delayed call that never started."""
         if not saved:
             raise Untrusted("no saved call")
         if len(saved) > len(MAGIC) + _SIG + 1 + MAX_SAVED:
@@ -159,11 +191,12 @@ class SavedCalls:
         head, _, pickled = body.partition(b"\n")
         try:
             header = json.loads(head)
-            func = _REQUEUE.get(header["func"])
+            func = (_REQUEUE if started else _DECLARED).get(header["func"])
             if func is None:
                 raise Untrusted(
                     f"it names {str(header['func'])[:200]!r}, which no module imported by this "
-                    "process declares requeue=True"
+                    "process declares "
+                    + ("requeue=True" if started else "with @task, cpu_bound or io_bound")
                 )
             if header.get("pickled"):
                 # Signed with our key, so written by a process of this app.
@@ -184,6 +217,8 @@ class SavedCalls:
                 retry_on=None if retry_on is None else tuple(str(name) for name in retry_on),
                 after=tuple(str(task_id) for task_id in header.get("after", ())),
                 owner=None if header.get("owner") is None else str(header["owner"]),
+                requeue=bool(header.get("requeue", True)),
+                due_at=None if header.get("due_at") is None else float(header["due_at"]),
             )
         except Untrusted:
             raise
@@ -214,9 +249,9 @@ def load_key(secret_key: str | None, sqlite_path: str | None) -> bytes | None:
         mode = os.stat(path).st_mode
     except OSError as exc:
         raise ConfigError(
-            f"secret_key: the key file {path} (which signs requeue=True tasks' saved calls "
-            f"when OFFLOAD_SECRET_KEY is unset) cannot be created or read ({exc}); make its "
-            "directory writable, or set OFFLOAD_SECRET_KEY"
+            f"secret_key: the key file {path} (which signs the saved calls of requeue=True "
+            f"and delayed tasks when OFFLOAD_SECRET_KEY is unset) cannot be created or read "
+            f"({exc}); make its directory writable, or set OFFLOAD_SECRET_KEY"
         ) from exc
     if not 16 <= len(key) <= 4096:
         raise ConfigError(

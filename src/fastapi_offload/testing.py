@@ -45,14 +45,16 @@ class RecordingBackend(BaseBackend):
     """Records the calls it is given and runs none of them.
 
     `prepare` applies the real backends' argument check, so a test catches an
-    argument that could not travel. `status` answers `pending` for a recorded id and
-    `None` for any other; `cancel` makes a recorded id `cancelled`. Set
+    argument that could not travel. `status` answers `pending` for a recorded id
+    (`scheduled` for a delayed call before its `due_at`) and `None` for any other;
+    `cancel` makes a recorded id `cancelled`. Set
     `available = False` to make `submit` raise `BackendUnavailable`, as a real backend
     does when its broker is down.
     """
 
     name = "recording"
     cancels = True
+    delays = True  # a delayed call is recorded with its `due_at`
 
     def __init__(self, *, serializer: Serializer = "json") -> None:
         self._serializer = check_serializer(serializer)
@@ -85,17 +87,24 @@ class RecordingBackend(BaseBackend):
         self._submitted_at[call.id] = time.time()
 
     async def status(self, task_id: str) -> TaskInfo | None:
-        """`pending` for a recorded id (nothing ever runs), else `None`."""
+        """`pending` for a recorded id (nothing ever runs; `scheduled` before the due
+        time of a delayed one), else `None`."""
         for call in self.calls:
             if call.id == task_id:
                 cancelled = call.id in self.cancelled
+                state = TaskState.PENDING
+                if cancelled:
+                    state = TaskState.CANCELLED
+                elif call.due_at is not None and call.due_at > time.time():
+                    state = TaskState.SCHEDULED
                 return TaskInfo(
                     id=call.id,
                     name=call.name,
-                    state=TaskState.CANCELLED if cancelled else TaskState.PENDING,
+                    state=state,
                     lane=self.name,
                     created_at=self._submitted_at.get(call.id),
                     error="cancelled by request" if cancelled else None,
+                    due_at=call.due_at,
                 )
         return None
 
@@ -134,14 +143,17 @@ class InlineBackend(BaseBackend):
     sync tasks run in a thread, one at a time, and their timeout is not enforced.
     Retries follow the policy every lane and worker follows (`retries`, `retry_on`),
     but happen at once: the wait the policy chose is kept in `waits` instead of
-    slept. The status holds the result when it is JSON (as the real backends keep
-    it) and the task's last `report_progress`; `cancel` is always `False` (a task has
-    ended when `submit` returns). A failing task is recorded as `failed`; with
+    slept. A delayed call (`options(delay=/at=)`) runs at once too (its due time is
+    on the recorded `TaskCall.due_at`), for the same reason. The status holds the
+    result when it is JSON (as the real backends keep it) and the task's last
+    `report_progress`; `cancel` is always `False` (a task has ended when `submit`
+    returns). A failing task is recorded as `failed`; with
     `raise_errors=True` its exception is raised from `submit` instead, which makes
     the request fail in the test and shows the traceback.
     """
 
     name = "inline"
+    delays = True  # accepted, and run at once (see the class)
 
     def __init__(
         self, *targets: Target, serializer: Serializer = "json", raise_errors: bool = False

@@ -68,3 +68,12 @@ def attempt(path: str, kind: str, failures: int) -> int:
 def raise_big(size: int) -> None:
     """Raise a `size`-character message, with a URL password in it."""
     raise ValueError("see postgres://app:S3cr3tPW@db/prod " + "x" * size)
+
+
+@task
+def stamp(path: str) -> None:
+    """Append `<time> <pid>`: when, and in which process, it ran (delayed calls)."""
+    import os
+
+    with open(path, "a") as out:
+        out.write(f"{time.time()!r} {os.getpid()}\n")

@@ -21,6 +21,7 @@ from fastapi_offload.stores.sqlite import SqliteStore
 
 SETTINGS: dict[str, Any] = {"lease": 60.0, "capacity": 100, "retention": 3600.0}
 P = "fastapi_offload"  # the Redis store's default prefix
+LIVE = "state IN ('scheduled', 'pending', 'running') AND handed_off = 0"  # live rows
 
 
 def record(task_id: str, state: TaskState = TaskState.PENDING, **fields: Any) -> TaskRecord:
@@ -137,12 +138,10 @@ class SqliteFile(Durable):
         return int(self._one("SELECT count(*) FROM tasks")[0][0])
 
     def owned(self, owner: str) -> set[str]:
-        live = "state IN ('pending', 'running') AND handed_off = 0"
-        return {i for (i,) in self._one(f"SELECT id FROM tasks WHERE owner = ? AND {live}", owner)}
+        return {i for (i,) in self._one(f"SELECT id FROM tasks WHERE owner = ? AND {LIVE}", owner)}
 
     def live_count(self) -> int:
-        live = "state IN ('pending', 'running') AND handed_off = 0"
-        return int(self._one(f"SELECT count(*) FROM tasks WHERE {live}")[0][0])
+        return int(self._one(f"SELECT count(*) FROM tasks WHERE {LIVE}")[0][0])
 
     def ran_by(self, task_id: str) -> tuple[str | None, str | None]:
         [found] = self._one("SELECT owner, ran_by FROM tasks WHERE id = ?", task_id)

@@ -52,6 +52,7 @@ TYPES = {
     "fastapi_offload_task_duration_seconds": "histogram",
     "fastapi_offload_tasks_waiting": "gauge",
     "fastapi_offload_tasks_running": "gauge",
+    "fastapi_offload_tasks_scheduled": "gauge",
     "fastapi_offload_lane_capacity": "gauge",
     "fastapi_offload_threads_abandoned": "gauge",
     "fastapi_offload_loop_blocks": "counter",

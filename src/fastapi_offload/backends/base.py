@@ -45,12 +45,16 @@ class BaseBackend:
     then uses: it returns `True` when the task was stopped or will not start, `False`
     for an id the backend does not know or that already ended. `counts_workers = True`
     (or overriding `workers`) declares `workers`: how many workers consume the queue
-    (`None` when it cannot tell), shown by the dashboard.
+    (`None` when it cannot tell), shown by the dashboard. `delays = True` declares that
+    `submit` holds a call whose `TaskCall.due_at` is set until that time (Celery's
+    `eta`, RQ's `enqueue_at`); without it a delayed call (`options(delay=/at=)`) for this
+    backend is refused in the request, rather than run at once.
     """
 
     name: str = "backend"
     cancels: ClassVar[bool] = False
     counts_workers: ClassVar[bool] = False
+    delays: ClassVar[bool] = False
 
     def prepare(self, call: TaskCall) -> None:
         return None
@@ -84,6 +88,7 @@ class Capabilities:
 
     cancel: Callable[[str], Awaitable[bool]] | None = None
     workers: Callable[[], Awaitable[int | None]] | None = None
+    delays: bool = False  # holds a call until its `due_at`
 
 
 def capabilities_of(backend: Backend) -> Capabilities:
@@ -100,4 +105,6 @@ def capabilities_of(backend: Backend) -> Capabilities:
     return Capabilities(
         cancel=cast(_Cancels, backend).cancel if cancels else None,
         workers=cast(_CountsWorkers, backend).workers if counts else None,
+        # Declared only: a method cannot show that `submit` reads `due_at`.
+        delays=getattr(backend, "delays", False) is True,
     )

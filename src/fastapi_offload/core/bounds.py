@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._errors import QueueFull
-from .._models import LaneStats
+from .._models import LaneStats, TaskState
 from .._record import TaskRecord
 
 __all__ = ["Counters", "LaneBounds"]
@@ -22,11 +22,22 @@ class LaneBounds:
 
 
 class Counters:
-    __slots__ = ("cancelled", "failed", "retried", "running", "succeeded", "waiting")
+    # `scheduled`: accepted with a delay and not due yet; they count against no bound
+    # (`max_pending` bounds what waits for a slot), and move to `waiting` when due.
+    __slots__ = ("cancelled", "failed", "retried", "running", "scheduled", "succeeded", "waiting")
 
     def __init__(self) -> None:
-        self.waiting = self.running = 0
+        self.waiting = self.running = self.scheduled = 0
         self.succeeded = self.failed = self.cancelled = self.retried = 0
+
+    def leave(self, state: TaskState) -> None:
+        """A task of the lane is no longer in `state` (scheduled, waiting or running)."""
+        if state is TaskState.RUNNING:
+            self.running -= 1
+        elif state is TaskState.SCHEDULED:
+            self.scheduled -= 1
+        else:
+            self.waiting -= 1
 
     def full(self, bounds: LaneBounds, record: TaskRecord) -> QueueFull | None:
         """The refusal of `record` when the lane is at its bound, else `None`."""
@@ -52,4 +63,5 @@ class Counters:
             cancelled=self.cancelled,
             retried=self.retried,
             abandoned=abandoned,
+            scheduled=self.scheduled,
         )

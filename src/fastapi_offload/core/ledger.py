@@ -1,8 +1,8 @@
 """The ledger: the one owner of a task's state.
 
-Every change of a record's state goes through a named transition here (admitted,
-started, retrying, succeeded, failed, cancelled, handed off, discarded), which also
-moves the lane counters, writes the store and logs what an operator must hear about.
+Every change of a record's state goes through a named transition here (admitted, due,
+started, retrying, succeeded, failed, cancelled, handed off, released, discarded), which
+also moves the lane counters, writes the store and logs what an operator must hear about.
 Lanes, runners and the collector report; they never assign `record.state`.
 """
 
@@ -32,9 +32,11 @@ class Observer(Protocol):
     """Told of every transition (metrics, the dashboard), under the ledger's lock, from
     the loop or a sync endpoint's thread: it must be quick and must not raise.
 
-    `event` is `admitted`, `rejected` (its lane was full: `QueueFull`), `started` (an
-    attempt), `retrying`, `finished` (the record's state says how), `handed_off`, or
-    `discarded` (admitted, then given up: its request failed before the response).
+    `event` is `admitted`, `rejected` (its lane was full: `QueueFull`), `due` (a
+    scheduled task's time came: pending now), `started` (an attempt), `retrying`,
+    `finished` (the record's state says how), `handed_off`, or `discarded` (admitted,
+    then given up: its request failed before the response). An observer ignores an
+    event it does not know: more may come.
     """
 
     def observe(self, event: str, record: TaskRecord) -> None: ...
@@ -74,10 +76,15 @@ class Ledger:
     # -- transitions ----------------------------------------------------------------
 
     def admit(self, record: TaskRecord) -> None:
-        """Accept a new task, or raise `QueueFull` when its lane is at its bound."""
+        """Accept a new task, or raise `QueueFull` when its lane is at its bound. A
+        scheduled task (not due yet) counts against no bound: `due` counts it."""
         with self._lock:
             counters = self._counters.get(record.lane)
-            if counters is not None:
+            if counters is None:
+                pass
+            elif record.state is TaskState.SCHEDULED:
+                counters.scheduled += 1
+            else:
                 full = counters.full(self._bounds[record.lane], record)
                 if full is not None:
                     if self._observers:
@@ -91,22 +98,73 @@ class Ledger:
 
     def adopt(self, record: TaskRecord) -> None:
         """Take on a task reclaimed from a process that stopped (no admission bound:
-        it was accepted once already)."""
+        it was accepted once already): a scheduled one stays scheduled, to run when due;
+        any other is pending, to run again."""
+        scheduled = record.state is TaskState.SCHEDULED
         with self._lock:
             counters = self._counters.get(record.lane)
             if counters is not None:
-                counters.waiting += 1
-            record.state = TaskState.PENDING
+                if scheduled:
+                    counters.scheduled += 1
+                else:
+                    counters.waiting += 1
+            if not scheduled:
+                record.state = TaskState.PENDING
             self._live[record.id] = record
             self.store.put(record)
             if self._observers:
                 self._tell("admitted", record)
+        if scheduled:
+            logger.info(
+                "task %s (id %s), scheduled for %s UTC, is taken over from a process that "
+                "stopped: it runs here when due",
+                record.name,
+                record.id,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.due_at)),
+            )
+            return
         logger.warning(
             "task %s (id %s) is run again: the process that ran it stopped before it "
             "finished (declared requeue=True)",
             record.name,
             record.id,
         )
+
+    def due(self, record: TaskRecord) -> None:
+        """A scheduled task's time came: pending, counted in `waiting` (never refused:
+        it was accepted, so the lane may pass `max_pending` for a while). One not
+        declared `requeue=True` drops its saved call: a crash from here on leaves it
+        `interrupted`, never run twice."""
+        with self._lock:
+            if not record.live or record.state is not TaskState.SCHEDULED:
+                return  # settled meanwhile (cancelled)
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                counters.leave(TaskState.SCHEDULED)
+                counters.waiting += 1
+            record.state = TaskState.PENDING
+            if not record.requeue:
+                record.payload = None
+            self.store.put(record)
+            if self._observers:
+                self._tell("due", record)
+
+    def release(self, record: TaskRecord) -> bool:
+        """Shutdown with a durable store: leave a scheduled task to the store, unwritten
+        (live, leased here until the lease runs out), for the process that reclaims it
+        to run when due. `False` for one not scheduled (due meanwhile, or settled)."""
+        with self._lock:
+            if not record.live or record.state is not TaskState.SCHEDULED:
+                return False
+            counters = self._counters.get(record.lane)
+            if counters is not None:
+                counters.leave(TaskState.SCHEDULED)
+            # No longer live, so no later transition writes its row: the store's row
+            # (scheduled, with its saved call) is the task now, as a broker's message is
+            # for a task handed off.
+            record.handed_off = True
+            self._settle(record)
+            return True
 
     def refused(self, record: TaskRecord, reason: str) -> None:
         """Settle a reclaimed task that will not run here (its saved call is not one this
@@ -205,12 +263,17 @@ class Ledger:
             # password) again from `exc_info`, so the traceback goes as text, sanitised.
             logger.error(message + "\n%s", *values, traceback_text(error))
 
-    def cancelled(self, record: TaskRecord, reason: str) -> None:
+    def cancelled(self, record: TaskRecord, reason: str, *, log: bool = True) -> bool:
+        """End a task as cancelled (`False`: it had ended); `log=False` when the caller
+        says it for many at once."""
         reason = error_text(reason)
-        if self._finish(record, TaskState.CANCELLED, reason):
+        if not self._finish(record, TaskState.CANCELLED, reason):
+            return False
+        if log:
             logger.warning(
                 "task %s (id %s, %s lane): %s", record.name, record.id, record.lane, reason
             )
+        return True
 
     def handed_off(self, record: TaskRecord) -> None:
         """The remote backend accepted the task; keep its record for look-ups only."""
@@ -229,7 +292,7 @@ class Ledger:
                 return
             counters = self._counters.get(record.lane)
             if counters is not None:
-                counters.waiting -= 1
+                counters.leave(record.state)
             self.store.evict(record.id)
             self._settle(record)
             if self._observers:
@@ -243,10 +306,7 @@ class Ledger:
                 return False  # settled already (a race between its end and a cancel)
             counters = self._counters.get(record.lane)
             if counters is not None:
-                if record.state is TaskState.RUNNING:
-                    counters.running -= 1
-                else:
-                    counters.waiting -= 1
+                counters.leave(record.state)
                 if state is TaskState.SUCCEEDED:
                     counters.succeeded += 1
                 elif state is TaskState.FAILED:
@@ -280,7 +340,8 @@ class Ledger:
 
     @property
     def active(self) -> int:
-        """Tasks accepted here and not settled yet (pending, running, or being sent)."""
+        """Tasks accepted here and not settled yet (scheduled, pending, running, or
+        being sent)."""
         return len(self._live)
 
     def live(self) -> list[TaskRecord]:
@@ -291,7 +352,8 @@ class Ledger:
         return self._live.get(task_id)
 
     async def join(self) -> None:
-        """Return once no task accepted here is pending, running or being sent."""
+        """Return once no task accepted here is scheduled, pending, running or being
+        sent (a scheduled one is waited for until it is due and has ended)."""
         while self._live:
             future = asyncio.get_running_loop().create_future()
             with self._lock:

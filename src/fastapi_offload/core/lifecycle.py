@@ -25,6 +25,7 @@ from ..stores.memory import MemoryStore
 from ..stores.peers import ProcessFigures, figures_of
 from .host_cores import CoresCheck
 from .runtime import Runtime
+from .schedule import put_off
 
 __all__ = ["Lifecycle", "build_backend", "build_store", "started_on_this_loop"]
 
@@ -178,9 +179,12 @@ class Lifecycle:
 
         The whole wait is bounded by `shutdown_timeout`: tasks get it less a cancel
         grace of min(1 s, 10 %) to finish, then are cancelled and given the grace.
+        Scheduled tasks (not due yet) are not waited for: a durable store keeps them
+        for the process that reclaims them; the memory store's are cancelled at once.
         """
         runtime = self._runtime
         runtime.close()
+        put_off(runtime.ledger)
         timeout = runtime.config.shutdown_timeout
         grace = min(1.0, timeout / 10)
         # Shielded: when the host task itself is being cancelled (the server's own

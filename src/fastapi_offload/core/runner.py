@@ -27,6 +27,7 @@ from .._retry import type_names
 from ..lanes.base import Lane
 from ..lanes.remote import RemoteLane
 from .ledger import Ledger
+from .schedule import until_due
 
 if TYPE_CHECKING:
     from .after import Ordering
@@ -162,6 +163,15 @@ class Runner:
         if record.cancel_reason is not None:  # cancelled before it could start
             self._ledger.cancelled(record, record.cancel_reason)
             return
+        if record.state is TaskState.SCHEDULED:
+            # Due first, then (with `after=`) the tasks it follows; no lane slot meanwhile.
+            if not record.live:
+                return  # left to the store at shutdown before it started (`put_off`)
+            try:
+                await until_due(self._ledger, record)
+            except asyncio.CancelledError:  # by id, or at shutdown
+                self._ledger.cancelled(record, record.cancel_reason or BY_SERVER)
+                raise
         if record.after and self.ordering is not None:
             # Pending meanwhile, and holding no lane slot; a cancel stops the wait.
             if (reason := await self.ordering.blocked(record)) is not None:

@@ -142,6 +142,14 @@ class Runtime:
                     f"{record.name}: after= names task {task_id}, which a remote backend "
                     "runs; only tasks of the local lanes can be waited for"
                 )
+        if record.due_at is not None and record.lane != "remote" and not self.detached:
+            # (A remote task is sent before the response, and its backend holds it.)
+            raise ConfigError(
+                f"{record.name}: delay= and at= need the Offload lifespan. Without it (the "
+                "default runtime) a request's tasks run inside that request, which would "
+                "stay open until the task is due: use FastAPI(lifespan=offload.lifespan), or "
+                "`async with offload.lifespan(app):` inside a lifespan of your own"
+            )
         if (needs := dependencies_of(func, record.name)) is not None:
             needs.check_call(args, kwargs, record.lane)
             record.needs, record.app = needs, self.app
@@ -152,7 +160,9 @@ class Runtime:
                     "configured: set OFFLOAD_BACKEND=celery|rq or Offload(backend=...)"
                 )
             self.remote.prepare(record)
-        elif record.requeue and self.store.durable:
+        elif self.store.durable and (record.requeue or record.due_at is not None):
+            # Kept with its row: run again after a crash (requeue), or run when due by
+            # whichever process holds it then (delayed).
             self.requeue.save(record)
         self.ledger.admit(record)
         return record
@@ -222,15 +232,17 @@ class Runtime:
             await self.remote.send_all([r for r in records if not self.is_local(r)])
 
     def adopt(self, orphan: Orphan) -> TaskRecord | None:
-        """Take on a requeue-able task whose process died (reclaimed from the store): the
-        record to `start`, or `None` when it will not run again (`Requeue.adopt`)."""
+        """Take on a task whose process died (reclaimed from the store), requeue-able or
+        scheduled: the record to `start` (a scheduled one runs when due), or `None` when
+        it will not run (`Requeue.adopt`)."""
         return self.requeue.adopt(orphan, self._local_lane)
 
     async def cancel(self, task_id: str) -> bool:
-        """Cancel a task by id, wherever it runs: here (a waiting task never starts, a
-        loop or process task is stopped, a thread task is asked to stop), in another
-        process sharing a durable store (which sees the request within a second), or
-        in the remote backend. `False` for an id that is unknown or already ended."""
+        """Cancel a task by id, wherever it runs: here (a scheduled or waiting task never
+        starts, a loop or process task is stopped, a thread task is asked to stop), in
+        another process sharing a durable store (which sees the request within a
+        second), or in the remote backend. `False` for an id that is unknown or already
+        ended."""
         if len(task_id) > MAX_ID:
             return False  # no task has such an id: no store or backend is asked
         if self.runner.cancel(task_id, BY_REQUEST, force=False):

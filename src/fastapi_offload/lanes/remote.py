@@ -13,11 +13,12 @@ import asyncio
 import dataclasses
 import functools
 import inspect
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
 from .._errors import BackendUnavailable, NotOffloadable
-from .._models import TaskInfo
+from .._models import TaskInfo, TaskState
 from .._record import TaskRecord
 from ..backends.base import Backend, capabilities_of
 
@@ -53,6 +54,14 @@ class RemoteLane:
                 f"{type(record.func).__name__}, not a module-level function, and a worker "
                 "receives only a registered function's name and its arguments. Pass a "
                 "plain function and put what it needs in its arguments."
+            )
+        if record.due_at is not None and not self.capabilities.delays:
+            raise NotOffloadable(
+                f"cannot send {record.name} to the {self.name} backend with delay=/at=: "
+                "that backend does not declare that it holds a call until its due time "
+                "(`delays = True`), so it would run the task at once. Run it on a local "
+                'lane (tasks.options(lane="thread", delay=...)), or use a backend that '
+                "schedules calls (celery, rq)"
             )
         self.backend.prepare(record.task_call())
         record.lane = self.name
@@ -123,9 +132,15 @@ class RemoteLane:
         if info is None or kept is None:
             return info
         # Queues keep fewer timestamps (Celery has no start time): fill the gaps.
+        due_at = info.due_at or kept.due_at
+        state = info.state
+        if state is TaskState.PENDING and due_at is not None and due_at > time.time():
+            state = TaskState.SCHEDULED  # a backend that knows no such state: held till due
         return dataclasses.replace(
             info,
             name=info.name or kept.name,
+            state=state,
             created_at=info.created_at or kept.created_at,
             owner=kept.owner,  # recorded here: a backend knows no owner
+            due_at=due_at,
         )

@@ -23,12 +23,14 @@ class Orphan:
     on one host, whose process is gone: `stores.lease_owner`).
 
     `reclaim` has already settled it in the store: a requeue-able one (with `payload`)
-    as pending under the new owner, to be run again; any other as `interrupted`.
+    as pending under the new owner, to be run again; a scheduled one (with `payload`,
+    requeue-able or not) as scheduled under the new owner, to be run when due; any other
+    as `interrupted`. `requeued`: it is to be run here (it has a saved call).
     """
 
     info: TaskInfo
     requeued: bool
-    payload: bytes | None = None  # pickle of (func, args, kwargs), requeue-able only
+    payload: bytes | None = None  # the saved call (`_saved_call`), when `requeued`
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 1.0

@@ -259,6 +259,10 @@ class BatchedStore:
             self._closing = True  # a flush from now on fails at once instead of waiting
             self._writer = None
             await anyio.to_thread.run_sync(writer.join)
+            # Written (or logged as lost): the rows are the truth now. A row left live (a
+            # scheduled task kept for later) is then this owner's to reclaim, should the
+            # store open again in this process (`STRAYS`).
+            self._here.clear()
 
     # -- for the subclass ---------------------------------------------------------------
 

@@ -6,7 +6,8 @@ Key layout (version 1, under `prefix`):
 - `{prefix}:task:{id}`: a hash per task, the fields of a row (`stores.rows`: a `None` is
   an absent field; `payload` is the saved call's bytes), and `cancel_requested` (when) on
   a live task asked to cancel;
-- `{prefix}:live`: a sorted set of the live (pending or running, not handed off) ids,
+- `{prefix}:live`: a sorted set of the live (scheduled, pending or running, not handed
+  off) ids,
   scored by `lease_until`: what `reclaim` scans;
 - `{prefix}:settled`: a sorted set of the other ids, scored by `settled_at`: what is pruned;
 - `{prefix}:owned:{owner}`: a set of the ids an owner leases: what `renew` extends;
@@ -297,8 +298,9 @@ class RedisStore(BatchedStore):
         return gone
 
     def _strays(self, claimed: set[bytes]) -> list[tuple[bytes, int, list[bytes]]]:
-        # Requeue-able rows this owner claimed but never took up (a reply lost, or the
-        # caller failed after the script ran): returned again instead of renewed forever.
+        # Rows with a saved call (requeue-able, or scheduled) this owner claimed but never
+        # took up (a reply lost, or the caller failed after the script ran), or left to the
+        # store at a shutdown before it opened again: returned instead of renewed forever.
         assert self._client is not None
         here = {task_id.encode() for task_id in list(self._here)}
         found = []
@@ -311,8 +313,10 @@ class RedisStore(BatchedStore):
             key = f"{self.prefix}:task:{raw_id.decode()}"
             row: dict[bytes, bytes] = self._client.hgetall(key)  # type: ignore[assignment]  # sync client
             flat = [item for pair in row.items() for item in pair]
-            live = row.get(b"state") in (b"pending", b"running")
-            if live and row.get(b"requeue") == b"1" and b"payload" in row:
+            state = row.get(b"state")
+            live = state in (b"pending", b"running", b"scheduled")
+            saved = row.get(b"requeue") == b"1" or state == b"scheduled"
+            if live and saved and b"payload" in row:
                 found.append((raw_id, 1, flat))
         return found
 

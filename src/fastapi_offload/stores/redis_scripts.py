@@ -91,7 +91,8 @@ return redis.call('ZCARD', live) + redis.call('ZCARD', settled)
 CANCEL = """
 local key = ARGV[1] .. ':task:' .. ARGV[2]
 local f = redis.call('HMGET', key, 'owner', 'state', 'handed_off')
-if not f[1] or (f[2] ~= 'pending' and f[2] ~= 'running') or f[3] == '1' then
+if not f[1] or (f[2] ~= 'pending' and f[2] ~= 'running' and f[2] ~= 'scheduled')
+    or f[3] == '1' then
   return 0
 end
 redis.call('HSET', key, 'cancel_requested', ARGV[3])
@@ -102,7 +103,8 @@ return 1
 # ARGV: prefix, me, now, the new lease_until, the two reasons (`%s`: owner, ran-out time),
 # the two reasons for an owner found gone (`%s`: owner), then the owners whose process
 # is gone (`stores.lease_owner`): their tasks are claimed whatever their lease.
-# A cancel request follows a requeued task to its new owner.
+# A cancel request follows a requeued task to its new owner. A scheduled task with a saved
+# call (requeue-able or not: it never started) stays scheduled under its new owner.
 RECLAIM = """
 local function utc(t)  -- as Python's strftime('%Y-%m-%d %H:%M:%S'): Redis's Lua has no os.date
   local s = math.floor(t)
@@ -128,9 +130,11 @@ local function claim(id, key, f, why)
   if redis.call('SCARD', owned) == 0 then
     redis.call('SREM', p .. ':owners', f[1])
   end
-  local requeued = f[2] == '1' and f[3] ~= false
+  local scheduled = f[5] == 'scheduled'
+  local requeued = (f[2] == '1' or scheduled) and f[3] ~= false
   if requeued then
-    redis.call('HSET', key, 'state', 'pending', 'owner', me, 'lease_until', lease)
+    redis.call('HSET', key, 'state', scheduled and 'scheduled' or 'pending', 'owner', me,
+      'lease_until', lease)
     redis.call('ZADD', live, lease, id)
     redis.call('SADD', p .. ':owned:' .. me, id)
     redis.call('SADD', p .. ':owners', me)
@@ -147,7 +151,7 @@ local function claim(id, key, f, why)
   out[#out + 1] = {id, requeued and 1 or 0, redis.call('HGETALL', key)}
 end
 local function fields(key)
-  return redis.call('HMGET', key, 'owner', 'requeue', 'payload', 'cancel_requested')
+  return redis.call('HMGET', key, 'owner', 'requeue', 'payload', 'cancel_requested', 'state')
 end
 local expired = redis.call('ZRANGEBYSCORE', live, '-inf', '(' .. now, 'WITHSCORES', 'LIMIT', 0, 500)
 for j = 1, #expired, 2 do

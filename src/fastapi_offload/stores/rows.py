@@ -53,7 +53,7 @@ class Row(NamedTuple):
     lease_until: float | None
     handed_off: bool
     requeue: bool
-    payload: bytes | None  # the saved call, on a live requeue-able row only
+    payload: bytes | None  # the saved call, on a live requeue-able or scheduled row only
     timeout: float | None
     retries: int
     retry_delay: float
@@ -119,10 +119,12 @@ def info_of(values: Mapping[str, Any]) -> TaskInfo:
 
 
 def orphan_of(info: TaskInfo, values: Mapping[str, Any]) -> Orphan:
-    """A reclaimed requeue-able task (its `CLAIM` values in `values`), to be run again."""
+    """A reclaimed task with a saved call (its `CLAIM` values in `values`): requeue-able,
+    to be run again (pending), or scheduled, to be run when due (it stays scheduled)."""
     retry_delay = values.get("retry_delay")
+    scheduled = info.state is TaskState.SCHEDULED
     return Orphan(
-        replace(info, state=TaskState.PENDING),
+        info if scheduled else replace(info, state=TaskState.PENDING),
         True,
         values["payload"],
         values.get("timeout"),

@@ -257,10 +257,11 @@ class SqliteStore(BatchedStore):
         values = dict(zip((*INFO, *CLAIM), row, strict=True))
         if (info := self._info(values)) is None:
             return None
-        if values["requeue"] and values["payload"] is not None:
+        scheduled = info.state is TaskState.SCHEDULED  # never started: run when due
+        if (values["requeue"] or scheduled) and values["payload"] is not None:
             conn.execute(
-                "UPDATE tasks SET state = 'pending', owner = ?, lease_until = ? WHERE id = ?",
-                (self.owner, now + self.lease, info.id),
+                "UPDATE tasks SET state = ?, owner = ?, lease_until = ? WHERE id = ?",
+                ("scheduled" if scheduled else "pending", self.owner, now + self.lease, info.id),
             )
             return orphan_of(info, values)
         # A lease that still runs was taken from an owner found gone (see `_reclaim`).

@@ -127,9 +127,11 @@ def orphans_of(owners: int) -> str:
     return f"{_CLAIMABLE} AND owner IN ({', '.join('?' * owners)}) LIMIT 500"
 
 
-# Requeue-able rows this owner claimed but never took up (the reclaim's caller failed
-# after the commit): returned by the next reclaim instead of renewed forever.
-STRAYS = f"{_CLAIMABLE} AND owner = ? AND requeue = 1 AND payload NOTNULL"
+# Rows with a saved call (requeue-able, or scheduled) this owner claimed but never took up
+# (the reclaim's caller failed after the commit), or left to the store at a shutdown
+# (`core.schedule.put_off`) before it opened the store again: returned by the next
+# reclaim instead of renewed forever.
+STRAYS = f"{_CLAIMABLE} AND owner = ? AND payload NOTNULL AND (requeue = 1 OR state = 'scheduled')"
 INTERRUPT = (
     "UPDATE tasks SET state = 'interrupted', finished_at = ?, settled_at = ?, owner = NULL, "
     "lease_until = NULL, payload = NULL, cancel_requested = NULL, error = ? WHERE id = ?"

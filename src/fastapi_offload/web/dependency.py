@@ -64,7 +64,14 @@ class TaskCollector:
 
         `owner` records who started the task (a user id, 200 characters at most), for
         `offload.status_router(owner=Depends(current_user_id))`, which then serves the
-        task to that user only. Raises `ConfigError` for a bad value, naming the setting.
+        task to that user only.
+
+        `delay=30` (seconds) or `at=<aware datetime>`: the task is `scheduled` (its
+        status has `due_at`) until then, holding no lane slot and not counted against
+        `max_pending`; then it runs as any task. It needs the Offload lifespan; with a
+        durable store it survives restarts (its function must then be declared with
+        `@task`, `cpu_bound` or `io_bound`), with the memory store it is cancelled at
+        shutdown. Raises `ConfigError` for a bad value, naming the setting.
         """
         return TasksWithOptions(self, TaskSettings.of("tasks.options", options))
 

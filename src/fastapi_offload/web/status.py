@@ -47,6 +47,7 @@ class TaskStatus(BaseModel):
     result: Any = None
     progress: float | None = None
     progress_message: str | None = None
+    due_at: float | None = None  # a delayed task's start time (`state: scheduled` until)
 
 
 def build_status_router(

@@ -29,6 +29,7 @@ import asyncio
 import functools
 import logging
 import os
+import time
 from collections.abc import Mapping
 from types import EllipsisType
 from typing import Any
@@ -44,7 +45,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(f"the Celery backend needs Celery: {install_hint('celery')}") from exc
 
-from ..._errors import ConfigError
+from ..._errors import ConfigError, NotOffloadable
 from ..._models import TaskCall, TaskInfo
 from ..._remote_settings import (
     DEFAULT_RESULT_MAX_BYTES,
@@ -62,7 +63,7 @@ from .._liveness import count_within, report_workers
 from .._payload import Serializer, check_call
 from ..base import BaseBackend
 from .clients import CeleryClients
-from .conf import client_conf
+from .conf import DEFAULT_VISIBILITY, client_conf
 from .results import SUBMITTED as SUBMITTED
 from .results import cancellable, write_revoked
 from .results import task_info as task_info
@@ -73,6 +74,8 @@ __all__ = ["SUBMITTED", "CeleryBackend", "celery_worker_app"]
 
 logger = logging.getLogger("fastapi_offload.backends.celery")
 
+# Brokers that redeliver an unacknowledged message after `visibility_timeout`.
+_REDELIVERS = ("redis://", "rediss://", "sentinel://", "sqs://")
 # How long workers are given to answer "which queues do you consume": Celery's own
 # `inspect` default. Every live worker answers within it unless the broker is slow.
 _ANSWER_WINDOW = 1.0
@@ -91,6 +94,11 @@ class CeleryBackend(BaseBackend):
     succeeded, and its last `report_progress()` while it runs; Celery replaces the
     record when the task ends, so progress is not kept past the end.
 
+    A delayed call (`options(delay=/at=)`) is published at once with Celery's `eta`: a
+    worker receives it and holds it until it is due, and its status reads `scheduled`
+    until then. With a Redis broker a delay beyond the broker's `visibility_timeout`
+    (3600 s unless `config` says otherwise) is refused: Redis would redeliver it.
+
     `result_backend` defaults to the broker URL when that is Redis; with another broker
     it must be given (`None` runs without a store, on purpose). `queue` must be the
     queue the workers consume (their `task_default_queue`); `max_threads` bounds the
@@ -102,6 +110,8 @@ class CeleryBackend(BaseBackend):
     name = "celery"
     cancels = True
     counts_workers = True
+    #: A delayed call is sent at once with Celery's `eta`; a worker holds it until then.
+    delays = True
 
     def __init__(
         self,
@@ -162,8 +172,21 @@ class CeleryBackend(BaseBackend):
         )
 
     def prepare(self, call: TaskCall) -> None:
-        """Raise `NotOffloadable` naming the argument that cannot travel to a worker."""
+        """Raise `NotOffloadable` naming the argument that cannot travel to a worker, or
+        a delay a Redis broker would not honour once (see `delays`)."""
         check_call(call, backend=self.name, serializer=self._serializer)
+        if call.due_at is not None and self._broker_url.startswith(_REDELIVERS):
+            options = self._publisher.conf.broker_transport_options or {}
+            visibility = float(options.get("visibility_timeout", DEFAULT_VISIBILITY))
+            if call.due_at - time.time() > visibility:
+                raise NotOffloadable(
+                    f"{call.name} is delayed past the Celery broker's visibility_timeout "
+                    f"({visibility:g} s): a Redis broker gives a task that no worker "
+                    "acknowledged within it to another worker, and an eta task is not "
+                    "acknowledged until it runs, so it would run more than once. Delay it "
+                    "less, or raise visibility_timeout in broker_transport_options on both "
+                    "sides (CeleryBackend(config=...) and celery_worker_app(config=...))"
+                )
 
     async def submit(self, call: TaskCall) -> None:
         """Return once the broker holds the task; raise `BackendUnavailable` otherwise."""

@@ -3,6 +3,7 @@ a submitted call's message carries besides the task's own arguments."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from ..._models import TaskCall
@@ -15,7 +16,11 @@ from .worker import (
     TIMEOUT_HEADER,
 )
 
-__all__ = ["client_conf", "publish_retry_policy", "send_options"]
+__all__ = ["DEFAULT_VISIBILITY", "client_conf", "publish_retry_policy", "send_options"]
+
+# kombu's Redis (and SQS) transports redeliver a message not acknowledged within this
+# many seconds (`broker_transport_options["visibility_timeout"]`), eta tasks included.
+DEFAULT_VISIBILITY = 3600.0
 
 # The soft limit raises inside the task; the hard limit, this much later, kills the
 # pool process when the task ignores the soft one (e.g. stuck in C code).
@@ -39,6 +44,9 @@ def send_options(call: TaskCall, submitted_at: float) -> dict[str, Any]:
     if call.timeout is not None:
         options["soft_time_limit"] = call.timeout
         options["time_limit"] = call.timeout + _HARD_LIMIT_GRACE
+    if call.due_at is not None:
+        # A worker receives the message at once and holds it until then (Celery's eta).
+        options["eta"] = datetime.fromtimestamp(call.due_at, timezone.utc)
     return options
 
 

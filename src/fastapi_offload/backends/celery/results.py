@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -95,7 +96,9 @@ _STATES = {
 
 def write_marker(store: Any, call: TaskCall, submitted_at: float) -> None:
     """Record `call` as submitted (`SENT`, with its name and time) in the result store."""
-    marker = {"name": call.name, "submitted_at": submitted_at}
+    marker: dict[str, Any] = {"name": call.name, "submitted_at": submitted_at}
+    if call.due_at is not None:
+        marker["due_at"] = call.due_at  # its status reads `scheduled` until then
     if isinstance(store, BaseKeyValueStoreBackend):
         # One round trip instead of `store_result`'s two: its read-before-write
         # guards against overwriting a SUCCESS, which a fresh id cannot have.
@@ -161,6 +164,9 @@ def task_info(
     name = meta.get("name") or marker.get("name") or ""
     retries = meta.get("retries")
     state = _STATES.get(status, TaskState.RUNNING)  # custom states: set by a running task
+    due_at = to_number(marker.get("due_at"))
+    if state is TaskState.PENDING and due_at is not None and due_at > time.time():
+        state = TaskState.SCHEDULED  # sent with an eta: a worker holds it until then
     attempts = 0
     if status not in (SUBMITTED, "RECEIVED"):
         attempts = (retries if isinstance(retries, int) else 0) + 1
@@ -190,6 +196,7 @@ def task_info(
         result=value,
         progress=progress,
         progress_message=message,
+        due_at=due_at,
     )
 
 

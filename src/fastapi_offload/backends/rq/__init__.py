@@ -23,11 +23,12 @@ says so at WARNING: the web process would send tasks where this worker never loo
 A stock RQ worker imports whatever `module.function` a job names; this worker
 looks the name up in its registration instead, refuses anything else (the job
 fails with `UnregisteredTask`, logged with its traceback) and reads jobs as JSON
-only. `--with-scheduler` is needed for retries with a delay (RQ schedules them).
+only. `--with-scheduler` is needed for retries with a delay and for delayed tasks
+(`options(delay=/at=)`): RQ's scheduler enqueues them when due.
 
 What travels besides the job's own arguments (RQ's fields hold timeout, ttl and
-retries): `job.meta` keys `offload_retries` and `offload_retry_on` from the web
-process, and `offload_progress`, `offload_progress_message` and
+retries): `job.meta` keys `offload_retries`, `offload_retry_on` and `offload_due_at`
+from the web process, and `offload_progress`, `offload_progress_message` and
 `offload_result_not_kept` from the worker; a `retry_backoff` call's doubling delays
 are its `Retry` intervals, drawn at submit (whole seconds, as RQ counts them).
 """
@@ -38,6 +39,8 @@ import logging
 import math
 import os
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -49,6 +52,7 @@ try:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from rq import Queue, Retry, Worker
+    from rq.job import JobStatus
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(f"the RQ backend needs RQ: {install_hint('rq')}") from exc
 
@@ -68,7 +72,7 @@ from .._ids import is_task_id
 from .._liveness import count_within, report_workers
 from .._payload import Serializer, check_call
 from ..base import BaseBackend
-from .jobs import RETRIES_META, RETRY_ON_META, cancel_job, read_job
+from .jobs import DUE_META, RETRIES_META, RETRY_ON_META, cancel_job, read_job
 from .jobs import job_info as job_info
 from .worker import rq_worker_class as rq_worker_class
 
@@ -90,6 +94,11 @@ class RQBackend(BaseBackend):
     carries its return value (`result`, JSON data of at most `result_max_bytes`), and
     any job's its last `report_progress()`, which stays in the record after the end.
 
+    A delayed call (`options(delay=/at=)`) goes on RQ's schedule (`enqueue_at`, due time
+    rounded up to the whole second, as RQ counts) and reads `scheduled` until then; it
+    is enqueued when due by the scheduler of a worker started `--with-scheduler`, which
+    checks every second: without such a worker it never runs.
+
     `queue` must be a queue the workers listen on; `max_threads` bounds the threads
     running blocking Redis calls. Raises `ConfigError` for a bad setting.
     """
@@ -97,6 +106,9 @@ class RQBackend(BaseBackend):
     name = "rq"
     cancels = True
     counts_workers = True
+    #: A delayed call is put on RQ's schedule (`enqueue_at`): a worker started
+    #: `--with-scheduler` enqueues it when due.
+    delays = True
 
     def __init__(
         self,
@@ -227,22 +239,32 @@ class RQBackend(BaseBackend):
             # else is scheduled and needs a worker started with --with-scheduler.
             intervals = [math.ceil(wait) for wait in call.retry_policy().waits()]
             retry = Retry(max=call.retries, interval=intervals)
+        options: dict[str, Any] = {
+            "args": list(call.args),
+            "kwargs": dict(call.kwargs),
+            # -1 is RQ's "no timeout"; None would mean its 180 s default.
+            "timeout": math.ceil(call.timeout) if call.timeout is not None else -1,
+            "result_ttl": self._result_ttl,
+            "failure_ttl": self._result_ttl,
+            "job_id": call.id,
+            "retry": retry,
+            "meta": {
+                RETRIES_META: call.retries,
+                RETRY_ON_META: None if call.retry_on is None else list(call.retry_on),
+                DUE_META: call.due_at,
+            },
+        }
         try:
-            self._queue.enqueue_call(
-                call.name,  # a name, not the function: the client never imports tasks
-                args=list(call.args),
-                kwargs=dict(call.kwargs),
-                # -1 is RQ's "no timeout"; None would mean its 180 s default.
-                timeout=math.ceil(call.timeout) if call.timeout is not None else -1,
-                result_ttl=self._result_ttl,
-                failure_ttl=self._result_ttl,
-                job_id=call.id,
-                retry=retry,
-                meta={
-                    RETRIES_META: call.retries,
-                    RETRY_ON_META: None if call.retry_on is None else list(call.retry_on),
-                },
-            )
+            # A name, not the function: the client never imports tasks.
+            if call.due_at is None:
+                self._queue.enqueue_call(call.name, **options)
+            else:
+                # RQ's scheduler (a worker started --with-scheduler) moves it to the
+                # queue once due. RQ scores its schedule in whole seconds, rounded down:
+                # rounded up here, so the job is never enqueued before its time.
+                at = datetime.fromtimestamp(math.ceil(call.due_at), timezone.utc)
+                job = self._queue.create_job(call.name, status=JobStatus.SCHEDULED, **options)
+                self._queue.schedule_job(job, at)
         except _CONNECTION_ERRORS as exc:
             raise backend_unavailable(
                 self.name, self._url, exc, f"{call.name} (id {call.id}) was not submitted"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from ..._remote_settings import (
 from ..._results import decode, encode
 
 __all__ = [
+    "DUE_META",
     "ERROR_META",
     "FIRST_STARTED_META",
     "NOT_KEPT_META",
@@ -46,6 +48,8 @@ logger = logging.getLogger("fastapi_offload.backends.rq")
 RETRIES_META = "offload_retries"
 #: `TaskCall.retry_on`: a list of exception type paths, or None for every failure.
 RETRY_ON_META = "offload_retry_on"
+#: `TaskCall.due_at`: when a delayed call may start (a Unix time), or None.
+DUE_META = "offload_due_at"
 #: The last `report_progress()`: a float from 0 to 1, and a str or None.
 PROGRESS_META = "offload_progress"
 PROGRESS_MESSAGE_META = "offload_progress_message"
@@ -110,7 +114,7 @@ def cancel_job(connection: Redis, serializer: Any, task_id: str, ttl: int) -> bo
     def cancel(job: Job) -> bool:
         state = _STATES.get(job.get_status(refresh=False))
         try:
-            if state is TaskState.PENDING:
+            if state is TaskState.PENDING:  # scheduled (delayed) too
                 job.cancel()
                 job.cleanup(ttl=ttl)
             elif state is TaskState.RUNNING:
@@ -180,6 +184,9 @@ def job_info(job: Job, lane: str, result_max_bytes: int = DEFAULT_RESULT_MAX_BYT
         error = CANCELLED_BY_REQUEST
     elif state is TaskState.SUCCEEDED:
         value, error = _kept(job, meta, result_max_bytes)
+    due_at = to_number(meta.get(DUE_META))
+    if status == JobStatus.SCHEDULED and due_at is not None and due_at > time.time():
+        state = TaskState.SCHEDULED  # delayed, on RQ's schedule (not a retry's wait)
     allowed = meta.get(RETRIES_META)
     used = (allowed - (job.retries_left or 0)) if isinstance(allowed, int) else 0
     started = state is TaskState.RUNNING or state.finished
@@ -198,6 +205,7 @@ def job_info(job: Job, lane: str, result_max_bytes: int = DEFAULT_RESULT_MAX_BYT
         result=value,
         progress=progress,
         progress_message=message,
+        due_at=due_at,
     )
 
 

@@ -241,6 +241,7 @@ def _live(record: TaskRecord) -> dict[str, Any]:
         "result": None,
         "progress": record.progress,
         "progress_message": _cut(record.progress_message, RESULT_MAX),
+        "due_at": record.due_at,
         "live": True,
     }
 

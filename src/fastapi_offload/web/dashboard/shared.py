@@ -20,7 +20,7 @@ from ...stores.peers import ProcessFigures, StoredTask
 
 __all__ = ["SharedView", "newest", "this_process"]
 
-LIVE_STATES = ("pending", "running")
+LIVE_STATES = ("scheduled", "pending", "running")
 
 
 def this_process() -> str:

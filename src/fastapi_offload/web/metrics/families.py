@@ -32,13 +32,20 @@ COUNTERS = {
     ),
 }
 HISTOGRAMS = {
-    "wait": ("task_wait_seconds", "Seconds from a task's admission to its first start"),
+    "wait": (
+        "task_wait_seconds",
+        "Seconds from a task's admission (a delayed one's due time) to its first start",
+    ),
     "duration": ("task_duration_seconds", "Seconds from a task's first start to its end"),
 }
 ENDED = ("succeeded", "failed", "cancelled")  # the states of `fastapi_offload_tasks_total`
 GAUGES = {  # per local lane, read from the ledger
     "waiting": ("tasks_waiting", "Tasks accepted and not started (the queue depth)"),
     "running": ("tasks_running", "Tasks running now"),
+    "scheduled": (
+        "tasks_scheduled",
+        "Tasks accepted with a delay and not due yet (not counted against max_pending)",
+    ),
     "capacity": ("lane_capacity", "Tasks the lane runs at once"),
     "abandoned": (
         "threads_abandoned",

@@ -86,8 +86,10 @@ class RuntimeMetrics:
         lane = record.lane
         if event == "started":
             if record.attempts == 1 and record.started_at is not None:
-                self._time("wait", lane, record.started_at - record.created_at)
-        else:
+                # A delayed task waits in the queue from its due time, not its admission.
+                since = record.due_at if record.due_at is not None else record.created_at
+                self._time("wait", lane, record.started_at - since)
+        elif event in self._counts:
             key = (lane, record.state.value) if event == "finished" else (lane,)
             self._count(event, key, 1)
             if event == "finished" and record.started_at and record.finished_at:
@@ -130,7 +132,7 @@ class RuntimeMetrics:
                     self._count("finished", (lane, state), count)
             if stats.retried:
                 self._count("retrying", (lane,), stats.retried)
-            if admitted := stats.waiting + stats.running + sum(ended.values()):
+            if admitted := stats.scheduled + stats.waiting + stats.running + sum(ended.values()):
                 self._count("admitted", (lane,), admitted)
 
     # -- the collector (one process) ------------------------------------------------------

@@ -178,7 +178,11 @@ function renderTask(task, snapshot) {
   disclosure(row.problem, task.error, label);
   row.problem.dataset.state = retrying ? "retrying" : task.state; // colours the summary
   setText(row.cells[2], task.lane);
-  setText(row.cells[3], seconds(duration(task, snapshot.now)));
+  // A scheduled task has no duration yet: when it is due instead (this process's rows).
+  const due = task.state === "scheduled" && task.due_at ? task.due_at - snapshot.now : null;
+  const took = seconds(duration(task, snapshot.now));
+  setText(row.cells[3], due === null ? took : `in ${seconds(Math.max(due, 0))}`);
+  row.cells[3].title = due === null ? "" : `due ${new Date(task.due_at * 1000).toLocaleString()}`;
   const progress = task.progress;
   row.bar.hidden = progress === null;
   if (progress !== null) row.bar.value = progress;
