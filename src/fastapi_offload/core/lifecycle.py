@@ -24,6 +24,7 @@ from ..stores.lease_owner import new_owner_id
 from ..stores.memory import MemoryStore
 from ..stores.peers import ProcessFigures, figures_of
 from .host_cores import CoresCheck
+from .periodic import Scheduler
 from .runtime import Runtime
 
 __all__ = ["Lifecycle", "build_backend", "build_store", "started_on_this_loop"]
@@ -42,6 +43,7 @@ class Lifecycle:
         self._started_at = time.time()
         self._host = socket.gethostname()
         self.cores = CoresCheck(self._host)
+        self._scheduler = Scheduler(runtime)
 
     async def open(self, *, detached: bool) -> None:
         runtime = self._runtime
@@ -84,6 +86,7 @@ class Lifecycle:
                 logger.error(
                     "task store %r: could not reclaim tasks at start-up: %s", runtime.store, exc
                 )
+            self._scheduler.start()  # periodic tasks, if any were declared
 
     async def _upkeep(self) -> None:
         # The heartbeat of this process's leases, and the reclaim of the tasks of
@@ -180,6 +183,9 @@ class Lifecycle:
         grace of min(1 s, 10 %) to finish, then are cancelled and given the grace.
         """
         runtime = self._runtime
+        # Before the runtime closes: a tick being claimed is started, not left claimed.
+        with anyio.CancelScope(shield=True):
+            await self._scheduler.stop()
         runtime.close()
         timeout = runtime.config.shutdown_timeout
         grace = min(1.0, timeout / 10)
