@@ -354,6 +354,27 @@ async def test_a_store_that_fails_skips_the_tick_and_scheduling_goes_on(
     )
 
 
+async def test_a_tick_being_claimed_at_shutdown_still_runs(
+    store: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Claimed means no other process runs it: the stop waits for it to start, and the
+    # drain for it to end, instead of leaving a claimed tick unrun.
+    offload = Offload(store=store)
+    offload.every(seconds=0.2)(tick)
+    real, claiming = offload._runtime.store.claim_tick, anyio.Event()
+
+    async def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        claiming.set()
+        await anyio.sleep(0.3)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(offload._runtime.store, "claim_tick", slow_claim)
+    with caplog.at_level(logging.WARNING, "fastapi_offload"):
+        async with offload:
+            await claiming.wait()
+    assert len(RUNS) == 1 and "periodic task" not in caplog.text
+
+
 async def test_with_a_remote_backend_each_tick_is_sent_there() -> None:
     backend = RecordingBackend()
     offload = Offload(backend=backend)
