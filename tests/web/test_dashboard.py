@@ -330,7 +330,7 @@ async def test_the_snapshot_lists_the_periodic_tasks_with_their_last_and_next_ru
     [row] = found["schedules"]
     assert (row["name"], row["schedule"]) == (f"{__name__}.heartbeat", "every 0.2 s")
     assert (row["catch_up"], row["overlap"]) == (False, True)
-    assert row["last_run"] <= found["now"] < row["next_run"] <= row["last_run"] + 0.4
+    assert row["last_run"] <= found["now"] < row["next_run"]
     assert row["last_task_id"] in {task["id"] for task in found["tasks"]}  # an ordinary task
     assert found["store_error"] is None
 
