@@ -11,7 +11,7 @@ from fastapi_offload import _extras
 from fastapi_offload._extras import install_hint
 
 
-@pytest.mark.parametrize("extra", ["celery", "rq", "redis"])
+@pytest.mark.parametrize("extra", ["celery", "rq", "redis", "cron"])
 def test_from_a_checkout_the_hint_installs_that_checkout_with_the_extra(extra: str) -> None:
     hint = install_hint(extra)
     assert hint.startswith('pip install -e "') and hint.endswith(f'[{extra}]" (from this checkout)')

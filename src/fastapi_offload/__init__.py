@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._errors import WorkerCrashed as WorkerCrashed
     from ._models import LaneStats as LaneStats
     from ._models import OffloadStats as OffloadStats
+    from ._models import ScheduleInfo as ScheduleInfo
     from ._models import TaskCall as TaskCall
     from ._models import TaskHandle as TaskHandle
     from ._models import TaskInfo as TaskInfo
@@ -58,6 +59,7 @@ _MODULES: dict[str, str] = {
     "WorkerCrashed": "._errors",
     "LaneStats": "._models",
     "OffloadStats": "._models",
+    "ScheduleInfo": "._models",
     "TaskCall": "._models",
     "TaskHandle": "._models",
     "TaskInfo": "._models",
@@ -81,6 +83,7 @@ __all__ = [
     "OffloadStats",
     "OffloadTasks",
     "QueueFull",
+    "ScheduleInfo",
     "StoreUnavailable",
     "TaskCall",
     "TaskDefaults",

@@ -13,6 +13,7 @@ from ._retry import RetryPolicy
 __all__ = [
     "LaneStats",
     "OffloadStats",
+    "ScheduleInfo",
     "TaskCall",
     "TaskHandle",
     "TaskInfo",
@@ -185,4 +186,39 @@ class OffloadStats:
             "process_cpu_seconds": self.process_cpu_seconds,
             "cpu_bound_callables": list(self.cpu_bound_callables),
             "statuses_kept": self.statuses_kept,
+        }
+
+
+@public
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """One periodic task (`@offload.every`, `@offload.cron`), from `Offload.schedules()`.
+
+    `name` is its function's `module.qualname`; `schedule` says when it runs (`every
+    300 s`, `cron */5 * * * * (UTC)`). Times are Unix timestamps: `next_run` is its next
+    tick; `last_run` the tick of its last run, `last_task_id` that run's task (look it up
+    with `Offload.status`) and `last_state` its state (`unknown` once the store forgot
+    it); all three `None` before a first run. With a durable store they cover every
+    process sharing it; with the memory store, this process only.
+    """
+
+    name: str
+    schedule: str
+    next_run: float
+    last_run: float | None = None
+    last_task_id: str | None = None
+    last_state: TaskState | None = None
+    catch_up: bool = False
+    overlap: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "schedule": self.schedule,
+            "next_run": self.next_run,
+            "last_run": self.last_run,
+            "last_task_id": self.last_task_id,
+            "last_state": None if self.last_state is None else self.last_state.value,
+            "catch_up": self.catch_up,
+            "overlap": self.overlap,
         }

@@ -5,26 +5,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Literal, ParamSpec
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from fastapi import APIRouter, params
 from typing_extensions import Self, Unpack
 
 from ._config import OffloadConfig
 from ._errors import OffloadClosed
-from ._models import OffloadStats, TaskHandle, TaskInfo
+from ._models import OffloadStats, ScheduleInfo, TaskHandle, TaskInfo
 from ._names import checked_options
 from ._public import public
-from ._settings import NO_SETTINGS, CallOptions, LaneName, TaskSettings
+from ._settings import NO_SETTINGS, CallOptions, LaneName, TaskOptions, TaskSettings
 from .backends.base import Backend
 from .core.callables import refuse_coroutine
 from .core.lifecycle import Lifecycle, build_backend, build_store
+from .core.periodic import schedules
 from .core.runtime import Runtime
+from .core.schedule import Cron, Every
 from .web.lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 
 __all__ = ["Offload", "RuntimeOptions"]
 
 P = ParamSpec("P")
+F = TypeVar("F", bound=Callable[..., Any])
 # `backend` is an option too, but also takes a `Backend` instance: passed on apart.
 _OPTION_NAMES = frozenset(f for f in OffloadConfig.__dataclass_fields__ if f != "backend")
 
@@ -176,6 +179,56 @@ class Offload:
         if runtime.is_local(record):
             runtime.start(record)
         return TaskHandle(record.id, record.name, record.lane)
+
+    # -- periodic tasks -------------------------------------------------------------
+
+    def every(
+        self,
+        *,
+        seconds: float,
+        catch_up: bool = False,
+        overlap: bool = False,
+        **settings: Unpack[TaskOptions],
+    ) -> Callable[[F], F]:
+        """Run the decorated module-level function every `seconds` while this Offload
+        runs, as an ordinary task with `settings` (those of `@task`). Ticks fall on the
+        multiples of `seconds` since the epoch (3600: on the hour, UTC) in every process.
+
+        With a durable store one process of those sharing it runs each tick; with the
+        memory store, each process. `catch_up=True` runs at start-up a tick missed while
+        no process ran (else skipped); `overlap=True` starts a tick while the previous run
+        is live (else it is skipped with a WARNING). Returns the function unchanged;
+        raises `NotOffloadable` for one that is not module-level or needs arguments.
+        """
+        return self._runtime.periodic.declare(
+            "every", Every(seconds), catch_up=catch_up, overlap=overlap, settings=settings
+        )
+
+    def cron(
+        self,
+        expression: str,
+        /,
+        *,
+        catch_up: bool = False,
+        overlap: bool = False,
+        **settings: Unpack[TaskOptions],
+    ) -> Callable[[F], F]:
+        """Run the decorated module-level function at the times of a cron `expression`
+        (`"*/5 * * * *"`: every 5 minutes), evaluated in UTC, as `every` does otherwise.
+
+        Needs the `cron` extra (croniter): without it, raises `ImportError` naming it. A
+        bad expression is a `ConfigError`.
+        """
+        return self._runtime.periodic.declare(
+            "cron", Cron(expression), catch_up=catch_up, overlap=overlap, settings=settings
+        )
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Each periodic task with its schedule, next run and last run (tick, task id,
+        state), read from the store: with a durable one, the runs of every process
+        sharing it. Raises `StoreUnavailable` when it cannot be read in time."""
+        self._check_store_open()
+        return await schedules(self._runtime)
 
     # -- queries ----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from fastapi_offload import (
     ConfigError,
     Offload,
     OffloadTasks,
+    StoreUnavailable,
     io_bound,
     report_progress,
 )
@@ -309,6 +310,72 @@ async def test_a_shared_store_shows_the_tasks_of_other_processes(tmp_path: Path)
 
         await until(shown)  # the store writes in batches: pending first, then running
         release.set()
+
+
+def heartbeat() -> None:
+    pass
+
+
+@pytest.mark.anyio
+async def test_the_snapshot_lists_the_periodic_tasks_with_their_last_and_next_runs() -> None:
+    offload = Offload()
+    offload.every(seconds=0.2, overlap=True)(heartbeat)
+    async with dashboard(offload) as (_, client):
+
+        async def ran() -> bool:
+            return bool((await snapshot(client))["schedules"][0]["last_state"] == "succeeded")
+
+        await until(ran)
+        found = await snapshot(client)
+    [row] = found["schedules"]
+    assert (row["name"], row["schedule"]) == (f"{__name__}.heartbeat", "every 0.2 s")
+    assert (row["catch_up"], row["overlap"]) == (False, True)
+    assert row["last_run"] <= found["now"] < row["next_run"]
+    assert row["last_task_id"] in {task["id"] for task in found["tasks"]}  # an ordinary task
+    assert found["store_error"] is None
+
+
+@pytest.mark.anyio
+async def test_without_periodic_tasks_the_snapshot_has_none_and_the_store_is_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    offload = Offload()
+
+    async def ticks(names: object) -> object:
+        raise AssertionError("read without a periodic task")
+
+    monkeypatch.setattr(offload._runtime.store, "ticks", ticks)
+    async with dashboard(offload) as (_, client):
+        assert (await snapshot(client))["schedules"] == []
+
+
+@pytest.mark.anyio
+async def test_a_periodic_run_sent_to_a_backend_shows_sent_and_a_store_failure_is_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    offload = Offload(backend=RecordingBackend())
+    offload.cron("0 0 1 1 *")(heartbeat)  # no tick of its own during the test
+    store = offload._runtime.store
+    await store.claim_tick(f"{__name__}.heartbeat", 60.0, "sent-id", overlap=False)
+    async with dashboard(offload) as (_, client):
+        await offload.submit(heartbeat)  # a task row in the store, to lend its lane
+        sent = offload.backend.calls[-1].id  # type: ignore[union-attr]  # RecordingBackend
+        await store.claim_tick(f"{__name__}.heartbeat", 120.0, sent, overlap=False)
+        [row] = (await snapshot(client))["schedules"]
+
+        async def ticks(names: object) -> object:
+            error = StoreUnavailable("the task store is unavailable")
+            error.cause = "ConnectionError: refused"
+            raise error
+
+        monkeypatch.setattr(store, "ticks", ticks)
+        await anyio.sleep(_dashboard_feed.CACHE)
+        failed = await snapshot(client)
+    assert (row["last_state"], row["last_task_id"], row["last_run"]) == ("sent", sent, 120.0)
+    assert row["schedule"] == "cron 0 0 1 1 * (UTC)"
+    [unread] = failed["schedules"]
+    assert unread["last_run"] is None and unread["next_run"] > failed["now"]
+    assert failed["store_error"] == "the task store is unavailable: ConnectionError: refused"
 
 
 class NoWorkers(RecordingBackend):
@@ -826,6 +893,34 @@ def test_with_workers_and_a_shared_store_the_page_shows_every_process(tmp_path: 
     line, height, opened = seen["result"]
     assert line == 1 and height < 30 and '"sizes":[{"photo":"album-' in opened
     assert seen["problems"] == []
+
+
+SCHEDULE_CELLS = "[...document.querySelectorAll('#schedules tbody tr td')].map(c => c.textContent)"
+
+
+@pytest.mark.server
+def test_the_page_lists_the_periodic_tasks(tmp_path: Path) -> None:
+    env = {"OFFLOAD_TEST_TICKS": str(tmp_path / "ticks.txt"), "OFFLOAD_TEST_EVERY": "0.5"}
+    with (
+        run_server("tests.apps.periodic_app:app", tmp_path / "server.log", env) as server,
+        devtools(tmp_path / "profile") as browser,
+    ):
+        browser.send("Page.navigate", session=True, url=f"{server.url}/offload/")
+        browser.wait_for("document.querySelector('#schedules .state')?.textContent")
+        first = browser.evaluate(f"{SCHEDULE_CELLS}.join('|')")
+        browser.wait_for(f"{SCHEDULE_CELLS}.join('|') !== {json.dumps(first)}")  # live
+        cells = browser.evaluate(f"{SCHEDULE_CELLS}.join('|')").split("|")
+        hidden = browser.evaluate("document.getElementById('schedules-card').hidden")
+        count = browser.evaluate("document.getElementById('schedule-count').textContent")
+        [info] = httpx.get(f"{server.url}/schedules").json()
+        problems = browser.problems()
+    task, schedule, last, state, upcoming = cells
+    assert (hidden, count) == (False, "1")
+    assert (task, schedule) == ("append_ticktests.apps.periodic_app", "every 0.5 s")
+    assert re.fullmatch(r"\d+s ago[0-9a-f]{8}", last), last  # when, and the run's id
+    assert info["last_task_id"] and state in ("succeeded", "running", "pending")
+    assert upcoming in ("now", "in 1s"), upcoming
+    assert problems == []
 
 
 def take_screenshot(path: Path, scratch: Path, scheme: str = "light", height: int = 900) -> None:

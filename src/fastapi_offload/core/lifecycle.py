@@ -24,6 +24,7 @@ from ..stores.lease_owner import new_owner_id
 from ..stores.memory import MemoryStore
 from ..stores.peers import ProcessFigures, figures_of
 from .host_cores import CoresCheck
+from .periodic import Scheduler
 from .runtime import Runtime
 from .schedule import put_off
 
@@ -43,6 +44,7 @@ class Lifecycle:
         self._started_at = time.time()
         self._host = socket.gethostname()
         self.cores = CoresCheck(self._host)
+        self._scheduler = Scheduler(runtime)
 
     async def open(self, *, detached: bool) -> None:
         runtime = self._runtime
@@ -85,6 +87,7 @@ class Lifecycle:
                 logger.error(
                     "task store %r: could not reclaim tasks at start-up: %s", runtime.store, exc
                 )
+            self._scheduler.start()  # periodic tasks, if any were declared
 
     async def _upkeep(self) -> None:
         # The heartbeat of this process's leases, and the reclaim of the tasks of
@@ -183,6 +186,9 @@ class Lifecycle:
         for the process that reclaims them; the memory store's are cancelled at once.
         """
         runtime = self._runtime
+        # Before the runtime closes: a tick being claimed is started, not left claimed.
+        with anyio.CancelScope(shield=True):
+            await self._scheduler.stop()
         runtime.close()
         put_off(runtime.ledger)
         timeout = runtime.config.shutdown_timeout

@@ -35,6 +35,7 @@ from .ledger import Ledger
 from .requeue import Requeue
 from .routing import build_record
 from .runner import BY_REQUEST, Runner
+from .schedule import PeriodicTasks
 
 __all__ = ["Phase", "Runtime"]
 
@@ -108,6 +109,8 @@ class Runtime:
         self.request_waits = True
         self._profiles = Profiles()
         self._new_id = IdSource()
+        # Declared with `@offload.every` / `@offload.cron`; run by `core.periodic`.
+        self.periodic = PeriodicTasks()
 
     # -- the collector's interface ------------------------------------------------------
 
@@ -117,8 +120,11 @@ class Runtime:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: TaskSettings,
+        *,
+        task_id: str | None = None,
     ) -> TaskRecord:
-        """Validate, route and admit one call, inside the request; raise if it cannot run."""
+        """Validate, route and admit one call, inside the request; raise if it cannot run.
+        `task_id`: the id it gets (a periodic task's, claimed with its tick), else a new one."""
         if not self.accepting:
             raise OffloadClosed(
                 "the Offload runtime is not running (not started yet, or shutting down); "
@@ -133,13 +139,13 @@ class Runtime:
             remote=self.backend is not None,
             cpu_bound=self.advisor.flagged,
             profiles=self._profiles,
-            new_id=self._new_id,
+            new_id=self._new_id if task_id is None else lambda: task_id,
         )
-        for task_id in record.after:
-            earlier = self.ledger.find(task_id)
+        for earlier_id in record.after:
+            earlier = self.ledger.find(earlier_id)
             if earlier is not None and not self.is_local(earlier):
                 raise NotOffloadable(
-                    f"{record.name}: after= names task {task_id}, which a remote backend "
+                    f"{record.name}: after= names task {earlier_id}, which a remote backend "
                     "runs; only tasks of the local lanes can be waited for"
                 )
         if record.due_at is not None and record.lane != "remote" and not self.detached:

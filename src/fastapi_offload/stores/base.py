@@ -7,6 +7,7 @@ Redis) is one more implementation of this protocol; the default one is `stores.m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,7 +15,7 @@ from .._models import TaskInfo
 from .._record import TaskRecord
 from .peers import ProcessFigures, StoredTask
 
-__all__ = ["Orphan", "Store"]
+__all__ = ["Orphan", "Store", "Tick", "TickClaim"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,28 @@ class Orphan:
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """What a store holds of one periodic task (`Store.ticks`): the last tick claimed,
+    and the task the last tick that ran started (`None`: none ran yet)."""
+
+    name: str
+    tick: float  # the last tick claimed (epoch seconds): run, or skipped as an overlap
+    claimed_at: float
+    task_id: str | None = None  # the task of the last tick that was run
+    task_tick: float | None = None  # that tick (epoch seconds)
+    state: str | None = None  # that task's state as stored; None: the store holds no row
+    lane: str | None = None  # that task's lane (a backend's name for a remote task)
+
+
+@dataclass(frozen=True, slots=True)
+class TickClaim:
+    """The answer of `Store.claim_tick`."""
+
+    claimed: bool  # this caller took the tick; False: a tick at or after it was taken
+    running: str | None = None  # taken, not run: the previous tick's task is still live
 
 
 class Store(Protocol):
@@ -101,6 +124,21 @@ class Store(Protocol):
     async def cancel_requests(self) -> list[str]:
         """Ids of this owner's live tasks that `request_cancel` asked about since the
         last call (each returned once; polled about twice a second while tasks run)."""
+        ...
+
+    async def claim_tick(self, name: str, tick: float, task_id: str, *, overlap: bool) -> TickClaim:
+        """Take the tick at `tick` (epoch seconds) of periodic task `name` for its task
+        `task_id`: atomic, and exactly once across the processes sharing the store (a
+        compare-and-set of the last tick: `claimed` is False when a tick at or after
+        `tick` was taken already). Unless `overlap`, a tick whose previous task is still
+        live (scheduled, pending or running here, not handed to a backend) is taken
+        without its task: `running` names the live one, which stays the last run. Raise
+        `StoreUnavailable` when the store cannot answer in time."""
+        ...
+
+    async def ticks(self, names: Sequence[str]) -> dict[str, Tick]:
+        """The last tick of each periodic task in `names` that the store holds, with
+        the state of the task it last ran."""
         ...
 
     def __len__(self) -> int:

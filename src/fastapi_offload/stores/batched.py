@@ -23,7 +23,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -34,7 +34,7 @@ import anyio.to_thread
 from .._errors import StoreUnavailable
 from .._models import TaskInfo
 from .._record import TaskRecord
-from .base import Orphan
+from .base import Orphan, Tick, TickClaim
 from .breaker import Breaker
 from .lease_owner import owner_id_of_this_process
 from .peers import FIGURES_MAX, ProcessFigures, StoredTask
@@ -156,6 +156,16 @@ class BatchedStore:
         doing = "reclaim the tasks of stopped processes"
         deadline = max(self.timeout, self.lease / 3)
         return await self._call(self._reclaim, doing=doing, writes=True, deadline=deadline)
+
+    async def claim_tick(self, name: str, tick: float, task_id: str, *, overlap: bool) -> TickClaim:
+        claim, doing = self._claim_tick, f"claim a tick of periodic task {name}"
+        return await self._call(claim, name, tick, task_id, overlap, doing=doing, writes=True)
+
+    async def ticks(self, names: Sequence[str]) -> dict[str, Tick]:
+        if not names:
+            return {}
+        found = await self._call(self._ticks, list(names), doing="read the periodic tasks' runs")
+        return {tick.name: tick for tick in found}
 
     async def _request(self, kind: str) -> None:
         writer = self._writer
@@ -300,6 +310,14 @@ class BatchedStore:
 
     def _reclaim(self) -> list[Orphan]:
         """Settle the rows of owners whose lease ran out (see `Store.reclaim`), in a thread."""
+        raise NotImplementedError
+
+    def _claim_tick(self, name: str, tick: float, task_id: str, overlap: bool) -> TickClaim:
+        """See `Store.claim_tick`, in a thread: one transaction (SQLite), one script (Redis)."""
+        raise NotImplementedError
+
+    def _ticks(self, names: list[str]) -> list[Tick]:
+        """See `Store.ticks`, in a thread; a stored tick that cannot be read is skipped."""
         raise NotImplementedError
 
     def _decoded(self, what: str, decode: Callable[[], T]) -> T | None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from .._models import TaskInfo
 from .._record import TaskRecord
-from .base import Orphan
+from .base import Orphan, Tick, TickClaim
 from .peers import ProcessFigures, StoredTask
 
 __all__ = ["MemoryStore"]
@@ -35,6 +37,8 @@ class MemoryStore:
         # (most results are never read, and a decode on the loop costs microseconds).
         self._results: OrderedDict[str, str] = OrderedDict()
         self.result_bytes = 0
+        # Periodic tasks' last ticks, one entry per periodic task (bounded by the code).
+        self._ticks: dict[str, Tick] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(capacity={self.capacity}, live={len(self._live)})"
@@ -124,6 +128,32 @@ class MemoryStore:
 
     async def cancel_requests(self) -> list[str]:
         return []
+
+    async def claim_tick(self, name: str, tick: float, task_id: str, *, overlap: bool) -> TickClaim:
+        # No await between the read and the write: atomic on the loop.
+        last = self._ticks.get(name)
+        if last is not None and last.tick >= tick:
+            return TickClaim(False)
+        now = time.time()
+        previous = None if last is None else last.task_id
+        if previous is not None and not overlap and previous in self._live:
+            assert last is not None
+            self._ticks[name] = dataclasses.replace(last, tick=tick, claimed_at=now)
+            return TickClaim(True, running=previous)
+        self._ticks[name] = Tick(name, tick, now, task_id, tick)
+        return TickClaim(True)
+
+    async def ticks(self, names: Sequence[str]) -> dict[str, Tick]:
+        found = {}
+        for name in names:
+            last = self._ticks.get(name)
+            if last is None:
+                continue
+            info = None if last.task_id is None else self.get_now(last.task_id)
+            if info is not None:
+                last = dataclasses.replace(last, state=info.state.value, lane=info.lane)
+            found[name] = last
+        return found
 
     def __len__(self) -> int:
         return len(self._live) + len(self._done)

@@ -44,7 +44,7 @@ import anyio.to_thread
 from .._errors import ConfigError, StoreUnavailable
 from .._extras import install_hint
 from .._models import TaskInfo
-from .base import Orphan
+from .base import Orphan, Tick, TickClaim
 from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
@@ -59,6 +59,7 @@ from .peers import (
     stored_task,
 )
 from .rows import FIELDS_JSON, Row, from_redis, info_of, orphan_of, redis_rows
+from .ticks import TICK_FIELDS, check_tick
 
 try:
     import redis
@@ -253,6 +254,35 @@ class RedisStore(BatchedStore):
         [members] = self._pipeline(lambda pipe: pipe.smembers(key))
         return [task_id.decode() for task_id in members]
 
+    def _claim_tick(self, name: str, tick: float, task_id: str, overlap: bool) -> TickClaim:
+        def build(pipe: Pipeline) -> None:
+            flag = "1" if overlap else "0"
+            self._script(pipe, "tick", [], name, repr(tick), task_id, flag, repr(time.time()))
+
+        [(claimed, running)] = self._pipeline(build)
+        return TickClaim(bool(claimed), running.decode() if running else None)
+
+    def _ticks(self, names: list[str]) -> list[Tick]:
+        key = f"{self.prefix}:tick:"
+        stored = self._pipeline(lambda pipe: [pipe.hmget(key + n, TICK_FIELDS) for n in names])
+        ids = {fields[2] for fields in stored if fields[0] is not None and fields[2] is not None}
+        asked = sorted(ids)
+        tasks: dict[bytes, list[bytes | None]] = {}
+        if asked:  # the state and lane of the task each ran last: one more round trip
+            task = f"{self.prefix}:task:"
+            keys = [task + i.decode("utf-8", "replace") for i in asked]
+            answers = self._pipeline(lambda pipe: [pipe.hmget(k, "state", "lane") for k in keys])
+            tasks = dict(zip(asked, answers, strict=True))
+        found = []
+        for name, fields in zip(names, stored, strict=True):
+            if fields[0] is None:
+                continue  # no tick of this name yet
+            state, lane = tasks.get(fields[2], (None, None))
+            decode = partial(_tick, name, [*fields, state, lane])
+            if (tick := self._decoded(f"the tick of {name[:100]!r}", decode)) is not None:
+                found.append(tick)
+        return found
+
     def _reclaim(self) -> list[Orphan]:
         now = time.time()
         reasons = [interrupted_reason("%s", "%s", requeue) for requeue in (True, False)]
@@ -398,6 +428,21 @@ def _stored(raw_id: bytes, fields: list[bytes | None], owner: str) -> StoredTask
         number(started), number(finished), int(attempts or b""), text(error), text(result),
         number(progress), text(message), text(ran_by), handed_off == b"1",
     ), owner)  # fmt: skip
+
+
+def _tick(name: str, fields: list[bytes | None]) -> Tick:
+    """A tick hash's fields (`TICK_FIELDS`), then its task's state and lane, as a `Tick`:
+    Redis holds text, decoded here and checked by `check_tick` (`ValueError` if bad)."""
+    tick, claimed_at, task_id, task_tick, state, lane = fields
+
+    def number(value: bytes | None) -> float | None:
+        return None if value is None else float(value)
+
+    def text(value: bytes | None) -> str | None:
+        return None if value is None else value.decode()
+
+    values = (number(tick), number(claimed_at), text(task_id), number(task_tick))
+    return check_tick(name, (*values, text(state), text(lane)))
 
 
 def _masked(url: str) -> str:

@@ -4,6 +4,8 @@ per owner, and an `owners` set of the owners that lease live tasks)."""
 
 from __future__ import annotations
 
+from .ticks import CLAIM_TICK
+
 # Bound to the lease holder (SQLite's `WHERE owner = ?`): a row another process
 # reclaimed, or one already settled, is never changed by a process that stalled past its
 # lease; a new row is written. A cancel request (not a row field) is kept while the row
@@ -262,4 +264,5 @@ SCRIPTS = {
     "publish": PUBLISH,
     "processes": PROCESSES,
     "recent": RECENT,
+    "tick": CLAIM_TICK,
 }

@@ -33,7 +33,7 @@ import anyio.to_thread
 
 from .._errors import ConfigError, StoreUnavailable
 from .._models import TaskInfo, TaskState
-from .base import Orphan
+from .base import Orphan, Tick, TickClaim
 from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
@@ -74,6 +74,7 @@ from .sqlite_schema import (
     orphans_of,
     upsert,
 )
+from .ticks import LAST_TICK, LIVE_TASK, RUN_TICK, SKIP_TICK, check_tick, read_ticks
 
 __all__ = ["SqliteStore"]
 
@@ -273,6 +274,40 @@ class SqliteStore(BatchedStore):
         return Orphan(
             replace(info, state=TaskState.INTERRUPTED, finished_at=now, error=error), False
         )
+
+    def _claim_tick(self, name: str, tick: float, task_id: str, overlap: bool) -> TickClaim:
+        conn, now = self._reader(), time.time()
+        # IMMEDIATE: the write lock before the read, so two processes never both see
+        # the old tick and both take the new one.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            last = conn.execute(LAST_TICK, (name,)).fetchone()
+            if last is not None and last[0] >= tick:
+                conn.execute("ROLLBACK")
+                return TickClaim(False)
+            previous = None if last is None else last[1]
+            running = None
+            if previous is not None and not overlap:
+                if conn.execute(LIVE_TASK.format(live=LIVE), (previous,)).fetchone():
+                    running = str(previous)
+            if running is not None:
+                conn.execute(SKIP_TICK, (tick, now, name))
+            else:
+                conn.execute(RUN_TICK, (name, tick, task_id, tick, now))
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+            raise
+        return TickClaim(True, running)
+
+    def _ticks(self, names: list[str]) -> list[Tick]:
+        rows = self._reader().execute(read_ticks(len(names)), names).fetchall()
+        found = (
+            self._decoded(f"the tick of {row[0]!s:.100}", partial(check_tick, row[0], row[1:]))
+            for row in rows
+        )
+        return [tick for tick in found if tick is not None]
 
     def _processes(self) -> list[ProcessFigures]:
         rows = self._reader().execute(PROCESSES, (time.time(), FIGURES_MAX, PROCESSES_MAX))

@@ -77,9 +77,10 @@ SCHEMA = (
     # transaction, before its task's row is written).
     "CREATE TABLE IF NOT EXISTS task_keys (key TEXT PRIMARY KEY, task_id TEXT NOT NULL, "
     "name TEXT NOT NULL, claimed_at REAL NOT NULL)",
-    # Periodic tasks: the last tick each one claimed, and the task that ran it.
+    # Periodic tasks: the last tick each one claimed (`stores.ticks`), and the task of the
+    # last tick that ran (and that tick: a tick skipped as an overlap keeps them).
     "CREATE TABLE IF NOT EXISTS ticks (name TEXT PRIMARY KEY, tick REAL NOT NULL, "
-    "task_id TEXT, claimed_at REAL NOT NULL)",
+    "task_id TEXT, task_tick REAL, claimed_at REAL NOT NULL)",
     # What each process published with its last renewal (`stores.peers`): one row a process,
     # deleted past `expires_at` by the next process that publishes.
     "CREATE TABLE IF NOT EXISTS processes (owner TEXT PRIMARY KEY, figures TEXT NOT NULL, "

@@ -1,6 +1,7 @@
 """What the dashboard shows: recent tasks kept by a ledger observer, and the snapshot
-(lanes, tasks, loop blocks, CPU advice, crashes) built from one runtime, with the tasks
-and lane figures of the other processes sharing its store (`web.dashboard.shared`)."""
+(lanes, tasks, periodic tasks, loop blocks, CPU advice, crashes) built from one runtime,
+with the tasks and lane figures of the other processes sharing its store
+(`web.dashboard.shared`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from ..._record import TaskRecord
 from ...core.runtime import Runtime
 from ...lanes.advisor import CpuFinding
+from .periodic import periodic_view
 from .shared import SharedView, newest, this_process
 
 __all__ = ["Feed"]
@@ -127,6 +129,7 @@ class Feed:
         ][:CRASHES_SHOWN]
         # The recent tasks and lane figures of every process sharing the store.
         shared = await SharedView.read(runtime, {row.id for row in rows}, SHOWN, now)
+        schedules, schedules_error = await periodic_view(runtime)
         self._ask_workers(runtime)
         config = runtime.config
         return {
@@ -145,7 +148,8 @@ class Feed:
             "lanes": [{"name": name, **vars(lane)} for name, lane in stats.lanes.items()],
             "rejected": self.rejected,
             "tasks": newest(shared.tasks + tasks, SHOWN),
-            "store_error": shared.error,
+            "schedules": schedules,  # the periodic tasks
+            "store_error": shared.error or schedules_error,
             "loop_blocks": {
                 "count": stats.loop_blocks,
                 "longest": stats.longest_loop_block,

@@ -40,6 +40,16 @@ function ago(now, then) {
   return `${Math.floor(gap / 3600)}h ago`;
 }
 
+function until(now, then) {
+  if (!then) return "";
+  const gap = then - now;
+  if (gap < 1) return "now";
+  if (gap < 60) return `in ${Math.ceil(gap)}s`;
+  if (gap < 3600) return `in ${Math.floor(gap / 60)}m`;
+  if (gap < 86400) return `in ${Math.floor(gap / 3600)}h ${Math.floor((gap % 3600) / 60)}m`;
+  return `in ${Math.floor(gap / 86400)}d`;
+}
+
 // `package.module.function` -> ["function", "package.module"]: the name that tells tasks
 // apart first, its module below.
 function splitName(name) {
@@ -234,6 +244,42 @@ function renderTasks(snapshot) {
   setText($("task-count"), ordered.length ? `${ordered.length} shown` : "");
 }
 
+// -- periodic tasks --------------------------------------------------------------------
+
+function renderSchedules(snapshot) {
+  const found = snapshot.schedules || [];
+  $("schedules-card").hidden = found.length === 0;
+  setText($("schedule-count"), found.length ? `${found.length}` : "");
+  $("schedules").tBodies[0].replaceChildren(...found.map((item) => {
+    const tr = el("tr");
+    tr.dataset.name = item.name;
+    const [short, module] = splitName(item.name);
+    const name = el("td", "mono");
+    name.append(el("span", "name", short), el("div", "sub", module));
+    const last = el("td");
+    if (item.last_run) {
+      last.append(el("div", "", ago(snapshot.now, item.last_run)));
+      const id = el("div", "sub mono", item.last_task_id ? item.last_task_id.slice(0, 8) : "");
+      id.title = item.last_task_id || "";
+      last.append(id);
+    } else {
+      last.append(el("span", "muted", "not yet"));
+    }
+    const state = el("td");
+    if (item.last_state) {
+      const pill = el("span", "state", item.last_state);
+      pill.dataset.state = item.last_state;
+      state.append(pill);
+    }
+    const policies = [item.catch_up ? "catch_up" : "", item.overlap ? "overlap" : ""];
+    const schedule = el("td", "mono", item.schedule);
+    const shown = policies.filter(Boolean).join(", ");
+    if (shown) schedule.append(el("div", "sub", shown));
+    tr.append(name, schedule, last, state, el("td", "num", until(snapshot.now, item.next_run)));
+    return tr;
+  }));
+}
+
 // -- processes -------------------------------------------------------------------------
 
 function laneFigure(lane) {
@@ -351,6 +397,7 @@ function render(snapshot) {
   for (const lane of snapshot.lanes) renderLane(lane);
   renderProcesses(snapshot);
   renderTasks(snapshot);
+  renderSchedules(snapshot);
   renderReports(snapshot);
   const problems = [];
   if (!snapshot.accepting) problems.push("Not accepting tasks (starting or shutting down).");
