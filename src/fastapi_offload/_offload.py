@@ -21,7 +21,7 @@ from .core.callables import refuse_coroutine
 from .core.lifecycle import Lifecycle, build_backend, build_store
 from .core.periodic import schedules
 from .core.runtime import Runtime
-from .core.schedule import Cron, Every
+from .core.timetable import Cron, Every
 from .web.lookup import RUNTIME_KEY, STATE_KEY, mark_routes
 
 __all__ = ["Offload", "RuntimeOptions"]

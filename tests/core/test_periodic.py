@@ -29,7 +29,7 @@ from fastapi_offload import (
 )
 from fastapi_offload._extras import install_hint
 from fastapi_offload.core.periodic import server_workers
-from fastapi_offload.core.schedule import Cron, Every
+from fastapi_offload.core.timetable import Cron, Every
 from fastapi_offload.testing import RecordingBackend
 from tests.backends.conftest import redis_base_url as redis_base_url  # the fixture
 

@@ -28,7 +28,7 @@ from .._models import ScheduleInfo, TaskState
 from ..stores.base import Tick
 from .ids import IdSource
 from .runtime import Runtime
-from .schedule import PeriodicTask
+from .timetable import PeriodicTask
 
 __all__ = ["Scheduler", "last_runs", "schedules", "server_workers", "utc"]
 

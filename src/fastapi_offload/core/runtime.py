@@ -35,7 +35,7 @@ from .ledger import Ledger
 from .requeue import Requeue
 from .routing import build_record
 from .runner import BY_REQUEST, Runner
-from .schedule import PeriodicTasks
+from .timetable import PeriodicTasks
 
 __all__ = ["Phase", "Runtime"]
 
