@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -35,6 +36,8 @@ from .._errors import ConfigError, StoreUnavailable
 from .._models import TaskInfo, TaskState
 from .base import Orphan, Tick, TickClaim
 from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
+from .keys import KeyHolder
+from .keys_sqlite import PRUNE_KEYS, RELEASE_KEY, claim
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
     EXPIRY_LEASES,
@@ -99,8 +102,9 @@ class SqliteStore(BatchedStore):
         timeout: float = 1.0,
         busy_timeout: float | None = None,
         probe_every: float = PROBE_EVERY,
+        key_ttl: float = 24 * 3600.0,
     ) -> None:
-        self.path, self.owner, self.lease = path, owner, lease
+        self.path, self.owner, self.lease, self.key_ttl = path, owner, lease, key_ttl
         self._file = os.path.abspath(path)  # what is opened and checked, whatever the cwd
         self.capacity, self.retention = capacity, retention
         # How long a statement waits for another process's lock: the store timeout.
@@ -109,6 +113,12 @@ class SqliteStore(BatchedStore):
         self._inode: tuple[int, int] = (0, 0)
         self._generation = 0  # bumped when the file is reopened: readers reconnect too
         self._readers: dict[tuple[int, int], sqlite3.Connection] = {}
+        # Key claims run in the caller's thread, on a connection of that thread's own (with
+        # the generation it was opened in); a thread that ends takes its connection along.
+        self._claimers: weakref.WeakKeyDictionary[
+            threading.Thread, tuple[int, sqlite3.Connection]
+        ] = weakref.WeakKeyDictionary()
+        self._claimers_lock = threading.Lock()
         super().__init__(timeout=timeout, probe_every=probe_every)
 
     def __repr__(self) -> str:
@@ -131,6 +141,43 @@ class SqliteStore(BatchedStore):
         for conn in self._readers.values():
             conn.close()
         self._readers.clear()
+        with self._claimers_lock:
+            claimers = [conn for _, conn in self._claimers.values()]
+            self._claimers.clear()
+        for conn in claimers:
+            conn.close()
+
+    def _claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
+        thread = threading.current_thread()
+        with self._claimers_lock:
+            found = self._claimers.get(thread)
+        if found is None or found[0] != self._generation:
+            if found is not None:  # opened before the file was replaced
+                found[1].close()
+            conn = self._connect()
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer's job, not a request's
+            found = (self._generation, conn)
+            with self._claimers_lock:
+                self._claimers[thread] = found
+        try:
+            return claim(found[1], key, holder, self.key_ttl)
+        except sqlite3.Error:
+            # One that met a broken file keeps failing after a repair (as readers do).
+            with self._claimers_lock:
+                self._claimers.pop(thread, None)
+            found[1].close()
+            raise
+
+    def _release_keys(self, released: list[tuple[str, str]]) -> None:
+        conn = self._writable()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(RELEASE_KEY, released)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+            raise
 
     # -- in threads ---------------------------------------------------------------------
 
@@ -346,6 +393,7 @@ class SqliteStore(BatchedStore):
         bounds: dict[str, float] = {"capacity": self.capacity, "slack": self.capacity // 20}
         bounds |= {"cutoff": now - self.retention, "most": 2 * MAX_BATCH}
         conn.execute(PRUNE, bounds)
+        conn.execute(PRUNE_KEYS, (now - self.key_ttl, bounds["most"]))
         self._rows = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()[0]
 
     def _disconnect(self) -> None:
