@@ -175,6 +175,8 @@ class Offload:
             )
         runtime = self._runtime
         record = runtime.admit(func, args, kwargs, options)
+        if isinstance(record, TaskHandle):
+            return record  # `options(key=...)`: the task holding the key; nothing started
         await runtime.commit([record])  # a durable store has it (and a broker, if remote)
         if runtime.is_local(record):
             runtime.start(record)

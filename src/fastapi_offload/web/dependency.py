@@ -88,6 +88,8 @@ class TaskCollector:
                 self._route, getattr(func, "__qualname__", "the task"), args, kwargs
             )
         record = self._runtime.admit(func, args, kwargs, options)
+        if isinstance(record, TaskHandle):
+            return record  # `options(key=...)`: the task holding the key; nothing started
         if self._immediate:
             self._runtime.start(record)
             if self._runtime.request_waits:
@@ -105,6 +107,9 @@ class TaskCollector:
         # On FastAPI's function-scoped exit stack, which closes after the endpoint
         # returned and before the response is sent.
         self._returned = _ended_normally(exc_type)
+        if not self._returned:  # before the error response: a retry finds its keys free
+            self._runtime.abort(self._records)
+            self._records = []
         return False
 
     async def _commit(
@@ -117,6 +122,8 @@ class TaskCollector:
         # "accepted": written to a durable store, remote ones in the broker. A store
         # or broker error becomes a 503.
         if not _ended_normally(exc_type):
+            await self._runtime.abort_before_response(self._records)
+            self._records = []
             return False
         runtime, records = self._runtime, self._records
         self._records = [r for r in records if runtime.is_local(r)]
