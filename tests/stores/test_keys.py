@@ -17,11 +17,13 @@ from fastapi_offload._models import TaskState
 from fastapi_offload._record import TaskRecord
 from fastapi_offload.stores.keys import CLAIM_GRACE, KeyHolder
 from fastapi_offload.stores.memory import MemoryStore
+from fastapi_offload.stores.sqlite_schema import SCHEMA_VERSION, UPGRADES
 from tests.stores.test_outage import OwnRedis
 from tests.stores.test_outage import own_redis as own_redis  # the fixture
 
 from .conftest import KINDS_AND_MEMORY
-from .helpers import Durable, RedisStore, record
+from .helpers import Durable, RedisStore, query, record
+from .test_sqlite import V1_ROWS, V1_SCHEMA
 
 pytestmark = pytest.mark.anyio
 
@@ -221,3 +223,45 @@ def test_the_memory_store_keeps_at_most_its_capacity_of_keys() -> None:
     assert len(store.keys) == 3
     assert store.claim_key("k4", holder("x")) == holder("t4")  # the newest are kept
     assert store.claim_key("k0", holder("x")) is None  # the oldest forgotten
+
+
+@pytest.mark.parametrize("durable", ["sqlite"], indirect=True)
+async def test_a_version_4_file_gains_the_keys_table_and_its_trigger_once(
+    durable: Durable,
+) -> None:
+    with sqlite3.connect(durable.at) as conn:
+        for statement in (*V1_SCHEMA, *UPGRADES[1], *UPGRADES[2], *UPGRADES[3]):
+            conn.execute(statement)
+        conn.execute("UPDATE meta SET value = 4 WHERE key = 'schema_version'")
+        conn.executemany(
+            f"INSERT INTO tasks VALUES ({', '.join('?' * 24)})",
+            [(*row, None, None, None, None, None, None) for row in V1_ROWS],
+        )
+    conn.close()
+    stores: list[Any] = []
+
+    async def open_one(owner: str) -> None:
+        stores.append(await durable.open(owner, capacity=1))
+
+    async with anyio.create_task_group() as group:  # two processes upgrading at once
+        group.start_soon(open_one, "a")
+        group.start_soon(open_one, "b")
+    a, b = stores
+    assert query(durable.at, "SELECT value FROM meta WHERE key = 'schema_version'") == [
+        (SCHEMA_VERSION,)
+    ]
+    made = {name for (name,) in query(durable.at, "SELECT name FROM sqlite_master")}
+    assert {"task_keys", "task_keys_settled", "tasks_key_kept"} <= made
+    assert [info.id for info in await b.active()] == ["live"]  # a row of version 4, kept
+    assert a.claim_key("k", holder("new")) is None
+    task = keyed("new")
+    a.put(task)
+    await a.flush()
+    assert b.claim_key("k", holder("other")) == holder("new")
+    settle(a, task)
+    await a.flush()
+    a.put(record("later", TaskState.SUCCEEDED))  # pushes "new" out (capacity 1)
+    await a.flush()
+    assert await b.get("new") is None
+    assert (durable.key_fields("k") or {}).get("settled_at") is not None  # the trigger
+    assert b.claim_key("k", holder("other")) == holder("new")
