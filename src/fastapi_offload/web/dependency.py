@@ -71,7 +71,16 @@ class TaskCollector:
         `max_pending`; then it runs as any task. It needs the Offload lifespan; with a
         durable store it survives restarts (its function must then be declared with
         `@task`, `cpu_bound` or `io_bound`), with the memory store it is cancelled at
-        shutdown. Raises `ConfigError` for a bad value, naming the setting.
+        shutdown.
+
+        `key="order-42"` (an idempotency key): while a task with that key is pending,
+        scheduled or running, or ended less than `key_ttl` ago, `add_task` returns that
+        task's handle with `existing=True` and starts nothing; otherwise the new task
+        takes the key. Atomic across every process sharing a durable store. A key held by
+        a task of another function raises `KeyConflict`.
+
+        Raises `ConfigError` for a bad value, naming the setting; `StoreUnavailable` (a
+        503) when a key cannot be checked within `store_timeout`.
         """
         return TasksWithOptions(self, TaskSettings.of("tasks.options", options))
 
