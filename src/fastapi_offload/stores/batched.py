@@ -96,6 +96,10 @@ class BatchedStore:
         # removes them (a clean stop: gone from every dashboard at once).
         self._figures_due: str | None = None
         self._figures_lock = threading.Lock()
+        # Held by the writer while it commits: a key claim of this process (on the loop or
+        # a request's thread) waits on it, woken the moment the commit ends, rather than
+        # meeting the store's own lock and its back-off (SQLite sleeps 1, 2, 5 ms ...).
+        self._committing = threading.Lock()
 
     def __len__(self) -> int:
         return self._rows
@@ -414,7 +418,8 @@ class BatchedStore:
                 figures, self._figures_due = self._figures_due, None
             try:
                 due = pending or kinds or figures is not None
-                error = self._commit(pending, "renew" in kinds, figures) if due else None
+                with self._committing:
+                    error = self._commit(pending, "renew" in kinds, figures) if due else None
             except BaseException as exc:  # a bug of ours: answer the waiters, keep the rows
                 logger.exception("task store %s: the writer failed", self)
                 error = self._unavailable(exc)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
+import weakref
+from collections.abc import Callable
 
 from .keys import KeyHolder, held
 from .sqlite_schema import LIVE
 
-__all__ = ["PRUNE_KEYS", "RELEASE_KEY", "claim"]
+__all__ = ["PRUNE_KEYS", "RELEASE_KEY", "Claimers", "claim"]
 
 # The key's row, and what the row of its task says (no row: NULL `written`, `live`).
 _FIND = (
@@ -66,3 +69,79 @@ def _holder(row: tuple[object, ...], now: float, ttl: float) -> KeyHolder | None
     ):  # fmt: skip
         return None
     return KeyHolder(task_id, name, lane)
+
+
+class Claimers:
+    """The connections key claims run on: one per calling thread (the loop's, each sync
+    endpoint's), since a claim is decided in `add_task`; a thread that ends takes its
+    connection along. `busy_timeout` bounds a claim, this process's writer included."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], busy_timeout: float) -> None:
+        self._connect, self.busy_timeout = connect, busy_timeout
+        # Each thread's connection, with the generation of the file it was opened on.
+        self._conns: weakref.WeakKeyDictionary[threading.Thread, tuple[int, sqlite3.Connection]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def claim(
+        self,
+        key: str,
+        holder: KeyHolder,
+        ttl: float,
+        generation: int,
+        committing: threading.Lock,
+    ) -> KeyHolder | None:
+        """`claim` on this thread's connection. A key found held is answered from a read,
+        which takes no lock (a retry storm never waits on the writers). Otherwise once this
+        process's writer is not committing (`committing`: waiting on it wakes at the
+        commit's end, where SQLite's own lock backs off 1, 2, 5 ms and more), and another
+        process's lock is waited for up to what is left of `busy_timeout`."""
+        conn = self._connection(generation)
+        try:
+            found = conn.execute(_FIND, (key,)).fetchone()
+            if found is not None and (current := _holder(found, time.time(), ttl)) is not None:
+                return current
+            started = time.monotonic()
+            if not committing.acquire(timeout=self.busy_timeout):
+                raise sqlite3.OperationalError("database is locked (by this process's writer)")
+            try:
+                waited = time.monotonic() - started
+                if waited > 0.001:  # only what is left of the timeout for another process
+                    left = max(1, round((self.busy_timeout - waited) * 1000))
+                    conn.execute(f"PRAGMA busy_timeout = {left}")
+                try:
+                    return claim(conn, key, holder, ttl)
+                finally:
+                    if waited > 0.001:
+                        conn.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout * 1000)}")
+            finally:
+                committing.release()
+        except sqlite3.Error:
+            # One that met a broken file keeps failing after a repair (as readers do).
+            with self._lock:
+                if self._conns.get(threading.current_thread(), (0, None))[1] is conn:
+                    del self._conns[threading.current_thread()]
+            conn.close()
+            raise
+
+    def _connection(self, generation: int) -> sqlite3.Connection:
+        thread = threading.current_thread()
+        with self._lock:
+            found = self._conns.get(thread)
+        if found is not None and found[0] == generation:
+            return found[1]
+        if found is not None:  # opened before the file was replaced
+            found[1].close()
+        conn = self._connect()
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer's job, not a request's
+        with self._lock:
+            self._conns[thread] = (generation, conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [conn for _, conn in self._conns.values()]
+            self._conns.clear()
+        for conn in conns:
+            conn.close()

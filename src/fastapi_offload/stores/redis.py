@@ -247,10 +247,17 @@ class RedisStore(BatchedStore):
         return [task for task in found if task is not None]
 
     def _claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
-        # One script (`redis_scripts.CLAIM_KEY`): the check and the claim are one step.
-        args = [key, holder.task_id, holder.name, holder.lane, repr(time.time())]
+        # One script (`redis_scripts.CLAIM_KEY`): the check and the claim are one step. A
+        # call, not a pipeline: it runs in the request, on the loop for an async endpoint.
+        if (client := self._client) is None:
+            raise self._down("reach it", "the store is not open", shown=True)
+        args = [self.prefix, key, holder.task_id, holder.name, holder.lane, repr(time.time())]
         args += [repr(self.key_ttl), repr(CLAIM_GRACE)]
-        [found] = self._pipeline(lambda pipe: self._script(pipe, "claim_key", [], *args))
+        try:
+            found: Any = client.evalsha(self._shas["claim_key"], 0, *args)
+        except NoScriptError:  # Redis restarted, or SCRIPT FLUSH: load them again
+            self._load(client)
+            found = client.evalsha(self._shas["claim_key"], 0, *args)
         if found is None:
             return None
         task_id, name, lane = (value.decode(errors="replace") for value in found)

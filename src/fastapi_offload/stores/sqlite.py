@@ -24,7 +24,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -37,7 +36,7 @@ from .._models import TaskInfo, TaskState
 from .base import Orphan, Tick, TickClaim
 from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
 from .keys import KeyHolder
-from .keys_sqlite import PRUNE_KEYS, RELEASE_KEY, claim
+from .keys_sqlite import PRUNE_KEYS, RELEASE_KEY, Claimers
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
     EXPIRY_LEASES,
@@ -113,12 +112,7 @@ class SqliteStore(BatchedStore):
         self._inode: tuple[int, int] = (0, 0)
         self._generation = 0  # bumped when the file is reopened: readers reconnect too
         self._readers: dict[tuple[int, int], sqlite3.Connection] = {}
-        # Key claims run in the caller's thread, on a connection of that thread's own (with
-        # the generation it was opened in); a thread that ends takes its connection along.
-        self._claimers: weakref.WeakKeyDictionary[
-            threading.Thread, tuple[int, sqlite3.Connection]
-        ] = weakref.WeakKeyDictionary()
-        self._claimers_lock = threading.Lock()
+        self._claimers = Claimers(self._connect, self.busy_timeout)
         super().__init__(timeout=timeout, probe_every=probe_every)
 
     def __repr__(self) -> str:
@@ -141,32 +135,11 @@ class SqliteStore(BatchedStore):
         for conn in self._readers.values():
             conn.close()
         self._readers.clear()
-        with self._claimers_lock:
-            claimers = [conn for _, conn in self._claimers.values()]
-            self._claimers.clear()
-        for conn in claimers:
-            conn.close()
+        self._claimers.close()
 
     def _claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
-        thread = threading.current_thread()
-        with self._claimers_lock:
-            found = self._claimers.get(thread)
-        if found is None or found[0] != self._generation:
-            if found is not None:  # opened before the file was replaced
-                found[1].close()
-            conn = self._connect()
-            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer's job, not a request's
-            found = (self._generation, conn)
-            with self._claimers_lock:
-                self._claimers[thread] = found
-        try:
-            return claim(found[1], key, holder, self.key_ttl)
-        except sqlite3.Error:
-            # One that met a broken file keeps failing after a repair (as readers do).
-            with self._claimers_lock:
-                self._claimers.pop(thread, None)
-            found[1].close()
-            raise
+        claimers, generation = self._claimers, self._generation
+        return claimers.claim(key, holder, self.key_ttl, generation, self._committing)
 
     def _release_keys(self, released: list[tuple[str, str]]) -> None:
         conn = self._writable()
