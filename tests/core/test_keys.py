@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from fastapi import FastAPI, HTTPException, Response
+from fastapi.testclient import TestClient
 
 from fastapi_offload import (
     ConfigError,
@@ -36,9 +37,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     return None if request.param == "memory" else f"sqlite:///{tmp_path / 'offload.db'}"
 
 
-def receipt_app(offload: Offload, out: Path) -> FastAPI:
+def receipt_app(offload: Offload, out: Path, *, lifespan: bool = True) -> FastAPI:
     """The documented shape: 202 for a new task, 200 with the same id for a retried POST."""
-    app = FastAPI(lifespan=offload.lifespan)
+    app = FastAPI(lifespan=offload.lifespan if lifespan else None)
 
     @app.post("/orders/{order_id}/receipt", status_code=202)
     async def receipt(order_id: int, tasks: OffloadTasks, response: Response) -> dict[str, Any]:
@@ -173,3 +174,15 @@ async def test_the_test_doubles_see_keys_as_a_real_backend_would(
         again = await offload.options(key="k").submit(jobs.write, "/dev/null", "x")
     assert (again.id, again.lane, again.existing) == (first.id, backend.name, True)
     assert [call.id for call in backend.calls] == [first.id]  # sent once
+
+
+def test_keys_hold_on_the_default_runtime_too(tmp_path: Path) -> None:
+    # No lifespan: each request waits for its own tasks, in memory; a retry still finds
+    # the task its first attempt ran.
+    out = tmp_path / "out"
+    with TestClient(receipt_app(Offload(), out, lifespan=False)) as client:
+        first = client.post("/orders/1/receipt")
+        again = client.post("/orders/1/receipt")
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json() == {"id": first.json()["id"], "existing": True}
+    assert len(lines(out)) == 1
