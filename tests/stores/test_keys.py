@@ -22,7 +22,7 @@ from tests.stores.test_outage import OwnRedis
 from tests.stores.test_outage import own_redis as own_redis  # the fixture
 
 from .conftest import KINDS_AND_MEMORY
-from .helpers import Durable, RedisStore, query, record
+from .helpers import Durable, RedisStore, query, record, sleep_until
 from .test_sqlite import V1_ROWS, V1_SCHEMA
 
 pytestmark = pytest.mark.anyio
@@ -201,6 +201,18 @@ async def test_a_claim_on_a_frozen_redis_fails_within_the_store_timeout(
         await store.close()
 
 
+async def test_a_reclaimed_requeue_task_takes_its_key_along(durable: Durable) -> None:
+    # Run again by the process that reclaims it, it writes its row again: with its key,
+    # so that the key outlives that row too (`Requeue.adopt` sets it from the orphan).
+    dead = await durable.open("worker-1", lease=0.05)
+    assert dead.claim_key("k", holder("r")) is None
+    dead.put(record("r", requeue=True, payload=b"call", key="k"))
+    await dead.flush()
+    await sleep_until(durable.lease_ends())
+    [orphan] = await (await durable.open("a")).reclaim()
+    assert (orphan.info.id, orphan.requeued, orphan.key) == ("r", True, "k")
+
+
 async def test_a_closed_store_refuses_claims(durable: Durable) -> None:
     store = await durable.open("a")
     await store.close()
@@ -230,6 +242,9 @@ async def test_a_version_4_file_gains_the_keys_table_and_its_trigger_once(
     durable: Durable,
 ) -> None:
     with sqlite3.connect(durable.at) as conn:
+        # As a store left it: in WAL mode. (Switching a file to WAL while another process
+        # opens it may fail at once with "database is locked", busy timeout or not.)
+        conn.execute("PRAGMA journal_mode = WAL")
         for statement in (*V1_SCHEMA, *UPGRADES[1], *UPGRADES[2], *UPGRADES[3]):
             conn.execute(statement)
         conn.execute("UPDATE meta SET value = 4 WHERE key = 'schema_version'")

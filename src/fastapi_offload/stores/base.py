@@ -36,6 +36,7 @@ class Orphan:
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 1.0
+    key: str | None = None  # its idempotency key: it holds it again where it runs again
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,9 +96,9 @@ class BatchedStore:
         # removes them (a clean stop: gone from every dashboard at once).
         self._figures_due: str | None = None
         self._figures_lock = threading.Lock()
-        # Held by the writer while it commits: a key claim of this process (on the loop or
-        # a request's thread) waits on it, woken the moment the commit ends, rather than
-        # meeting the store's own lock and its back-off (SQLite sleeps 1, 2, 5 ms ...).
+        # Held by the writer while it commits: a SQLite key claim of this process (on the
+        # loop or a request's thread) waits on it, woken the moment the commit ends, rather
+        # than meeting the file's lock and its back-off (SQLite sleeps 1, 2, 5 ms ...).
         self._committing = threading.Lock()
 
     def __len__(self) -> int:
@@ -436,7 +436,8 @@ class BatchedStore:
                 # keys free. Rare (a request failed), so a call of its own, which fails no
                 # waiter: their rows were committed.
                 try:
-                    self._release_keys(released)
+                    with self._committing:
+                        self._release_keys(released)
                     released = []
                 except Exception as exc:
                     logger.error(
