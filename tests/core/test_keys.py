@@ -107,6 +107,16 @@ async def test_concurrent_requests_in_threads_with_one_key_start_one_task(
     assert len(lines(out)) == 1
 
 
+async def test_a_delayed_task_holds_its_key_while_scheduled() -> None:
+    async with Offload(key_ttl=3600) as offload:
+        first = await offload.options(key="k", delay=30).submit(jobs.nap, 0)
+        again = await offload.options(key="k").submit(jobs.nap, 0)
+        assert (again.id, again.existing) == (first.id, True)
+        assert (await offload.status(first.id)).state is TaskState.SCHEDULED
+        assert await offload.cancel(first.id)  # ended: its key is held key_ttl more
+        assert (await offload.options(key="k").submit(jobs.nap, 0)).id == first.id
+
+
 async def test_a_key_held_by_another_function_is_a_key_conflict_naming_both() -> None:
     async with Offload() as offload:
         first = await offload.options(key="order-42").submit(jobs.nap, 0)

@@ -57,7 +57,12 @@ async def test_a_key_is_held_while_its_task_is_live_then_key_ttl_past_its_end(
 ) -> None:
     store = await durable.open("a", key_ttl=0.5)
     assert store.claim_key("k", holder("a")) is None
-    task = keyed("a")
+    task = keyed("a", state=TaskState.SCHEDULED)
+    task.due_at = time.time() + 60
+    store.put(task)
+    await store.flush()
+    assert store.claim_key("k", holder("b")) == holder("a")  # scheduled
+    task.state = TaskState.PENDING
     store.put(task)
     await store.flush()
     assert store.claim_key("k", holder("b")) == holder("a")  # pending

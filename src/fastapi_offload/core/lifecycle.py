@@ -276,9 +276,7 @@ async def _shielded(stop: Callable[[], Awaitable[None]]) -> None:
 def build_store(config: OffloadConfig) -> Store:
     """The store `config.store` names: memory, a SQLite file or a Redis."""
     if not config.durable_store:
-        return MemoryStore(
-            config.status_capacity, 64 * config.result_max_bytes, key_ttl=config.key_ttl
-        )
+        return MemoryStore.of(config)
     owner = new_owner_id()
     lease, capacity, retention = config.store_lease, config.status_capacity, config.store_retention
     timeout, path, key_ttl = config.store_timeout, config.store_path, config.key_ttl

@@ -78,11 +78,7 @@ class Runtime:
             "process": self.process_lane,
         }
         pending = config.max_pending
-        # Not `store or ...`: a store is falsy while it holds no status (`len`).
-        memory = (config.status_capacity, 64 * config.result_max_bytes)
-        self.store: Store = (
-            store if store is not None else MemoryStore(*memory, key_ttl=config.key_ttl)
-        )
+        self.store: Store = store if store is not None else MemoryStore.of(config)
         self.ledger = Ledger(
             self.store,
             {

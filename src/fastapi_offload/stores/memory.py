@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from .._config import OffloadConfig
 from .._models import TaskInfo
 from .._record import TaskRecord
 from .base import Orphan, Tick, TickClaim
@@ -48,6 +49,11 @@ class MemoryStore:
         self.result_bytes = 0
         # Periodic tasks' last ticks, one entry per periodic task (bounded by the code).
         self._ticks: dict[str, Tick] = {}
+
+    @classmethod
+    def of(cls, config: OffloadConfig) -> MemoryStore:
+        """The memory store `config` asks for (no `store`, or `store="memory"`)."""
+        return cls(config.status_capacity, 64 * config.result_max_bytes, key_ttl=config.key_ttl)
 
     def __repr__(self) -> str:
         return f"MemoryStore(capacity={self.capacity}, live={len(self._live)})"
