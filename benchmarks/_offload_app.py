@@ -1,13 +1,17 @@
 """The `offload` strategy: `OffloadTasks` on the lane named by `BENCH_LANE`.
 
 `BENCH_LANE` is `loop`, `thread`, `process`, `remote`, or `auto` (no per-call option:
-the callable's declaration or kind decides). Everything else is configured the way a
-user would, through `OFFLOAD_*` variables.
+the callable's declaration or kind decides). `BENCH_KEY=1`: each task is added with an
+idempotency key of its own (`options(key=...)`, a new key per task, so each is claimed
+and none is found held): what a key costs. Everything else is configured the way a user
+would, through `OFFLOAD_*` variables.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import uuid
 from typing import Any, cast
 
 from fastapi import FastAPI
@@ -39,6 +43,8 @@ def build(lane: str) -> FastAPI:
     add_probe_routes(app)
     tracker = Tracker()
     batch = _Batch()
+    # Keys new to every process and every run: a random prefix, then a counter.
+    keyed, prefix, numbers = os.environ.get("BENCH_KEY") == "1", uuid.uuid4().hex, itertools.count()
 
     @app.post("/jobs", status_code=202)
     async def jobs(
@@ -54,6 +60,13 @@ def build(lane: str) -> FastAPI:
         # `build` checked the name against LANES above.
         adder = tasks if lane == "auto" else tasks.options(lane=cast(LaneName, lane))
         for _ in range(count):
+            if keyed:  # the options a user builds for each keyed call, and the claim
+                key = f"{prefix}-{next(numbers)}"
+                adder = (
+                    tasks.options(key=key)
+                    if lane == "auto"
+                    else tasks.options(lane=cast(LaneName, lane), key=key)
+                )
             batch.ids.append(adder.add_task(func, *args).id)
         return {"accepted": count}
 

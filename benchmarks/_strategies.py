@@ -148,6 +148,19 @@ STRATEGIES: dict[str, Strategy] = {
             _offload("loop", OFFLOAD_STORE=REDIS_URL),
             needs_redis=True,
         ),
+        # The same with an idempotency key per task (a new one each time): the claim, one
+        # transaction in the request, before the task's write-ahead.
+        Strategy(
+            "offload-loop-sqlite-key",
+            "OffloadTasks, loop lane, SQLite store, key",
+            _offload("loop", OFFLOAD_STORE=f"sqlite:///{_BENCH_DB}", BENCH_KEY="1"),
+        ),
+        Strategy(
+            "offload-loop-redis-key",
+            "OffloadTasks, loop lane, Redis store, key",
+            _offload("loop", OFFLOAD_STORE=REDIS_URL, BENCH_KEY="1"),
+            needs_redis=True,
+        ),
         Strategy("offload-thread", "OffloadTasks, thread lane", _offload("thread")),
         Strategy("offload-process", "OffloadTasks, process lane", _offload("process")),
         # The same at normal priority and with SCHED_IDLE workers instead of the default

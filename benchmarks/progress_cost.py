@@ -73,6 +73,7 @@ async def _task(runtime: Runtime, store: CountingStore, lane: str, args: tuple[A
     record = runtime.admit(
         func, args, {}, TaskSettings.of("bench", {"lane": lane, "keep_result": True})
     )
+    assert isinstance(record, TaskRecord)  # a handle only for a key some task holds
     runtime.start(record)
     await runtime.ledger.join()
     if record.state is not TaskState.SUCCEEDED or record.result is None:

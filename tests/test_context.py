@@ -80,6 +80,7 @@ async def test_reports_faster_than_the_store_needs_are_coalesced() -> None:
     try:
         started = time.monotonic()
         record = runtime.admit(jobs.report_many, (200_000,), {}, TaskSettings(lane="thread"))
+        assert isinstance(record, TaskRecord)  # a handle only for a key some task holds
         runtime.start(record)
         await runtime.ledger.join()
         elapsed = time.monotonic() - started

@@ -19,6 +19,8 @@ STRATEGIES = [
     "offload-loop",
     "offload-loop-sqlite",
     "offload-loop-redis",
+    "offload-loop-sqlite-key",
+    "offload-loop-redis-key",
     "offload-thread",
     "offload-process",
 ]
@@ -30,6 +32,8 @@ BASELINE = {
     "offload-loop": "bg-async",
     "offload-loop-sqlite": "offload-loop",  # what durability costs
     "offload-loop-redis": "offload-loop",
+    "offload-loop-sqlite-key": "offload-loop-sqlite",  # what a key costs
+    "offload-loop-redis-key": "offload-loop-redis",
     "offload-thread": "bg-def",
     "offload-process": "bg-def",
     **dict.fromkeys(PEERS, "bg-async"),

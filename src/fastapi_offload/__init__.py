@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._decorators import task as task
     from ._errors import BackendUnavailable as BackendUnavailable
     from ._errors import ConfigError as ConfigError
+    from ._errors import KeyConflict as KeyConflict
     from ._errors import NotOffloadable as NotOffloadable
     from ._errors import OffloadClosed as OffloadClosed
     from ._errors import OffloadError as OffloadError
@@ -50,6 +51,7 @@ _MODULES: dict[str, str] = {
     "task": "._decorators",
     "BackendUnavailable": "._errors",
     "ConfigError": "._errors",
+    "KeyConflict": "._errors",
     "NotOffloadable": "._errors",
     "OffloadClosed": "._errors",
     "OffloadError": "._errors",
@@ -75,6 +77,7 @@ __all__ = [
     "BackendUnavailable",
     "BaseBackend",
     "ConfigError",
+    "KeyConflict",
     "LaneStats",
     "NotOffloadable",
     "Offload",

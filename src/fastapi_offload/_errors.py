@@ -12,6 +12,7 @@ from ._public import public
 __all__ = [
     "BackendUnavailable",
     "ConfigError",
+    "KeyConflict",
     "NotOffloadable",
     "OffloadClosed",
     "OffloadError",
@@ -126,6 +127,26 @@ class TaskTimeout(OffloadError, TimeoutError):
 @public
 class ConfigError(OffloadError, ValueError):
     """An option given to `Offload(...)` or an `OFFLOAD_*` variable has a bad value."""
+
+
+@public
+class KeyConflict(ConfigError):
+    """`options(key=...)` names a key that a task of another function holds: a key
+    deduplicates one kind of work, so the call was refused and nothing started.
+
+    A mistake in how the app forms its keys (a `500` if it reaches the client), unless the
+    keys come from clients (an `Idempotency-Key` header): catch it then and answer `422`.
+    `key`, `holder` (the function holding it), `task_id` (its task) and `name` (the
+    function refused) say which.
+    """
+
+    def __init__(self, key: str, holder: str, task_id: str, name: str) -> None:
+        super().__init__(
+            f"key {key!r} is held by task {task_id} of {holder}, so {name} cannot use it: a "
+            "key deduplicates one kind of work. Give each kind of work keys of its own, e.g. "
+            f'prefixed with the job\'s name: key=f"{name.rpartition(".")[2]}:{{...}}"'
+        )
+        self.key, self.holder, self.task_id, self.name = key, holder, task_id, name
 
 
 class RemoteError(Exception):

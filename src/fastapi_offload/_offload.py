@@ -154,8 +154,10 @@ class Offload:
         """Per-call settings for `submit`: `await offload.options(timeout=5).submit(f, x)`.
 
         `owner` records who started the task, as `tasks.options(owner=...)` does;
-        `delay=` and `at=` schedule it, as `tasks.options(delay=...)` does. Raises
-        `ConfigError` for a bad value, naming the setting.
+        `delay=` and `at=` schedule it, as `tasks.options(delay=...)` does; `key`
+        deduplicates as `tasks.options(key=...)` does (a held key returns its task's
+        handle, `existing=True`, and starts nothing). Raises `ConfigError` for a bad value,
+        naming the setting.
         """
         return RuntimeOptions(self, TaskSettings.of("offload.options", options))
 
@@ -175,6 +177,8 @@ class Offload:
             )
         runtime = self._runtime
         record = runtime.admit(func, args, kwargs, options)
+        if isinstance(record, TaskHandle):
+            return record  # `options(key=...)`: the task holding the key; nothing started
         await runtime.commit([record])  # a durable store has it (and a broker, if remote)
         if runtime.is_local(record):
             runtime.start(record)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -48,3 +49,12 @@ async def requeue(tasks: OffloadTasks, seconds: float, path: str) -> str:
 @app.post("/requeue-first", status_code=202)
 async def requeue_first(tasks: OffloadTasks, seconds: float, path: str) -> str:
     return tasks.add_task(jobs.append_then_sleep, seconds, path).id
+
+
+@app.post("/keyed", status_code=202)
+async def keyed(tasks: OffloadTasks, response: Response, key: str, path: str) -> dict[str, Any]:
+    """One run per key: a retried POST answers 200 with the id of the task it started."""
+    handle = tasks.options(key=key).add_task(jobs.write, path, key)
+    if handle.existing:
+        response.status_code = 200
+    return {"id": handle.id, "existing": handle.existing}

@@ -14,6 +14,7 @@ import pytest
 
 from fastapi_offload import NotOffloadable, Offload, TaskCall, TaskInfo, TaskState
 from fastapi_offload._config import OffloadConfig
+from fastapi_offload._record import TaskRecord
 from fastapi_offload._settings import TaskSettings
 from fastapi_offload.backends.celery import CeleryBackend
 from fastapi_offload.core.runtime import Runtime
@@ -147,6 +148,7 @@ async def test_the_default_runtime_sends_a_delayed_remote_task() -> None:
     runtime = Runtime(OffloadConfig.resolve({}), backend)
     runtime.attach()
     record = runtime.admit(jobs.stamp, ("/dev/null",), {}, TaskSettings(delay=30))
+    assert isinstance(record, TaskRecord)  # a handle only for a key some task holds
     await runtime.commit([record])
     [call] = backend.calls
     assert call.due_at is not None and call.due_at == record.due_at

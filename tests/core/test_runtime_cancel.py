@@ -12,6 +12,7 @@ import pytest
 
 from fastapi_offload import Offload, TaskInfo, TaskState
 from fastapi_offload._config import OffloadConfig
+from fastapi_offload._record import TaskRecord
 from fastapi_offload._settings import TaskSettings
 from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
@@ -185,6 +186,7 @@ async def test_a_task_cancelled_before_it_starts_never_runs(tmp_path: Path) -> N
     try:
         # Admitted in its request, not started yet (the response is still on its way).
         record = runtime.admit(jobs.append, (str(ran), "ran"), {}, TaskSettings())
+        assert isinstance(record, TaskRecord)  # a handle only for a key some task holds
         assert await runtime.cancel(record.id) is True
         runtime.start(record)
         await runtime.ledger.join()

@@ -226,6 +226,7 @@ async def test_a_scheduled_task_its_request_starts_after_the_shutdown_began_neve
     async with Offload() as offload:
         runtime = offload._runtime
         record = runtime.admit(stamp, (str(out),), {}, TaskSettings(delay=0.2))
+        assert isinstance(record, TaskRecord)  # a handle only for a key some task holds
         assert put_off(runtime.ledger) == 1  # the first step of the shutdown
         runtime.start(record)  # its request's start comes after it
         await anyio.sleep(0.5)  # past its due time

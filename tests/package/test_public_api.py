@@ -8,6 +8,7 @@ def test_public_names_are_pinned() -> None:
         "BackendUnavailable",
         "BaseBackend",
         "ConfigError",
+        "KeyConflict",
         "LaneStats",
         "NotOffloadable",
         "Offload",

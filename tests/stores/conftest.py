@@ -72,7 +72,7 @@ async def durable(request: pytest.FixtureRequest, db: Path) -> AsyncIterator[Dur
         given = {**SETTINGS, **settings}
         store: SqliteStore | RedisStore | MemoryStore
         if kind == "memory":
-            store = MemoryStore(given["capacity"])
+            store = MemoryStore(given["capacity"], key_ttl=given.get("key_ttl", 24 * 3600.0))
         elif kind == "redis":
             store = RedisStore(given.pop("at", at), owner=owner, **given)
         else:

@@ -105,6 +105,14 @@ class Durable:
     def forge_figures(self, owner: str, text: str | bytes, until: float) -> None:
         raise NotImplementedError
 
+    def key_fields(self, key: str) -> dict[str, Any] | None:
+        """What the store keeps of idempotency key `key` (None: nothing)."""
+        raise NotImplementedError
+
+    def set_key_field(self, key: str, field: str, value: Any) -> None:
+        """Change what the store keeps of key `key`, as another process (or clock) might."""
+        raise NotImplementedError
+
     def published(self) -> list[str]:
         """The owners whose figures are kept (expired or not)."""
         raise NotImplementedError
@@ -163,6 +171,14 @@ class SqliteFile(Durable):
 
     def published(self) -> list[str]:
         return [owner for (owner,) in self._one("SELECT owner FROM processes ORDER BY owner")]
+
+    def key_fields(self, key: str) -> dict[str, Any] | None:
+        found = self._one("SELECT * FROM task_keys WHERE key = ?", key)
+        names = ("key", "task_id", "name", "lane", "claimed_at", "settled_at")
+        return dict(zip(names, found[0], strict=True)) if found else None
+
+    def set_key_field(self, key: str, field: str, value: Any) -> None:
+        self._write(f"UPDATE task_keys SET {field} = ? WHERE key = ?", value, key)
 
     def published_until(self, owner: str) -> float:
         found = self._one("SELECT expires_at FROM processes WHERE owner = ?", owner)
@@ -238,6 +254,17 @@ class RedisDatabase(Durable):
 
     def published_until(self, owner: str) -> float:
         return cast("float", self.client.zscore(f"{P}:processes:until", owner))
+
+    def key_fields(self, key: str) -> dict[str, Any] | None:
+        found = cast("dict[bytes, bytes]", self.client.hgetall(f"{P}:key:{key}"))
+        fields: dict[str, Any] = {k.decode(): v.decode() for k, v in found.items()}
+        for name in ("claimed_at", "settled_at"):
+            if name in fields:
+                fields[name] = float(fields[name])
+        return fields or None
+
+    def set_key_field(self, key: str, field: str, value: Any) -> None:
+        self.client.hset(f"{P}:key:{key}", field, value)
 
 
 __all__ = [

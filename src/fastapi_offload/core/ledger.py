@@ -294,6 +294,8 @@ class Ledger:
             if counters is not None:
                 counters.leave(record.state)
             self.store.evict(record.id)
+            if record.key is not None:  # the client's retry takes the key: nothing ran
+                self.store.release_key(record.key, record.id)
             self._settle(record)
             if self._observers:
                 self._tell("discarded", record)

@@ -276,16 +276,17 @@ async def _shielded(stop: Callable[[], Awaitable[None]]) -> None:
 def build_store(config: OffloadConfig) -> Store:
     """The store `config.store` names: memory, a SQLite file or a Redis."""
     if not config.durable_store:
-        return MemoryStore(config.status_capacity, 64 * config.result_max_bytes)
+        return MemoryStore.of(config)
     owner = new_owner_id()
     lease, capacity, retention = config.store_lease, config.status_capacity, config.store_retention
-    timeout, path = config.store_timeout, config.store_path
+    timeout, path, key_ttl = config.store_timeout, config.store_path, config.key_ttl
     if path is not None:
         from ..stores.sqlite import SqliteStore
 
         return SqliteStore(
-            path, owner=owner, lease=lease, capacity=capacity, retention=retention, timeout=timeout
-        )
+            path, owner=owner, lease=lease, capacity=capacity, retention=retention,
+            timeout=timeout, key_ttl=key_ttl,
+        )  # fmt: skip
     from ..stores.redis import RedisStore  # ImportError naming the extra if redis is missing
 
     return RedisStore(
@@ -295,4 +296,5 @@ def build_store(config: OffloadConfig) -> Store:
         capacity=capacity,
         retention=retention,
         timeout=timeout,
+        key_ttl=key_ttl,
     )

@@ -25,6 +25,7 @@ import anyio
 
 from .._errors import QueueFull
 from .._models import ScheduleInfo, TaskState
+from .._record import TaskRecord
 from ..stores.base import Tick
 from .ids import IdSource
 from .runtime import Runtime
@@ -159,6 +160,8 @@ class Scheduler:
         except Exception as exc:
             logger.error("periodic task %s: the tick of %s cannot start: %s", task.name, when, exc)
             return
+        if not isinstance(record, TaskRecord):
+            return  # a handle: an idempotency key some task holds (a periodic task has none)
         try:
             await runtime.commit([record])  # write-ahead to a durable store; sent if remote
         except Exception as exc:  # the record was discarded

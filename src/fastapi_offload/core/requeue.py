@@ -71,6 +71,7 @@ class Requeue:
             payload=orphan.payload,
             # Scheduled (the ledger's `adopt` keeps it so) or, to be run again, pending.
             state=TaskState.SCHEDULED if scheduled else TaskState.PENDING,
+            key=orphan.key,  # its row keeps holding the key (`stores.keys`)
         )
         try:
             # Checked before anything runs or is unpickled: the row may have been planted.

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._config import OffloadConfig
 from .._errors import ConfigError, NotOffloadable, OffloadClosed
-from .._models import OffloadStats, TaskInfo, TaskState
+from .._models import OffloadStats, TaskHandle, TaskInfo, TaskState
 from .._record import TaskRecord
 from .._settings import TaskSettings
 from .._task_deps import dependencies_of
@@ -27,6 +27,7 @@ from ..lanes.remote import RemoteLane
 from ..lanes.thread import ThreadLane
 from ..stores.base import Orphan, Store
 from ..stores.memory import MemoryStore
+from . import keys
 from .after import Ordering
 from .bounds import LaneBounds
 from .callables import Profiles
@@ -77,11 +78,7 @@ class Runtime:
             "process": self.process_lane,
         }
         pending = config.max_pending
-        self.store: Store = (
-            store
-            if store is not None
-            else MemoryStore(config.status_capacity, 64 * config.result_max_bytes)
-        )
+        self.store: Store = store if store is not None else MemoryStore.of(config)
         self.ledger = Ledger(
             self.store,
             {
@@ -122,9 +119,10 @@ class Runtime:
         options: TaskSettings,
         *,
         task_id: str | None = None,
-    ) -> TaskRecord:
+    ) -> TaskRecord | TaskHandle:
         """Validate, route and admit one call, inside the request; raise if it cannot run.
-        `task_id`: the id it gets (a periodic task's, claimed with its tick), else a new one."""
+        `task_id`: the id it gets (a periodic task's, claimed with its tick), else a new one.
+        A key some task holds returns that task's handle, admitting nothing (`core.keys`)."""
         if not self.accepting:
             raise OffloadClosed(
                 "the Offload runtime is not running (not started yet, or shutting down); "
@@ -170,6 +168,8 @@ class Runtime:
             # Kept with its row: run again after a crash (requeue), or run when due by
             # whichever process holds it then (delayed).
             self.requeue.save(record)
+        if record.key is not None:  # `core.keys`: a held key admits nothing
+            return keys.admit(self.ledger, record, record.key)
         self.ledger.admit(record)
         return record
 
@@ -277,6 +277,10 @@ class Runtime:
         """The request failed before its response: none of its tasks was accepted."""
         for record in records:
             self.ledger.discarded(record)
+
+    async def abort_before_response(self, records: Sequence[TaskRecord]) -> None:
+        """`abort`, returning once their keys are free (`core.keys.discard`)."""
+        await keys.discard(self.ledger, records)
 
     # -- queries --------------------------------------------------------------------
 

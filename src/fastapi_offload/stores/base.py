@@ -13,6 +13,7 @@ from typing import Protocol
 
 from .._models import TaskInfo
 from .._record import TaskRecord
+from .keys import KeyHolder
 from .peers import ProcessFigures, StoredTask
 
 __all__ = ["Orphan", "Store", "Tick", "TickClaim"]
@@ -35,6 +36,7 @@ class Orphan:
     timeout: float | None = None
     retries: int = 0
     retry_delay: float = 1.0
+    key: str | None = None  # its idempotency key: it holds it again where it runs again
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,19 @@ class Store(Protocol):
 
     def evict(self, task_id: str) -> None:
         """Forget a task that was never accepted (its request failed)."""
+        ...
+
+    def claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
+        """Take idempotency key `key` for the new task `holder` (`None`), or return the
+        task that holds it (`stores.keys` says when a key is held), atomically across every
+        process sharing the store. Called in the request, on the loop or in a sync
+        endpoint's thread, before the task's first `put`; within `store_timeout`, else
+        raise `StoreUnavailable`."""
+        ...
+
+    def release_key(self, key: str, task_id: str) -> None:
+        """Free `key` if task `task_id` holds it: that task was never accepted (its request
+        failed, or its lane was full). Like `put`, it must not block."""
         ...
 
     async def flush(self) -> None:

@@ -36,6 +36,7 @@ from .._models import TaskInfo
 from .._record import TaskRecord
 from .base import Orphan, Tick, TickClaim
 from .breaker import Breaker
+from .keys import KeyHolder
 from .lease_owner import owner_id_of_this_process
 from .peers import FIGURES_MAX, ProcessFigures, StoredTask
 from .rows import Row, leased, row_of
@@ -48,6 +49,14 @@ MAX_BATCH = 10_000  # operations per commit: bounds one commit's size and durati
 PROBE_EVERY = 1.0  # seconds between two probes of a store that failed (the Retry-After)
 _PASSWORD = re.compile(r"(://[^:/@\s]*):[^@\s]*@")  # user:password@ in a URL
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    """Queued for the writer: free `key` if task `task_id` holds it (`release_key`)."""
+
+    key: str
+    task_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class BatchedStore:
     durable = True
     owner: str
     lease: float
+    key_ttl: float = 24 * 3600.0  # seconds a key stays held past its task's end
     #: What a subclass's calls raise when the store cannot answer (down, locked, I/O).
     failures: tuple[type[BaseException], ...] = (OSError,)
 
@@ -76,7 +86,7 @@ class BatchedStore:
         # This process's records by reference, so a look-up of a task running here needs
         # no query; a finished one stays until its last state is committed.
         self._here: dict[str, TaskRecord] = {}
-        self._queue: queue.SimpleQueue[Row | str | _Marker] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Row | str | _Marker | _Release] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._closing = False
         self._rows = 0
@@ -86,6 +96,10 @@ class BatchedStore:
         # removes them (a clean stop: gone from every dashboard at once).
         self._figures_due: str | None = None
         self._figures_lock = threading.Lock()
+        # Held by the writer while it commits: a SQLite key claim of this process (on the
+        # loop or a request's thread) waits on it, woken the moment the commit ends, rather
+        # than meeting the file's lock and its back-off (SQLite sleeps 1, 2, 5 ms ...).
+        self._committing = threading.Lock()
 
     def __len__(self) -> int:
         return self._rows
@@ -98,6 +112,25 @@ class BatchedStore:
     def evict(self, task_id: str) -> None:
         self._here.pop(task_id, None)
         self._queue.put(task_id)
+
+    def claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
+        # In the caller's thread (the loop, or a sync endpoint's): the claim must be
+        # decided before `add_task` returns. Through the write breaker, as a commit is.
+        writer = self._writer
+        if writer is None or self._closing or not writer.is_alive():
+            raise self._down(KEY, "the store is not open (or is closing)", shown=True)
+        if not self._writes.allow():
+            raise self._refused(KEY, self._writes)
+        try:
+            found = self._claim_key(key, holder)
+        except self.failures as exc:
+            self._writes.failed(cause := _cause(exc))
+            raise self._down(KEY, cause) from exc
+        self._writes.succeeded()
+        return found
+
+    def release_key(self, key: str, task_id: str) -> None:
+        self._queue.put(_Release(key, task_id))  # written with the next batch
 
     async def get(self, task_id: str) -> TaskInfo | None:
         record = self._here.get(task_id)
@@ -292,6 +325,16 @@ class BatchedStore:
         """See `Store.recent`, in a thread."""
         raise NotImplementedError
 
+    def _claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
+        """See `Store.claim_key`, in the caller's thread, bounded by the client's own
+        timeout (SQLite's busy timeout, Redis's socket timeout): `timeout`."""
+        raise NotImplementedError
+
+    def _release_keys(self, released: list[tuple[str, str]]) -> None:
+        """Delete these (key, task id) claims, each only if that task still holds the key,
+        in the writer thread; raise one of `failures` when the store cannot."""
+        raise NotImplementedError
+
     def _fetch(self, task_id: str) -> list[TaskInfo]:
         """The stored status of `task_id` (empty if none, or unreadable), in a thread."""
         raise NotImplementedError
@@ -346,9 +389,10 @@ class BatchedStore:
         # Rows not committed yet, by id (None: delete). One task's transitions within a
         # batch collapse into one write; a failed batch's rows stay for the next one.
         pending: dict[str, Row | None] = {}
+        released: list[tuple[str, str]] = []  # keys to free, kept as rows are on a failure
         while True:
             try:  # after a failure, retry within a second even if nothing else comes
-                ops = [self._queue.get(timeout=1.0 if pending else None)]
+                ops = [self._queue.get(timeout=1.0 if pending or released else None)]
             except queue.Empty:
                 ops = []
             # One consumer: `qsize` items are there to take without waiting.
@@ -359,6 +403,8 @@ class BatchedStore:
                     pending[op.id] = op
                 elif isinstance(op, str):
                     pending[op] = None
+                elif isinstance(op, _Release):
+                    released.append((op.key, op.task_id))
                 else:
                     markers.append(op)
             kinds = {marker.kind for marker in markers}
@@ -372,7 +418,8 @@ class BatchedStore:
                 figures, self._figures_due = self._figures_due, None
             try:
                 due = pending or kinds or figures is not None
-                error = self._commit(pending, "renew" in kinds, figures) if due else None
+                with self._committing:
+                    error = self._commit(pending, "renew" in kinds, figures) if due else None
             except BaseException as exc:  # a bug of ours: answer the waiters, keep the rows
                 logger.exception("task store %s: the writer failed", self)
                 error = self._unavailable(exc)
@@ -384,6 +431,19 @@ class BatchedStore:
                 self._writes.failed(getattr(error, "cause", None) or str(error))
             elif pending or kinds or figures is not None:
                 self._writes.succeeded()
+            if error is None and released:
+                # Before the waiters are answered: a flush after a failed request finds its
+                # keys free. Rare (a request failed), so a call of its own, which fails no
+                # waiter: their rows were committed.
+                try:
+                    with self._committing:
+                        self._release_keys(released)
+                    released = []
+                except Exception as exc:
+                    logger.error(
+                        "task store %s: could not free %d key(s) of tasks never accepted (%s); "
+                        "kept to retry", self, len(released), exc,
+                    )  # fmt: skip
             if error is None:
                 for task_id, row in pending.items():
                     record = self._here.get(task_id)
@@ -400,6 +460,8 @@ class BatchedStore:
             if "stop" in kinds:
                 if pending:
                     logger.error("task store %s: not written, lost: task ids %s", self, [*pending])
+                if released:
+                    logger.error("task store %s: not freed: keys %s", self, released[:20])
                 self._disconnect()
                 self._fail_waiting()
                 return
@@ -435,6 +497,7 @@ def interrupted_reason(
 
 
 RECORD = "record the task, so it was not accepted"
+KEY = "check the task's idempotency key, so it was not accepted"
 
 
 def _cause(exc: BaseException) -> str:

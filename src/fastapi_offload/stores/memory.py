@@ -8,9 +8,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from .._config import OffloadConfig
 from .._models import TaskInfo
 from .._record import TaskRecord
 from .base import Orphan, Tick, TickClaim
+from .keys import KeyHolder, MemoryKeys
 from .peers import ProcessFigures, StoredTask
 
 __all__ = ["MemoryStore"]
@@ -23,14 +25,22 @@ class MemoryStore:
     costs a dict write); a finished one keeps only its `TaskInfo`, not its function or
     arguments, so memory stays bounded however many tasks run. Kept results are bounded
     too, at `result_budget` bytes of JSON in all: past it, the oldest results are
-    dropped (their statuses stay, saying so in `error`).
+    dropped (their statuses stay, saying so in `error`). Idempotency keys are held up to
+    `capacity` too (`stores.keys.MemoryKeys`), each `key_ttl` seconds past its task's end.
     """
 
     durable = False
 
-    def __init__(self, capacity: int, result_budget: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        result_budget: int = 64 * 1024 * 1024,
+        *,
+        key_ttl: float = 24 * 3600.0,
+    ) -> None:
         self.capacity = capacity
         self.result_budget = result_budget
+        self.keys = MemoryKeys(capacity, key_ttl)
         self._live: dict[str, TaskRecord] = {}
         self._done: OrderedDict[str, TaskInfo] = OrderedDict()
         # Kept results as JSON text, oldest first: decoded when read, not when stored
@@ -39,6 +49,11 @@ class MemoryStore:
         self.result_bytes = 0
         # Periodic tasks' last ticks, one entry per periodic task (bounded by the code).
         self._ticks: dict[str, Tick] = {}
+
+    @classmethod
+    def of(cls, config: OffloadConfig) -> MemoryStore:
+        """The memory store `config` asks for (no `store`, or `store="memory"`)."""
+        return cls(config.status_capacity, 64 * config.result_max_bytes, key_ttl=config.key_ttl)
 
     def __repr__(self) -> str:
         return f"MemoryStore(capacity={self.capacity}, live={len(self._live)})"
@@ -49,6 +64,8 @@ class MemoryStore:
             return
         self._live.pop(record.id, None)
         self._forget_result(record.id)
+        if record.key is not None:
+            self.keys.settled(record.key, record.id, time.time())
         self._done[record.id] = record.info(with_result=False)
         self._done.move_to_end(record.id)
         if record.result is not None:
@@ -64,6 +81,12 @@ class MemoryStore:
         self._live.pop(task_id, None)
         self._done.pop(task_id, None)
         self._forget_result(task_id)
+
+    def claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
+        return self.keys.claim(key, holder, self._live.__contains__)
+
+    def release_key(self, key: str, task_id: str) -> None:
+        self.keys.release(key, task_id)
 
     def _forget_result(self, task_id: str) -> None:
         text = self._results.pop(task_id, None)

@@ -46,6 +46,7 @@ from .._extras import install_hint
 from .._models import TaskInfo
 from .base import Orphan, Tick, TickClaim
 from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
+from .keys import CLAIM_GRACE, KeyHolder
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
     EXPIRY_LEASES,
@@ -100,8 +101,10 @@ class RedisStore(BatchedStore):
         prefix: str = "fastapi_offload",
         timeout: float = 1.0,
         probe_every: float = PROBE_EVERY,
+        key_ttl: float = 24 * 3600.0,
     ) -> None:
         self.url, self.owner, self.lease, self.prefix = url, owner, lease, prefix
+        self.key_ttl = key_ttl
         self.capacity, self.retention = capacity, retention
         self._shown = _masked(url)  # what messages and logs name: never the password
         self._live, self._settled = f"{prefix}:live", f"{prefix}:settled"
@@ -243,6 +246,30 @@ class RedisStore(BatchedStore):
         )
         return [task for task in found if task is not None]
 
+    def _claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
+        # One script (`redis_scripts.CLAIM_KEY`): the check and the claim are one step. A
+        # call, not a pipeline: it runs in the request, on the loop for an async endpoint.
+        if (client := self._client) is None:
+            raise self._down("reach it", "the store is not open", shown=True)
+        args = [self.prefix, key, holder.task_id, holder.name, holder.lane, repr(time.time())]
+        args += [repr(self.key_ttl), repr(CLAIM_GRACE)]
+        try:
+            found: Any = client.evalsha(self._shas["claim_key"], 0, *args)
+        except NoScriptError:  # Redis restarted, or SCRIPT FLUSH: load them again
+            self._load(client)
+            found = client.evalsha(self._shas["claim_key"], 0, *args)
+        if found is None:
+            return None
+        task_id, name, lane = (value.decode(errors="replace") for value in found)
+        return KeyHolder(task_id, name, lane)
+
+    def _release_keys(self, released: list[tuple[str, str]]) -> None:
+        def build(pipe: Pipeline) -> None:
+            for key, task_id in released:
+                self._script(pipe, "release_key", [], key, task_id)
+
+        self._pipeline(build)
+
     def _request_cancel(self, task_id: str) -> bool:
         def build(pipe: Pipeline) -> None:
             self._script(pipe, "cancel", [], task_id, repr(time.time()))
@@ -356,7 +383,8 @@ class RedisStore(BatchedStore):
         slack = self.capacity // 20
         cutoff = repr(now - self.retention)
         keys = [self._live, self._settled]
-        self._script(pipe, "prune", keys, self.capacity, slack, cutoff, PRUNE_MOST)
+        ttl = repr(self.key_ttl)
+        self._script(pipe, "prune", keys, self.capacity, slack, cutoff, PRUNE_MOST, ttl)
 
     def _commit(
         self, pending: dict[str, Row | None], renew: bool, figures: str | None

@@ -72,12 +72,24 @@ if redis.call('SCARD', owned) == 0 then
 end
 """
 # Oldest settled rows beyond `capacity` (once over the slack), then those older than the
-# retention cutoff, each bounded per call; returns how many rows remain.
+# retention cutoff, each bounded per call; returns how many rows remain. A row that held an
+# idempotency key leaves its settle time with the key, which then expires `key_ttl` after
+# it (ARGV[6]): a key outlives its task's row (see `CLAIM_KEY`).
 PRUNE = """
-local p, live, settled = ARGV[1], KEYS[1], KEYS[2]
+local p, live, settled, ttl = ARGV[1], KEYS[1], KEYS[2], tonumber(ARGV[6])
 local function drop(ids)
   for _, id in ipairs(ids) do
-    redis.call('DEL', p .. ':task:' .. id)
+    local key = p .. ':task:' .. id
+    local f = redis.call('HMGET', key, 'task_key', 'settled_at')
+    if f[1] then
+      local held = p .. ':key:' .. f[1]
+      if redis.call('HGET', held, 'task_id') == id then
+        local at = tonumber(f[2] or '') or 0
+        redis.call('HSET', held, 'settled_at', f[2] or '0')
+        redis.call('PEXPIREAT', held, string.format('%.0f', (at + ttl) * 1000))
+      end
+    end
+    redis.call('DEL', key)
     redis.call('ZREM', settled, id)
   end
 end
@@ -255,6 +267,44 @@ add(redis.call('ZRANGE', KEYS[1], 0, limit - 1))
 add(redis.call('ZREVRANGE', KEYS[2], 0, limit - 1))
 return out
 """
+# Idempotency keys (`options(key=...)`): `{prefix}:key:{key}` is a hash of the task holding
+# the key (`task_id`, `name`, `lane`), when it was claimed (`claimed_at`) and, once its
+# task's row was pruned, when that task settled (`settled_at`, and an expiry). The rule of
+# `stores.keys.held`: held while the task's row is live, until `key_ttl` after it settled,
+# or, with no row yet, for the grace after the claim. A key not held is taken over here.
+# ARGV: prefix, key, task id, name, lane, now, key_ttl, grace. Returns nil (claimed) or the
+# holder's {task id, name, lane}.
+CLAIM_KEY = """
+local p, now, ttl = ARGV[1], tonumber(ARGV[6]), tonumber(ARGV[7])
+local at = p .. ':key:' .. ARGV[2]
+local k = redis.call('HMGET', at, 'task_id', 'name', 'lane', 'claimed_at', 'settled_at')
+if k[1] and k[2] and k[3] then
+  local f = redis.call('HMGET', p .. ':task:' .. k[1], 'state', 'handed_off', 'settled_at')
+  local held
+  if f[1] then
+    local live = (f[1] == 'pending' or f[1] == 'running' or f[1] == 'scheduled') and f[2] ~= '1'
+    local settled = tonumber(f[3] or '')
+    held = live or (settled ~= nil and now < settled + ttl)
+  elseif k[5] then
+    held = now < (tonumber(k[5]) or 0) + ttl
+  else
+    held = now < (tonumber(k[4]) or 0) + tonumber(ARGV[8])
+  end
+  if held then
+    return {k[1], k[2], k[3]}
+  end
+end
+redis.call('DEL', at)
+redis.call('HSET', at, 'task_id', ARGV[3], 'name', ARGV[4], 'lane', ARGV[5], 'claimed_at', ARGV[6])
+return false
+"""
+# ARGV: prefix, key, task id. Frees the key if that task holds it (it was never accepted).
+RELEASE_KEY = """
+local at = ARGV[1] .. ':key:' .. ARGV[2]
+if redis.call('HGET', at, 'task_id') == ARGV[3] then
+  redis.call('DEL', at)
+end
+"""
 SCRIPTS = {
     "upsert": UPSERT,
     "renew": RENEW,
@@ -265,4 +315,6 @@ SCRIPTS = {
     "processes": PROCESSES,
     "recent": RECENT,
     "tick": CLAIM_TICK,
+    "claim_key": CLAIM_KEY,
+    "release_key": RELEASE_KEY,
 }

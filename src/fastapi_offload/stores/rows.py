@@ -74,7 +74,9 @@ INFO = (
     "id", "name", "state", "lane", "created_at", "started_at", "finished_at", "attempts",
     "error", "result", "progress", "progress_message", "task_owner", "due_at",
 )  # fmt: skip
-CLAIM = ("owner", "lease_until", "requeue", "payload", "timeout", "retries", "retry_delay")
+CLAIM = (
+    "owner", "lease_until", "requeue", "payload", "timeout", "retries", "retry_delay", "task_key",
+)  # fmt: skip
 _TEXTS = ("error", "result", "progress_message", "task_owner")  # `task_key`: not read
 _NUMBERS = ("created_at", "started_at", "finished_at", "progress", "due_at")
 
@@ -121,7 +123,7 @@ def info_of(values: Mapping[str, Any]) -> TaskInfo:
 def orphan_of(info: TaskInfo, values: Mapping[str, Any]) -> Orphan:
     """A reclaimed task with a saved call (its `CLAIM` values in `values`): requeue-able,
     to be run again (pending), or scheduled, to be run when due (it stays scheduled)."""
-    retry_delay = values.get("retry_delay")
+    retry_delay, key = values.get("retry_delay"), values.get("task_key")
     scheduled = info.state is TaskState.SCHEDULED
     return Orphan(
         info if scheduled else replace(info, state=TaskState.PENDING),
@@ -130,6 +132,7 @@ def orphan_of(info: TaskInfo, values: Mapping[str, Any]) -> Orphan:
         values.get("timeout"),
         values.get("retries") or 0,
         1.0 if retry_delay is None else retry_delay,
+        key if isinstance(key, str) else None,
     )
 
 

@@ -35,6 +35,8 @@ from .._errors import ConfigError, StoreUnavailable
 from .._models import TaskInfo, TaskState
 from .base import Orphan, Tick, TickClaim
 from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
+from .keys import KeyHolder
+from .keys_sqlite import PRUNE_KEYS, RELEASE_KEY, Claimers
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
     EXPIRY_LEASES,
@@ -99,8 +101,9 @@ class SqliteStore(BatchedStore):
         timeout: float = 1.0,
         busy_timeout: float | None = None,
         probe_every: float = PROBE_EVERY,
+        key_ttl: float = 24 * 3600.0,
     ) -> None:
-        self.path, self.owner, self.lease = path, owner, lease
+        self.path, self.owner, self.lease, self.key_ttl = path, owner, lease, key_ttl
         self._file = os.path.abspath(path)  # what is opened and checked, whatever the cwd
         self.capacity, self.retention = capacity, retention
         # How long a statement waits for another process's lock: the store timeout.
@@ -109,6 +112,7 @@ class SqliteStore(BatchedStore):
         self._inode: tuple[int, int] = (0, 0)
         self._generation = 0  # bumped when the file is reopened: readers reconnect too
         self._readers: dict[tuple[int, int], sqlite3.Connection] = {}
+        self._claimers = Claimers(self._connect, self.busy_timeout)
         super().__init__(timeout=timeout, probe_every=probe_every)
 
     def __repr__(self) -> str:
@@ -131,6 +135,22 @@ class SqliteStore(BatchedStore):
         for conn in self._readers.values():
             conn.close()
         self._readers.clear()
+        self._claimers.close()
+
+    def _claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
+        claimers, generation = self._claimers, self._generation
+        return claimers.claim(key, holder, self.key_ttl, generation, self._committing)
+
+    def _release_keys(self, released: list[tuple[str, str]]) -> None:
+        conn = self._writable()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(RELEASE_KEY, released)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.rollback()
+            raise
 
     # -- in threads ---------------------------------------------------------------------
 
@@ -346,6 +366,7 @@ class SqliteStore(BatchedStore):
         bounds: dict[str, float] = {"capacity": self.capacity, "slack": self.capacity // 20}
         bounds |= {"cutoff": now - self.retention, "most": 2 * MAX_BATCH}
         conn.execute(PRUNE, bounds)
+        conn.execute(PRUNE_KEYS, (now - self.key_ttl, bounds["most"]))
         self._rows = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()[0]
 
     def _disconnect(self) -> None:

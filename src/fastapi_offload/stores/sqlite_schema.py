@@ -74,9 +74,20 @@ SCHEMA = (
     "retry_delay REAL NOT NULL, settled_at REAL, result TEXT, progress REAL, progress_message "
     "TEXT, cancel_requested REAL, task_owner TEXT, ran_by TEXT, task_key TEXT, due_at REAL)",
     # `options(key=...)`: which task holds each key (claimed in the request, in one
-    # transaction, before its task's row is written).
+    # transaction, before its task's row is written: `stores.keys_sqlite`). `lane`: the
+    # handle a later claim returns needs it before that row exists. `settled_at`: NULL
+    # while the task's row exists (the claim reads that row), copied from it when the row
+    # is pruned (by count, often within `key_ttl`), so the key outlives its row.
     "CREATE TABLE IF NOT EXISTS task_keys (key TEXT PRIMARY KEY, task_id TEXT NOT NULL, "
-    "name TEXT NOT NULL, claimed_at REAL NOT NULL)",
+    "name TEXT NOT NULL, lane TEXT NOT NULL, claimed_at REAL NOT NULL, settled_at REAL)",
+    "CREATE INDEX IF NOT EXISTS task_keys_settled ON task_keys (settled_at) "
+    "WHERE settled_at NOTNULL",
+    # Only settled rows are pruned (a live row is deleted only when its task was never
+    # accepted, and its key is released then): a trigger on that rare delete costs the
+    # writes of every task nothing.
+    "CREATE TRIGGER IF NOT EXISTS tasks_key_kept AFTER DELETE ON tasks WHEN OLD.task_key "
+    "NOTNULL AND OLD.settled_at NOTNULL BEGIN UPDATE task_keys SET settled_at = "
+    "OLD.settled_at WHERE key = OLD.task_key AND task_id = OLD.id; END",
     # Periodic tasks: the last tick each one claimed (`stores.ticks`), and the task of the
     # last tick that ran (and that tick: a tick skipped as an overlap keeps them).
     "CREATE TABLE IF NOT EXISTS ticks (name TEXT PRIMARY KEY, tick REAL NOT NULL, "

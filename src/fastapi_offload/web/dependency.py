@@ -71,7 +71,16 @@ class TaskCollector:
         `max_pending`; then it runs as any task. It needs the Offload lifespan; with a
         durable store it survives restarts (its function must then be declared with
         `@task`, `cpu_bound` or `io_bound`), with the memory store it is cancelled at
-        shutdown. Raises `ConfigError` for a bad value, naming the setting.
+        shutdown.
+
+        `key="order-42"` (an idempotency key): while a task with that key is pending,
+        scheduled or running, or ended less than `key_ttl` ago, `add_task` returns that
+        task's handle with `existing=True` and starts nothing; otherwise the new task
+        takes the key. Atomic across every process sharing a durable store. A key held by
+        a task of another function raises `KeyConflict`.
+
+        Raises `ConfigError` for a bad value, naming the setting; `StoreUnavailable` (a
+        503) when a key cannot be checked within `store_timeout`.
         """
         return TasksWithOptions(self, TaskSettings.of("tasks.options", options))
 
@@ -88,6 +97,8 @@ class TaskCollector:
                 self._route, getattr(func, "__qualname__", "the task"), args, kwargs
             )
         record = self._runtime.admit(func, args, kwargs, options)
+        if isinstance(record, TaskHandle):
+            return record  # `options(key=...)`: the task holding the key; nothing started
         if self._immediate:
             self._runtime.start(record)
             if self._runtime.request_waits:
@@ -105,6 +116,9 @@ class TaskCollector:
         # On FastAPI's function-scoped exit stack, which closes after the endpoint
         # returned and before the response is sent.
         self._returned = _ended_normally(exc_type)
+        if not self._returned:  # before the error response: a retry finds its keys free
+            self._runtime.abort(self._records)
+            self._records = []
         return False
 
     async def _commit(
@@ -117,6 +131,8 @@ class TaskCollector:
         # "accepted": written to a durable store, remote ones in the broker. A store
         # or broker error becomes a 503.
         if not _ended_normally(exc_type):
+            await self._runtime.abort_before_response(self._records)
+            self._records = []
             return False
         runtime, records = self._runtime, self._records
         self._records = [r for r in records if runtime.is_local(r)]
