@@ -43,6 +43,7 @@ EXERCISED = {
     "config_reference",  # tests/package/test_docs.py
     "dependencies_app",  # tests/package/test_docs_dependencies.py
     "durability_app",  # tests/package/test_docs_durability.py
+    "keys_app",  # tests/package/test_docs_keys.py
     "lanes_app",
     "lifespans_app",  # tests/package/test_docs_lifespans.py
     "lanes_jobs",
@@ -60,6 +61,7 @@ EXERCISED = {
     "reliability_app",
     "results_app",  # tests/package/test_docs_results.py
     "retries_app",  # tests/package/test_docs_results.py
+    "schedules_app",  # tests/package/test_docs_keys.py
     "security_requeue",  # tests/package/test_docs_security.py
     "status_app",
 }
