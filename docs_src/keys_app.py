@@ -14,12 +14,14 @@ app.include_router(offload.status_router())
 
 @io_bound  # declared where it is defined: a call kept until it is due may name it
 def send_receipt(order_id: int) -> None:
-    ...  # e-mail the receipt: once, however often the client retries
+    # e-mail the receipt: once, however often the client retries
+    ...
 
 
 @io_bound
 def remind(cart_id: int) -> None:
-    ...  # "you left something in your cart"
+    # "you left something in your cart"
+    ...
 
 
 @app.post("/orders/{order_id}/receipt", status_code=202)

@@ -14,12 +14,14 @@ app = FastAPI(lifespan=offload.lifespan)  # periodic tasks run while the lifespa
 
 @offload.every(seconds=300, timeout=60, retries=2)  # any @task setting: lane, timeout...
 def prune_sessions() -> None:
-    ...  # delete expired sessions
+    # delete expired sessions
+    ...
 
 
 @offload.cron("0 3 * * *", catch_up=True)  # 03:00 UTC; pip install "fastapi-offload[cron]"
 async def nightly_report() -> None:
-    ...  # missed while every process was down? it runs once at the next start-up
+    # missed while every process was down? it runs once at the next start-up
+    ...
 
 
 @app.get("/schedules")
