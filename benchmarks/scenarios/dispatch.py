@@ -38,7 +38,15 @@ BASELINE = {
     "offload-process": "bg-def",
     **dict.fromkeys(PEERS, "bg-async"),
 }
-GOALS = {"offload-loop-sqlite": 0.7, "offload-loop-redis": 0.7}  # the others: 0.9
+# A key is a synchronous store round trip in the request, on the event loop (add_task
+# is sync, and the endpoint may answer with the holder's id): measured at 0.51x (SQLite)
+# and 0.59x (Redis) of the same store without keys; the floor catches a regression.
+GOALS = {
+    "offload-loop-sqlite": 0.7,
+    "offload-loop-redis": 0.7,
+    "offload-loop-sqlite-key": 0.4,
+    "offload-loop-redis-key": 0.4,
+}  # the others: 0.9
 CONNECTIONS = 8
 
 
