@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import httpx
 from fastapi import FastAPI
 
-from fastapi_offload import Offload
+from fastapi_offload import Offload, TaskInfo, TaskState
 
 
 @asynccontextmanager
@@ -26,3 +28,17 @@ def lines(path: object) -> list[str]:
 
     file = Path(str(path))
     return file.read_text().splitlines() if file.exists() else []
+
+
+async def until_state(
+    offload: Offload, task_id: str, states: set[TaskState], limit: float = 20.0
+) -> TaskInfo:
+    """The task's status once it is in one of `states` (polled); fails after `limit` s."""
+    deadline = time.monotonic() + limit
+    info = await offload.status(task_id)
+    while info.state not in states:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not in {states} within {limit} s: {info}")
+        await anyio.sleep(0.02)
+        info = await offload.status(task_id)
+    return info

@@ -8,22 +8,12 @@ from fastapi import FastAPI
 from fastapi_offload import Offload, OffloadTasks
 
 from . import delayed_jobs
+from .probes import probes
 
 offload = Offload()
 app = FastAPI(lifespan=offload.lifespan)
+app.include_router(probes)
 app.include_router(offload.status_router(cancel=True, public=True))
-
-
-@app.get("/health")
-async def health() -> dict[str, bool]:
-    return {"ok": True}
-
-
-@app.get("/pid")
-async def pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 @app.post("/later", status_code=202)

@@ -11,9 +11,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi_offload import Offload, OffloadTasks
 
 from . import jobs
+from .probes import probes
 
 offload = Offload()
 app = FastAPI(lifespan=offload.lifespan)
+app.include_router(probes)
 app.include_router(offload.status_router())
 
 
@@ -24,16 +26,6 @@ async def name_the_worker(
     response = await call_next(request)
     response.headers["x-worker-pid"] = str(os.getpid())  # which process answered
     return response
-
-
-@app.get("/health")
-async def health() -> dict[str, bool]:
-    return {"ok": True}
-
-
-@app.get("/pid")
-async def pid() -> int:
-    return os.getpid()
 
 
 @app.post("/nap", status_code=202)

@@ -12,8 +12,11 @@ from fastapi import FastAPI
 
 from fastapi_offload import Offload
 
+from .probes import probes
+
 offload = Offload()
 app = FastAPI(lifespan=offload.lifespan)
+app.include_router(probes)
 app.include_router(offload.status_router())
 app.include_router(offload.dashboard_router(public=True))  # a test server on 127.0.0.1
 
@@ -23,16 +26,6 @@ def append_tick() -> None:
     # One short write with O_APPEND: the lines of several processes never interleave.
     with open(os.environ["OFFLOAD_TEST_TICKS"], "a") as out:
         out.write(f"{os.getpid()} {time.time()}\n")
-
-
-@app.get("/health")
-async def health() -> dict[str, bool]:
-    return {"ok": True}
-
-
-@app.get("/pid")
-async def pid() -> int:
-    return os.getpid()
 
 
 @app.get("/schedules")

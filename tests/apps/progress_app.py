@@ -3,27 +3,17 @@ OFFLOAD_STORE, so two servers can share one)."""
 
 from __future__ import annotations
 
-import os
-
 from fastapi import FastAPI
 
 from fastapi_offload import Offload, OffloadTasks
 
 from . import progress_jobs as jobs
+from .probes import probes
 
 offload = Offload()
 app = FastAPI(lifespan=offload.lifespan)
+app.include_router(probes)
 app.include_router(offload.status_router(cancel=True, public=True))  # a test server
-
-
-@app.get("/health")
-async def health() -> dict[str, bool]:
-    return {"ok": True}
-
-
-@app.get("/pid")
-async def pid() -> int:
-    return os.getpid()
 
 
 @app.post("/steps", status_code=202)

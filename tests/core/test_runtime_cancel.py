@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from fastapi_offload import Offload, TaskInfo, TaskState
+from fastapi_offload import Offload, TaskState
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._record import TaskRecord
 from fastapi_offload._settings import TaskSettings
@@ -18,23 +18,11 @@ from fastapi_offload.core.lifecycle import Lifecycle
 from fastapi_offload.core.runtime import Runtime
 
 from ..apps import progress_jobs as jobs
+from ..helpers import until_state as until
 
 pytestmark = pytest.mark.anyio
 
 BY_REQUEST = "cancelled by request"
-
-
-async def until(
-    offload: Offload, task_id: str, states: set[TaskState], limit: float = 20.0
-) -> TaskInfo:
-    deadline = time.monotonic() + limit
-    info = await offload.status(task_id)
-    while info.state not in states:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {states} within {limit} s: {info}")
-        await anyio.sleep(0.02)
-        info = await offload.status(task_id)
-    return info
 
 
 async def test_a_pending_task_never_starts(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from fastapi import FastAPI
 
-from fastapi_offload import ConfigError, Offload, OffloadTasks, QueueFull, TaskInfo, TaskState
+from fastapi_offload import ConfigError, Offload, OffloadTasks, QueueFull, TaskState
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._record import TaskRecord
 from fastapi_offload._settings import TaskSettings
@@ -23,23 +23,11 @@ from fastapi_offload.core.schedule import NOT_DUE, put_off
 from ..apps import progress_jobs
 from ..apps.delayed_jobs import stamp, stamp_async, stamps
 from ..helpers import serve
+from ..helpers import until_state as until
 
 pytestmark = pytest.mark.anyio
 
 BY_REQUEST = "cancelled by request"
-
-
-async def until(
-    offload: Offload, task_id: str, states: set[TaskState], limit: float = 20.0
-) -> TaskInfo:
-    deadline = time.monotonic() + limit
-    info = await offload.status(task_id)
-    while info.state not in states:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {states} within {limit} s: {info}")
-        await anyio.sleep(0.02)
-        info = await offload.status(task_id)
-    return info
 
 
 class Transitions:

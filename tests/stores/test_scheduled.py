@@ -14,10 +14,11 @@ from typing import Any
 import anyio
 import pytest
 
-from fastapi_offload import ConfigError, NotOffloadable, Offload, TaskInfo, TaskState
+from fastapi_offload import ConfigError, NotOffloadable, Offload, TaskState
 
 from ..apps import delayed_jobs as jobs
 from ..apps.delayed_jobs import stamps
+from ..helpers import until_state as until
 from .helpers import Durable, P, RedisDatabase, record, sleep_until
 
 pytestmark = pytest.mark.anyio
@@ -36,19 +37,6 @@ def has_saved_call(durable: Durable, task_id: str) -> bool:
         [(payload,)] = conn.execute("SELECT payload FROM tasks WHERE id = ?", (task_id,))
     conn.close()
     return payload is not None
-
-
-async def until(
-    offload: Offload, task_id: str, states: set[TaskState], limit: float = 20.0
-) -> TaskInfo:
-    deadline = time.monotonic() + limit
-    info = await offload.status(task_id)
-    while info.state not in states:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {states} within {limit} s: {info}")
-        await anyio.sleep(0.02)
-        info = await offload.status(task_id)
-    return info
 
 
 # -- the rows ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ pruned, so a key outlives its task's row by up to `key_ttl`.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
@@ -18,7 +17,7 @@ import weakref
 from collections.abc import Callable
 
 from .keys import KeyHolder, held
-from .sqlite_schema import LIVE
+from .sqlite_schema import LIVE, immediate
 
 __all__ = ["PRUNE_KEYS", "RELEASE_KEY", "Claimers", "claim"]
 
@@ -40,19 +39,13 @@ def claim(conn: sqlite3.Connection, key: str, holder: KeyHolder, ttl: float) -> 
     """Take `key` for `holder` (None), or return the task holding it, in one transaction
     that holds the file's write lock from the read to the write: two processes claiming
     one key at once are served one after the other."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         now = time.time()
         found = conn.execute(_FIND, (key,)).fetchone()
         if found is not None and (current := _holder(found, now, ttl)) is not None:
             conn.execute("ROLLBACK")  # nothing was written
             return current
         conn.execute(_TAKE, (key, holder.task_id, holder.name, holder.lane, now))
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.rollback()
-        raise
     return None
 
 

@@ -18,7 +18,6 @@ ran out.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sqlite3
@@ -73,6 +72,7 @@ from .sqlite_schema import (
     UNPUBLISH,
     UPGRADES,
     UPSERT_ROWS,
+    immediate,
     orphans_of,
     upsert,
 )
@@ -143,14 +143,8 @@ class SqliteStore(BatchedStore):
 
     def _release_keys(self, released: list[tuple[str, str]]) -> None:
         conn = self._writable()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             conn.executemany(RELEASE_KEY, released)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
-            raise
 
     # -- in threads ---------------------------------------------------------------------
 
@@ -250,8 +244,7 @@ class SqliteStore(BatchedStore):
             )  # fmt: skip
         # IMMEDIATE: the write lock is taken before the select, so two processes
         # reclaiming at once never both see (and claim) the same row.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             rows = conn.execute(ORPHANS, (now, self.owner)).fetchall()
             claimed = {row[0] for row in rows}
             if gone:
@@ -266,11 +259,6 @@ class SqliteStore(BatchedStore):
                 if row[0] not in self._here and row[0] not in claimed
             ]
             self._prune(conn, now)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
-            raise
         return [orphan for orphan in orphans if orphan is not None]
 
     def _claim(self, conn: sqlite3.Connection, row: tuple[Any, ...], now: float) -> Orphan | None:
@@ -299,8 +287,7 @@ class SqliteStore(BatchedStore):
         conn, now = self._reader(), time.time()
         # IMMEDIATE: the write lock before the read, so two processes never both see
         # the old tick and both take the new one.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             last = conn.execute(LAST_TICK, (name,)).fetchone()
             if last is not None and last[0] >= tick:
                 conn.execute("ROLLBACK")
@@ -314,11 +301,6 @@ class SqliteStore(BatchedStore):
                 conn.execute(SKIP_TICK, (tick, now, name))
             else:
                 conn.execute(RUN_TICK, (name, tick, task_id, tick, now))
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.rollback()
-            raise
         return TickClaim(True, running)
 
     def _ticks(self, names: list[str]) -> list[Tick]:
@@ -379,8 +361,7 @@ class SqliteStore(BatchedStore):
         try:
             conn = self._writable()
             now = time.time()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 rows = [row for row in pending.values() if row is not None]
                 for start in range(0, len(rows), UPSERT_ROWS):
                     chunk = rows[start : start + UPSERT_ROWS]
@@ -399,11 +380,6 @@ class SqliteStore(BatchedStore):
                 # Requests wait for admissions (live rows): prune in the other batches.
                 if deleted or renew or any(row.settled_at is not None for row in rows):
                     self._prune(conn, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.rollback()
-                raise
         except Exception as exc:
             # Locked, disk full, I/O, a replaced file: worth retrying. Anything else (a
             # value SQLite cannot bind) would fail forever: drop those rows, loudly.

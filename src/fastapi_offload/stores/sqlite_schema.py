@@ -3,6 +3,9 @@ statements. The columns of the `tasks` table are the fields of a row (`stores.ro
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from collections.abc import Iterator
 from functools import cache
 
 from .rows import CLAIM, COLUMNS, INFO
@@ -16,6 +19,23 @@ LIVE_INFO = ", ".join("NULL" if column == "result" else column for column in INF
 # Rows per upsert statement: one statement writes many rows (one step, instead of one
 # per row), and 32 rows of 23 values stay under SQLite's oldest bound of 999 variables.
 UPSERT_ROWS = 32
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction: `BEGIN IMMEDIATE` takes the file's write lock first, so
+    what is read in it is still true when it writes (two processes never both see a
+    row free and both take it); `COMMIT` at the end, unless the block ended it with a
+    `ROLLBACK` (nothing to write); rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.rollback()
+        raise
 
 
 @cache
