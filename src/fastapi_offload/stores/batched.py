@@ -20,12 +20,10 @@ import asyncio
 import contextlib
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import TypeVar
 
 import anyio
@@ -34,20 +32,21 @@ import anyio.to_thread
 from .._errors import StoreUnavailable
 from .._models import TaskInfo
 from .._record import TaskRecord
+from .backing import Backing
 from .base import Orphan, Tick, TickClaim
 from .breaker import Breaker
 from .keys import KeyHolder
 from .lease_owner import owner_id_of_this_process
 from .peers import FIGURES_MAX, ProcessFigures, StoredTask
 from .rows import Row, leased, row_of
+from .texts import cause_of
 
-__all__ = ["BatchedStore", "interrupted_reason"]
+__all__ = ["BatchedStore"]
 
 logger = logging.getLogger("fastapi_offload")
 
 MAX_BATCH = 10_000  # operations per commit: bounds one commit's size and duration
 PROBE_EVERY = 1.0  # seconds between two probes of a store that failed (the Retry-After)
-_PASSWORD = re.compile(r"(://[^:/@\s]*):[^@\s]*@")  # user:password@ in a URL
 T = TypeVar("T")
 
 
@@ -67,7 +66,7 @@ class _Marker:
     future: asyncio.Future[None]
 
 
-class BatchedStore:
+class BatchedStore(Backing):
     """The write path of a durable store; subclasses commit a batch and read."""
 
     durable = True
@@ -124,7 +123,7 @@ class BatchedStore:
         try:
             found = self._claim_key(key, holder)
         except self.failures as exc:
-            self._writes.failed(cause := _cause(exc))
+            self._writes.failed(cause := cause_of(exc))
             raise self._down(KEY, cause) from exc
         self._writes.succeeded()
         return found
@@ -247,7 +246,7 @@ class BatchedStore:
                 return func(*args)
             except self.failures as exc:
                 self._failed_in_thread(exc)
-                breaker.failed(cause := _cause(exc))
+                breaker.failed(cause := cause_of(exc))
                 raise self._down(doing, cause) from exc
 
         try:
@@ -307,62 +306,6 @@ class BatchedStore:
             # store open again in this process (`STRAYS`).
             self._here.clear()
 
-    # -- for the subclass ---------------------------------------------------------------
-
-    def _commit(
-        self, pending: dict[str, Row | None], renew: bool, figures: str | None
-    ) -> StoreUnavailable | None:
-        """Write `pending` (None: delete), renew this owner's leases if asked, and publish
-        `figures` (this process's, as JSON text; "": remove them) unless None; on a
-        failure return the error, clearing `pending` if its rows can never be written."""
-        raise NotImplementedError
-
-    def _processes(self) -> list[ProcessFigures]:
-        """The figures of the live processes (decoded, bad ones skipped), in a thread."""
-        raise NotImplementedError
-
-    def _recent(self, limit: int) -> list[StoredTask]:
-        """See `Store.recent`, in a thread."""
-        raise NotImplementedError
-
-    def _claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
-        """See `Store.claim_key`, in the caller's thread, bounded by the client's own
-        timeout (SQLite's busy timeout, Redis's socket timeout): `timeout`."""
-        raise NotImplementedError
-
-    def _release_keys(self, released: list[tuple[str, str]]) -> None:
-        """Delete these (key, task id) claims, each only if that task still holds the key,
-        in the writer thread; raise one of `failures` when the store cannot."""
-        raise NotImplementedError
-
-    def _fetch(self, task_id: str) -> list[TaskInfo]:
-        """The stored status of `task_id` (empty if none, or unreadable), in a thread."""
-        raise NotImplementedError
-
-    def _fetch_live(self) -> list[TaskInfo]:
-        """Every stored live task, in a thread."""
-        raise NotImplementedError
-
-    def _request_cancel(self, task_id: str) -> bool:
-        """Mark the live row `task_id` as asked to cancel (False: no live row), in a thread."""
-        raise NotImplementedError
-
-    def _cancels(self) -> list[str]:
-        """The ids of this owner's live rows marked as asked to cancel, in a thread."""
-        raise NotImplementedError
-
-    def _reclaim(self) -> list[Orphan]:
-        """Settle the rows of owners whose lease ran out (see `Store.reclaim`), in a thread."""
-        raise NotImplementedError
-
-    def _claim_tick(self, name: str, tick: float, task_id: str, overlap: bool) -> TickClaim:
-        """See `Store.claim_tick`, in a thread: one transaction (SQLite), one script (Redis)."""
-        raise NotImplementedError
-
-    def _ticks(self, names: list[str]) -> list[Tick]:
-        """See `Store.ticks`, in a thread; a stored tick that cannot be read is skipped."""
-        raise NotImplementedError
-
     def _decoded(self, what: str, decode: Callable[[], T]) -> T | None:
         """`decode()`, or None with a warning when what it reads is not what this package
         writes (a row from another version, or written by someone else)."""
@@ -372,16 +315,9 @@ class BatchedStore:
             logger.warning("task store %s: cannot read %s: %s", self, what, exc)
             return None
 
-    def _disconnect(self) -> None:
-        """Close the writer's connection (in the writer thread, after its last batch)."""
-
-    def _failed_in_thread(self, exc: BaseException) -> None:
-        """A call in a reader thread failed with `exc` (one of `failures`): drop what
-        must not be reused (a connection that met a broken file)."""
-
     def _unavailable(self, exc: object) -> StoreUnavailable:
         """A failed commit, as the error a flush raises (the detail was logged)."""
-        return self._down(RECORD, _cause(exc) if isinstance(exc, BaseException) else str(exc))
+        return self._down(RECORD, cause_of(exc) if isinstance(exc, BaseException) else str(exc))
 
     # -- in the writer thread -----------------------------------------------------------
 
@@ -479,39 +415,8 @@ class BatchedStore:
                     op.future.get_loop().call_soon_threadsafe(_settle, [op.future], error)
 
 
-def interrupted_reason(
-    owner: str, ran_out: str | None, requeue: bool, *, found_gone: str = ""
-) -> str:
-    """Why a reclaimed task is `interrupted`: `ran_out` is when its lease ran out (UTC),
-    or None when it was reclaimed before, its process found gone at `found_gone` (UTC)."""
-    because = "no copy of its call was saved" if requeue else "it is not declared "
-    how = (
-        f"its lease ran out at {ran_out} UTC"
-        if ran_out is not None
-        else f"its process no longer runs on this host (found at {found_gone} UTC)"
-    )
-    return (
-        f"the process that ran it ({owner}) stopped before it finished: {how}; it was not "
-        f"run again because {because}" + ("" if requeue else "@task(requeue=True)")
-    )
-
-
 RECORD = "record the task, so it was not accepted"
 KEY = "check the task's idempotency key, so it was not accepted"
-
-
-def _cause(exc: BaseException) -> str:
-    """`exc` as the cause of an outage: its type and text, any URL password masked."""
-    return f"{type(exc).__name__}: {mask_passwords(str(exc))}"
-
-
-def mask_passwords(text: str) -> str:
-    """`text` with the password of every URL in it replaced by `***`."""
-    return _PASSWORD.sub(r"\1:***@", text)
-
-
-def utc_text(moment: float) -> str:
-    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class _Expired(Exception):

@@ -45,7 +45,7 @@ from .._errors import ConfigError, StoreUnavailable
 from .._extras import install_hint
 from .._models import TaskInfo
 from .base import Orphan, Tick, TickClaim
-from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
+from .batched import PROBE_EVERY, BatchedStore
 from .keys import CLAIM_GRACE, KeyHolder
 from .lease_owner import OWNER_ID_MAX, gone_owners
 from .peers import (
@@ -60,6 +60,7 @@ from .peers import (
     stored_task,
 )
 from .rows import FIELDS_JSON, Row, from_redis, info_of, orphan_of, redis_rows
+from .texts import interrupted_reason, utc_text
 from .ticks import TICK_FIELDS, check_tick
 
 try:

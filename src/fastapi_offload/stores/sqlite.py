@@ -33,7 +33,7 @@ import anyio.to_thread
 from .._errors import ConfigError, StoreUnavailable
 from .._models import TaskInfo, TaskState
 from .base import Orphan, Tick, TickClaim
-from .batched import PROBE_EVERY, BatchedStore, interrupted_reason, utc_text
+from .batched import PROBE_EVERY, BatchedStore
 from .keys import KeyHolder
 from .keys_sqlite import PRUNE_KEYS, RELEASE_KEY, Claimers
 from .lease_owner import OWNER_ID_MAX, gone_owners
@@ -76,6 +76,7 @@ from .sqlite_schema import (
     orphans_of,
     upsert,
 )
+from .texts import interrupted_reason, utc_text
 from .ticks import LAST_TICK, LIVE_TASK, RUN_TICK, SKIP_TICK, check_tick, read_ticks
 
 __all__ = ["SqliteStore"]
