@@ -47,6 +47,15 @@ CELERY_DB = 13
 RQ_DB = 14
 OTHER_DB = 15
 TEST_QUEUE = "offload-tests"
+
+
+def backend_of(kind: str, url: str) -> Backend:
+    """An unstarted backend of `kind` (`celery` or `rq`) sending to the tests' queue."""
+    if kind == "celery":
+        return CeleryBackend(broker_url=url, result_backend=url, queue=TEST_QUEUE)
+    return RQBackend(redis_url=url, queue=TEST_QUEUE)
+
+
 EXAMPLE_QUEUE = "offload-example"
 AMQP_QUEUE = "offload-amqp-tests"
 NO_URL_QUEUE = "offload-no-url"

@@ -12,14 +12,12 @@ import pytest
 from fastapi import FastAPI
 
 from fastapi_offload import NotOffloadable, Offload, OffloadTasks
-from fastapi_offload.backends.base import Backend
-from fastapi_offload.backends.celery import CeleryBackend
 from fastapi_offload.backends.rq import RQBackend
 from fastapi_offload.testing import InlineBackend, RecordingBackend
 
 from ..helpers import serve
 from . import jobs
-from .conftest import TEST_QUEUE, WorkerProcess
+from .conftest import WorkerProcess, backend_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -52,11 +50,7 @@ async def test_post_202_then_the_status_reaches_succeeded(
 ) -> None:
     worker: WorkerProcess = request.getfixturevalue(f"{kind}_worker")
     url: str = request.getfixturevalue(f"{kind}_url")
-    backend: Backend
-    if kind == "celery":
-        backend = CeleryBackend(broker_url=url, result_backend=url, queue=TEST_QUEUE)
-    else:
-        backend = RQBackend(redis_url=url, queue=TEST_QUEUE)
+    backend = backend_of(kind, url)
     offload = Offload(backend=backend)
     out = tmp_path / "pid.txt"
     async with serve(make_app(offload), offload) as client:

@@ -11,12 +11,9 @@ import anyio
 import pytest
 
 from fastapi_offload import Offload, TaskState
-from fastapi_offload.backends.base import Backend
-from fastapi_offload.backends.celery import CeleryBackend
-from fastapi_offload.backends.rq import RQBackend
 
 from . import jobs
-from .conftest import TEST_QUEUE, WorkerProcess
+from .conftest import WorkerProcess, backend_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -33,11 +30,7 @@ async def test_a_held_key_answers_with_the_task_the_worker_runs_once(
 ) -> None:
     worker: WorkerProcess = request.getfixturevalue(f"{kind}_worker")
     url: str = request.getfixturevalue(f"{kind}_url")
-    backend: Backend
-    if kind == "celery":
-        backend = CeleryBackend(broker_url=url, result_backend=url, queue=TEST_QUEUE)
-    else:
-        backend = RQBackend(redis_url=url, queue=TEST_QUEUE)
+    backend = backend_of(kind, url)
     out = tmp_path / "runs"
     async with Offload(backend=backend, store=f"sqlite:///{tmp_path / 'offload.db'}") as offload:
         first = await offload.options(key="order-42").submit(jobs.flaky, str(out), 0)

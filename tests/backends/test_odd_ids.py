@@ -29,7 +29,7 @@ from fastapi_offload.testing import InlineBackend, RecordingBackend
 from ..helpers import serve
 from . import jobs
 from ._support import call_of
-from .conftest import TEST_QUEUE
+from .conftest import backend_of
 
 pytestmark = [
     pytest.mark.anyio,
@@ -233,11 +233,7 @@ async def test_get_tasks_with_an_odd_id_answers_404_unknown(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
     url: str = request.getfixturevalue(f"{kind}_url")
-    backend: Backend
-    if kind == "rq":
-        backend = RQBackend(redis_url=url, queue=TEST_QUEUE)
-    else:
-        backend = CeleryBackend(broker_url=url, result_backend=url, queue=TEST_QUEUE)
+    backend = backend_of(kind, url)
     offload = Offload(backend=backend)
     async with serve(make_app(offload), offload) as client:
         posted = await client.post("/sleepy")
