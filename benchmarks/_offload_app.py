@@ -39,7 +39,8 @@ def build(lane: str) -> FastAPI:
         _sched.set_slice(int(api_slice) * 1000)
     offload = Offload()
     app = FastAPI(lifespan=offload.lifespan)
-    app.include_router(offload.status_router())
+    # The status routes come after `/jobs` (below): a router matches routes in order,
+    # and the baseline app has none to try first.
     add_probe_routes(app)
     tracker = Tracker()
     batch = _Batch()
@@ -69,6 +70,8 @@ def build(lane: str) -> FastAPI:
                 )
             batch.ids.append(adder.add_task(func, *args).id)
         return {"accepted": count}
+
+    app.include_router(offload.status_router())
 
     @app.post("/batch", status_code=204)
     async def new_batch() -> None:

@@ -56,3 +56,21 @@ def test_the_decorators_and_options_give_one_kind_of_value() -> None:
     assert declared(fetch) == TaskSettings(lane="thread")
     assert declared(poll) == TaskSettings(lane="loop", keep_result=True, retry_on=(OSError,))
     assert TaskDefaults is TaskSettings
+
+
+def test_options_seen_before_are_checked_once_and_still_refused_when_bad() -> None:
+    # `tasks.options(...)` runs on every request: the same settings come back as one
+    # object, but a value that only equals a good one is still checked (True == 1).
+    first = TaskSettings.of_call("tasks.options", {"lane": "thread", "retries": 1})
+    assert TaskSettings.of_call("tasks.options", {"lane": "thread", "retries": 1}) is first
+    with pytest.raises(ConfigError, match="^retries=True"):
+        TaskSettings.of_call("tasks.options", {"lane": "thread", "retries": True})
+    with pytest.raises(ConfigError, match="not a task setting"):
+        TaskSettings.of_call("tasks.options", {"lanes": "thread"})
+    # Per-call values are new on most calls: built each time, never kept.
+    keyed = TaskSettings.of_call("tasks.options", {"key": "order-1"})
+    assert keyed.key == "order-1"
+    assert TaskSettings.of_call("tasks.options", {"key": "order-1"}) is not keyed
+    # An unhashable value is checked and built as any other.
+    listed = TaskSettings.of_call("tasks.options", {"retry_on": [ValueError]})
+    assert listed.retry_on == (ValueError,)

@@ -159,7 +159,7 @@ class Offload:
         handle, `existing=True`, and starts nothing). Raises `ConfigError` for a bad value,
         naming the setting.
         """
-        return RuntimeOptions(self, TaskSettings.of("offload.options", options))
+        return RuntimeOptions(self, TaskSettings.of_call("offload.options", options))
 
     async def _submit(
         self,

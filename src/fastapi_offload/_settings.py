@@ -146,10 +146,36 @@ class TaskSettings:
             options = {**options, "after": after_ids(options["after"])}
         return cls(**options)
 
+    @classmethod
+    def of_call(cls, where: str, options: Mapping[str, Any]) -> TaskSettings:
+        """`of` for `options()`, which an endpoint calls on every request: settings seen
+        before are checked once. Calls naming a per-call value (`after`, `owner`, `key`,
+        `delay`, `at`: new on most calls) or an unhashable one are checked each time."""
+        if not options:
+            return NO_SETTINGS
+        try:
+            # The type too: `retries=True` equals `retries=1` but is refused.
+            seen = tuple((name, type(value), value) for name, value in options.items())
+            found = _SEEN.get(seen)
+        except TypeError:  # an unhashable value (`retry_on=[...]`)
+            return cls.of(where, options)
+        if found is None:
+            found = cls.of(where, options)
+            if PER_CALL.isdisjoint(options):
+                if len(_SEEN) >= _SEEN_MAX:  # bounded: settings built from request data
+                    _SEEN.clear()
+                _SEEN[seen] = found
+        return found
+
     def merged(self, **changes: Any) -> TaskSettings:
         """These settings with `changes` applied (checked again)."""
         return dataclasses.replace(self, **changes)
 
+
+#: Settings of one call only, each likely new on every call: never kept by `of_call`.
+PER_CALL = frozenset({"after", "owner", "key", "delay", "at"})
+_SEEN: dict[tuple[tuple[str, type, Any], ...], TaskSettings] = {}
+_SEEN_MAX = 256
 
 #: The names each signature accepts.
 KIND_NAMES = frozenset(KindOptions.__annotations__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from fastapi_offload.core.ids import IdSource
@@ -12,3 +13,21 @@ def test_ids_are_32_hex_digits_and_do_not_repeat() -> None:
     ids = {new_id() for _ in range(5000)}
     assert len(ids) == 5000
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    # A pre-fork server (gunicorn) forks after the app made ids: the child must read
+    # fresh random bytes, not hand out the ones its parent hands out next.
+    new_id = IdSource()
+    new_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert re.fullmatch(r"[0-9a-f]{32}", child)
+    assert child != new_id()

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .._config import OffloadConfig
 from .._models import TaskInfo
-from .._record import TaskRecord
+from .._record import Finished, TaskRecord, info_of, with_error
 from .base import Orphan, Tick, TickClaim
 from .keys import KeyHolder, MemoryKeys
 from .peers import ProcessFigures, StoredTask
@@ -22,7 +22,7 @@ class MemoryStore:
     """Live tasks are always kept; finished ones up to `capacity`, oldest forgotten first.
 
     A live task is held by reference (its status is read off the record, so a transition
-    costs a dict write); a finished one keeps only its `TaskInfo`, not its function or
+    costs a dict write); a finished one keeps only its status fields, not its function or
     arguments, so memory stays bounded however many tasks run. Kept results are bounded
     too, at `result_budget` bytes of JSON in all: past it, the oldest results are
     dropped (their statuses stay, saying so in `error`). Idempotency keys are held up to
@@ -42,7 +42,7 @@ class MemoryStore:
         self.result_budget = result_budget
         self.keys = MemoryKeys(capacity, key_ttl)
         self._live: dict[str, TaskRecord] = {}
-        self._done: OrderedDict[str, TaskInfo] = OrderedDict()
+        self._done: OrderedDict[str, Finished] = OrderedDict()
         # Kept results as JSON text, oldest first: decoded when read, not when stored
         # (most results are never read, and a decode on the loop costs microseconds).
         self._results: OrderedDict[str, str] = OrderedDict()
@@ -63,11 +63,13 @@ class MemoryStore:
             self._live[record.id] = record
             return
         self._live.pop(record.id, None)
-        self._forget_result(record.id)
+        if self._results:
+            self._forget_result(record.id)
         if record.key is not None:
             self.keys.settled(record.key, record.id, time.time())
-        self._done[record.id] = record.info(with_result=False)
-        self._done.move_to_end(record.id)
+        # A record finishes once (the ledger's `live` check), so its id is new here and
+        # goes last, the newest: no `move_to_end`.
+        self._done[record.id] = record.finished()
         if record.result is not None:
             self._results[record.id] = record.result
             self.result_bytes += len(record.result)
@@ -96,16 +98,13 @@ class MemoryStore:
     def _drop_oldest_result(self) -> None:
         task_id, text = self._results.popitem(last=False)
         self.result_bytes -= len(text)
-        info = self._done.get(task_id)
-        if info is not None:
-            self._done[task_id] = dataclasses.replace(
-                info,
-                result=None,
-                error=(
-                    f"result dropped: the memory store keeps {self.result_budget} bytes of "
-                    "results in all, and newer ones took its place; use a durable store "
-                    "(OFFLOAD_STORE) to keep more"
-                ),
+        finished = self._done.get(task_id)
+        if finished is not None:
+            self._done[task_id] = with_error(
+                finished,
+                f"result dropped: the memory store keeps {self.result_budget} bytes of "
+                "results in all, and newer ones took its place; use a durable store "
+                "(OFFLOAD_STORE) to keep more",
             )
 
     async def get(self, task_id: str) -> TaskInfo | None:
@@ -116,11 +115,11 @@ class MemoryStore:
         record = self._live.get(task_id)
         if record is not None:
             return record.info()
-        info = self._done.get(task_id)
+        finished = self._done.get(task_id)
+        if finished is None:
+            return None
         text = self._results.get(task_id)
-        if info is None or text is None:
-            return info
-        return dataclasses.replace(info, result=json.loads(text))
+        return info_of(finished, None if text is None else json.loads(text))
 
     async def active(self) -> list[TaskInfo]:
         return [record.info() for record in list(self._live.values())]
