@@ -7,6 +7,9 @@ ASGI calls straight into a FastAPI app (no server, no sockets, no client), `--cl
 at a time, each `POST /jobs` adding one `async def` no-op task:
 
 - `bg-async`: `BackgroundTasks.add_task(noop)`.
+- `floor`: what any collector that detaches its tasks pays at least: a FastAPI
+  dependency of its own (FastAPI injects only its own `BackgroundTasks` without one)
+  and an asyncio task per task, with nothing else (no id, status, bound or monitor).
 - `offload-loop`: `OffloadTasks.add_task(noop)` (the loop lane, memory store, the app's
   lifespan running).
 - `offload-thread`: the same with a `def` no-op, on the thread lane.
@@ -32,9 +35,10 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI
+from starlette.requests import HTTPConnection
 
 from fastapi_offload import Offload, OffloadTasks
 
@@ -92,8 +96,51 @@ def offload_app(func: Callable[[], Any]) -> Callable[[], FastAPI]:
     return build
 
 
+_RUNNING: set[asyncio.Task[Any]] = set()
+
+
+class _Floor:
+    """The least a detached collector does: a FastAPI dependency that keeps the calls
+    and starts an asyncio task for each after the response (no id, status, bound,
+    monitor or error handling)."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls: list[Callable[[], Any]] = []
+
+    def add_task(self, func: Callable[[], Any]) -> None:
+        self.calls.append(func)
+
+    async def __aexit__(self, *exc_info: object) -> bool:
+        loop = asyncio.get_running_loop()
+        for func in self.calls:
+            task = loop.create_task(func())
+            _RUNNING.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(_RUNNING.discard)
+        return False
+
+
+async def _floor(conn: HTTPConnection) -> _Floor:
+    collector = _Floor()
+    conn.scope["fastapi_inner_astack"].push_async_exit(collector)
+    return collector
+
+
+def floor() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/jobs", status_code=202)
+    async def jobs(tasks: Annotated[_Floor, Depends(_floor)]) -> dict[str, int]:
+        tasks.add_task(noop_async)
+        return {"accepted": 1}
+
+    return app
+
+
 LINES: dict[str, Callable[[], FastAPI]] = {
     "bg-async": bg_async,
+    "floor": floor,
     "offload-loop": offload_app(noop_async),
     "offload-thread": offload_app(noop),
 }

@@ -28,7 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from fastapi_offload import Offload, OffloadTasks, TaskState
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._record import TaskRecord
-from fastapi_offload.core.ledger import Ledger, Observer
+from fastapi_offload.core.ledger import Ledger
+from fastapi_offload.core.observers import Observer
 from fastapi_offload.core.runtime import Runtime
 from fastapi_offload.testing import RecordingBackend
 from fastapi_offload.web.lookup import RUNTIME_KEY

@@ -39,6 +39,16 @@ class Counters:
         else:
             self.waiting -= 1
 
+    def end(self, state: TaskState, ended: TaskState) -> None:
+        """A task of the lane in `state` ended as `ended` (succeeded, failed, cancelled)."""
+        self.leave(state)
+        if ended is TaskState.SUCCEEDED:
+            self.succeeded += 1
+        elif ended is TaskState.FAILED:
+            self.failed += 1
+        else:
+            self.cancelled += 1
+
     def full(self, bounds: LaneBounds, record: TaskRecord) -> QueueFull | None:
         """The refusal of `record` when the lane is at its bound, else `None`."""
         load = self.waiting + (self.running if bounds.bound_counts_running else 0)

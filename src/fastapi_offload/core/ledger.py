@@ -9,37 +9,20 @@ Lanes, runners and the collector report; they never assign `record.state`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
 
-from .._error_text import LIMIT, TRACEBACK_LIMIT, error_text, traceback_text
-from .._errors import RemoteError, TaskTimeout, WorkerCrashed
+from .._error_text import error_text
 from .._models import LaneStats, TaskState
 from .._record import TaskRecord
 from .._results import Kept
 from ..stores.base import Store
+from . import task_log
 from .bounds import Counters, LaneBounds
+from .observers import Observer, tell
 
-__all__ = ["Ledger", "Observer"]
-
-logger = logging.getLogger("fastapi_offload")
-
-
-class Observer(Protocol):
-    """Told of every transition (metrics, the dashboard), under the ledger's lock, from
-    the loop or a sync endpoint's thread: it must be quick and must not raise.
-
-    `event` is `admitted`, `rejected` (its lane was full: `QueueFull`), `due` (a
-    scheduled task's time came: pending now), `started` (an attempt), `retrying`,
-    `finished` (the record's state says how), `handed_off`, or `discarded` (admitted,
-    then given up: its request failed before the response). An observer ignores an
-    event it does not know: more may come.
-    """
-
-    def observe(self, event: str, record: TaskRecord) -> None: ...
+__all__ = ["Ledger"]
 
 
 class Ledger:
@@ -66,13 +49,6 @@ class Ledger:
     def add_observer(self, observer: Observer) -> None:
         self._observers = (*self._observers, observer)
 
-    def _tell(self, event: str, record: TaskRecord) -> None:
-        for observer in self._observers:
-            try:
-                observer.observe(event, record)
-            except Exception:  # noqa: PERF203 - a broken observer must not fail a transition
-                logger.exception("observer %r failed on %s of task %s", observer, event, record.id)
-
     # -- transitions ----------------------------------------------------------------
 
     def admit(self, record: TaskRecord) -> None:
@@ -88,13 +64,13 @@ class Ledger:
                 full = counters.full(self._bounds[record.lane], record)
                 if full is not None:
                     if self._observers:
-                        self._tell("rejected", record)
+                        tell(self._observers, "rejected", record)
                     raise full
                 counters.waiting += 1
             self._live[record.id] = record
             self.store.put(record)
             if self._observers:
-                self._tell("admitted", record)
+                tell(self._observers, "admitted", record)
 
     def adopt(self, record: TaskRecord) -> None:
         """Take on a task reclaimed from a process that stopped (no admission bound:
@@ -113,22 +89,8 @@ class Ledger:
             self._live[record.id] = record
             self.store.put(record)
             if self._observers:
-                self._tell("admitted", record)
-        if scheduled:
-            logger.info(
-                "task %s (id %s), scheduled for %s UTC, is taken over from a process that "
-                "stopped: it runs here when due",
-                record.name,
-                record.id,
-                time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.due_at)),
-            )
-            return
-        logger.warning(
-            "task %s (id %s) is run again: the process that ran it stopped before it "
-            "finished (declared requeue=True)",
-            record.name,
-            record.id,
-        )
+                tell(self._observers, "admitted", record)
+        task_log.adopted(record, scheduled=scheduled)
 
     def due(self, record: TaskRecord) -> None:
         """A scheduled task's time came: pending, counted in `waiting` (never refused:
@@ -147,7 +109,7 @@ class Ledger:
                 record.payload = None
             self.store.put(record)
             if self._observers:
-                self._tell("due", record)
+                tell(self._observers, "due", record)
 
     def release(self, record: TaskRecord) -> bool:
         """Shutdown with a durable store: leave a scheduled task to the store, unwritten
@@ -175,13 +137,8 @@ class Ledger:
             record.finished_at = time.time()
             self.store.put(record)
             if self._observers:
-                self._tell("finished", record)
-        logger.warning(
-            "task %r (id %r) reclaimed from a process that stopped is interrupted, %s",
-            record.name,
-            record.id[:200],
-            reason,
-        )
+                tell(self._observers, "finished", record)
+        task_log.refused(record, reason)
 
     def started(self, record: TaskRecord) -> None:
         with self._lock:
@@ -195,7 +152,7 @@ class Ledger:
             record.state = TaskState.RUNNING
             self.store.put(record)
             if self._observers:
-                self._tell("started", record)
+                tell(self._observers, "started", record)
 
     def retrying(self, record: TaskRecord, error: BaseException, wait: float) -> None:
         with self._lock:
@@ -209,16 +166,8 @@ class Ledger:
             record.error = error_text(error)
             self.store.put(record)
             if self._observers:
-                self._tell("retrying", record)
-        logger.warning(
-            "task %s (id %s) failed (attempt %d of %d), retrying in %.3g s: %s",
-            record.name,
-            record.id,
-            record.attempts,
-            record.retries + 1,
-            wait,
-            record.error,
-        )
+                tell(self._observers, "retrying", record)
+        task_log.retrying(record, wait)
 
     def succeeded(self, record: TaskRecord, kept: Kept | None = None) -> None:
         """End a task as succeeded; `kept`: its encoded result, when it keeps one."""
@@ -244,24 +193,8 @@ class Ledger:
     def failed(self, record: TaskRecord, error: BaseException | str) -> None:
         """End a task as failed; `error` is what it raised, or why it could not run."""
         text = error_text(error)
-        if not self._finish(record, TaskState.FAILED, text):
-            return
-        if isinstance(error, str):
-            logger.error("task %s (id %s, %s lane): %s", record.name, record.id, record.lane, text)
-            return
-        message = "task %s (id %s, %s lane) failed after %d attempt(s): %s"
-        values = (record.name, record.id, record.lane, record.attempts, text)
-        if isinstance(error, RemoteError):
-            carried = error_text(error.traceback_text, TRACEBACK_LIMIT)
-            logger.error(message + "\n%s", *values, carried)
-        elif isinstance(error, TaskTimeout | WorkerCrashed):
-            logger.error(message, *values)
-        elif len(text) <= LIMIT and text == _plain_repr(error):
-            logger.error(message, *values, exc_info=error)
-        else:
-            # Capped or masked: the handler would print the whole message (and the
-            # password) again from `exc_info`, so the traceback goes as text, sanitised.
-            logger.error(message + "\n%s", *values, traceback_text(error))
+        if self._finish(record, TaskState.FAILED, text):
+            task_log.failed(record, error, text)
 
     def cancelled(self, record: TaskRecord, reason: str, *, log: bool = True) -> bool:
         """End a task as cancelled (`False`: it had ended); `log=False` when the caller
@@ -270,9 +203,7 @@ class Ledger:
         if not self._finish(record, TaskState.CANCELLED, reason):
             return False
         if log:
-            logger.warning(
-                "task %s (id %s, %s lane): %s", record.name, record.id, record.lane, reason
-            )
+            task_log.cancelled(record, reason)
         return True
 
     def handed_off(self, record: TaskRecord) -> None:
@@ -283,7 +214,7 @@ class Ledger:
             self.store.put(record)
             self._settle(record)
             if self._observers:
-                self._tell("handed_off", record)
+                tell(self._observers, "handed_off", record)
 
     def discarded(self, record: TaskRecord) -> None:
         """Forget a task that was never accepted: its request failed before the response."""
@@ -298,7 +229,7 @@ class Ledger:
                 self.store.release_key(record.key, record.id)
             self._settle(record)
             if self._observers:
-                self._tell("discarded", record)
+                tell(self._observers, "discarded", record)
 
     def _finish(
         self, record: TaskRecord, state: TaskState, error: str | None, result: str | None = None
@@ -308,13 +239,7 @@ class Ledger:
                 return False  # settled already (a race between its end and a cancel)
             counters = self._counters.get(record.lane)
             if counters is not None:
-                counters.leave(record.state)
-                if state is TaskState.SUCCEEDED:
-                    counters.succeeded += 1
-                elif state is TaskState.FAILED:
-                    counters.failed += 1
-                else:
-                    counters.cancelled += 1
+                counters.end(record.state, state)
             record.state = state
             record.error = error  # kept text already (`error_text`)
             record.result = result
@@ -323,7 +248,7 @@ class Ledger:
             self.store.put(record)
             self._settle(record)
             if self._observers:
-                self._tell("finished", record)
+                tell(self._observers, "finished", record)
             return True
 
     def _settle(self, record: TaskRecord) -> None:
@@ -367,13 +292,6 @@ class Ledger:
     def lane_stats(self, lane: str) -> LaneStats:
         count = self._abandoned.get(lane)
         return self._counters[lane].stats(self._bounds[lane], count() if count else 0)
-
-
-def _plain_repr(error: BaseException) -> str | None:
-    try:
-        return repr(error)
-    except Exception:
-        return None
 
 
 def _wake(future: asyncio.Future[None]) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._context import TaskContext, enter
+from .._context import enter
 from .._errors import OffloadError, RemoteError, TaskTimeout
 from .._models import TaskState
 from .._record import TaskRecord
@@ -26,7 +26,9 @@ from .._results import Kept
 from .._retry import type_names
 from ..lanes.base import Lane
 from ..lanes.remote import RemoteLane
+from .cancelling import ABANDONED, BY_SERVER, SHUTDOWN, cancel_requested
 from .ledger import Ledger
+from .record_context import RecordContext
 from .schedule import until_due
 
 if TYPE_CHECKING:
@@ -37,35 +39,7 @@ __all__ = ["Runner"]
 
 logger = logging.getLogger("fastapi_offload")
 
-SHUTDOWN = (
-    "cancelled at shutdown: still unfinished when shutdown_timeout ran out; raise "
-    "OFFLOAD_SHUTDOWN_TIMEOUT to wait longer"
-)
-ABANDONED = (
-    "cancelled at shutdown: it ignored its cancellation and was abandoned (a result it "
-    "produces later is not recorded)"
-)
-BY_SERVER = "cancelled by the server (its request was cancelled, e.g. at shutdown)"
-BY_REQUEST = "cancelled by request"
 _NO_SPAN = contextlib.nullcontext()
-
-
-class _RecordContext(TaskContext):
-    """`report_progress` and `cancelled` of a task on the loop or thread lane."""
-
-    __slots__ = ("_ledger", "_record")
-
-    def __init__(self, ledger: Ledger, record: TaskRecord) -> None:
-        super().__init__(record.id, record.name)
-        self._ledger, self._record = ledger, record
-
-    def report(self, fraction: float, message: str | None) -> None:
-        # Every report reaches the record (so the final write has the latest); the store
-        # hears of one every INTERVAL at most.
-        self._ledger.progress(self._record, fraction, message, self.due())
-
-    def is_cancelled(self) -> bool:
-        return self._record.cancel_reason is not None
 
 
 class Runner:
@@ -179,7 +153,7 @@ class Runner:
                 return
         # The task's own context (a copy, made when its asyncio task was created), so
         # this binding is seen by the task and its thread, and by nothing else.
-        enter(_RecordContext(self._ledger, record))
+        enter(RecordContext(self._ledger, record))
         # The attempt loop stays in this frame, not in a coroutine it awaits: a
         # GeneratorExit that asyncio throws in here (a thread task raised it) would close
         # an awaited coroutine and be raised again here, past its handler (PEP 380).
@@ -197,7 +171,7 @@ class Runner:
                 # SystemExit and GeneratorExit included. Only a cancellation that came
                 # from us or from the server is a cancellation.
                 except BaseException as exc:
-                    if _cancel_requested(record, exc):
+                    if cancel_requested(record, exc):
                         # Whatever the task made of it (a cleanup that raised something
                         # else too): cancelled, and never retried.
                         ledger.cancelled(record, record.cancel_reason or BY_SERVER)
@@ -311,16 +285,3 @@ class Runner:
                 # result the task produces later is not recorded.
                 if record.live and not record.sending:
                     self._ledger.cancelled(record, ABANDONED)
-
-
-def _cancel_requested(record: TaskRecord, exc: BaseException) -> bool:
-    # A `CancelledError` the task raised itself is a failure. Ours (shutdown, cancel by
-    # id) set `cancel_reason` first; the server's (its request cancelled) and anyio's
-    # (an enclosing cancel scope) show as a cancel request on the current task. anyio
-    # withdraws the request of a timeout scope it caught, so a timeout is a failure.
-    if record.cancel_reason is not None:
-        return True
-    cancelling = getattr(asyncio.current_task(), "cancelling", None)
-    if cancelling is None:  # Python 3.10: cannot tell; a CancelledError counts as one
-        return isinstance(exc, asyncio.CancelledError)
-    return bool(cancelling())

@@ -6,13 +6,12 @@ request collector uses: `admit()` in the request, `commit()` before the response
 from __future__ import annotations
 
 import enum
-import logging
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._config import OffloadConfig
-from .._errors import ConfigError, NotOffloadable, OffloadClosed
+from .._errors import OffloadClosed
 from .._models import OffloadStats, TaskHandle, TaskInfo, TaskState
 from .._record import TaskRecord
 from .._settings import TaskSettings
@@ -28,14 +27,16 @@ from ..lanes.thread import ThreadLane
 from ..stores.base import Orphan, Store
 from ..stores.memory import MemoryStore
 from . import keys
+from .admission import check_admissible
 from .after import Ordering
 from .bounds import LaneBounds
 from .callables import Profiles
+from .cancelling import BY_REQUEST
 from .ids import IdSource
 from .ledger import Ledger
 from .requeue import Requeue
 from .routing import build_record
-from .runner import BY_REQUEST, Runner
+from .runner import Runner
 from .timetable import PeriodicTasks
 
 __all__ = ["Phase", "Runtime"]
@@ -43,8 +44,6 @@ __all__ = ["Phase", "Runtime"]
 # The longest id the status routes and `offload.status` look up: ids we make are 32 hex
 # characters, a remote backend's own at most a few dozen.
 MAX_ID = 200
-
-logger = logging.getLogger("fastapi_offload")
 
 
 class Phase(enum.Enum):
@@ -139,30 +138,15 @@ class Runtime:
             profiles=self._profiles,
             new_id=self._new_id if task_id is None else lambda: task_id,
         )
-        for earlier_id in record.after:
-            earlier = self.ledger.find(earlier_id)
-            if earlier is not None and not self.is_local(earlier):
-                raise NotOffloadable(
-                    f"{record.name}: after= names task {earlier_id}, which a remote backend "
-                    "runs; only tasks of the local lanes can be waited for"
-                )
-        if record.due_at is not None and record.lane != "remote" and not self.detached:
-            # (A remote task is sent before the response, and its backend holds it.)
-            raise ConfigError(
-                f"{record.name}: delay= and at= need the Offload lifespan. Without it (the "
-                "default runtime) a request's tasks run inside that request, which would "
-                "stay open until the task is due: use FastAPI(lifespan=offload.lifespan), or "
-                "`async with offload.lifespan(app):` inside a lifespan of your own"
+        if record.after or record.due_at is not None or record.lane == "remote":
+            check_admissible(
+                record, self.ledger, self.is_local, detached=self.detached, remote=self.remote
             )
         if (needs := dependencies_of(func, record.name)) is not None:
             needs.check_call(args, kwargs, record.lane)
             record.needs, record.app = needs, self.app
         if record.lane == "remote":
-            if self.remote is None:
-                raise ConfigError(
-                    f"{record.name} was routed to lane 'remote' but no backend is "
-                    "configured: set OFFLOAD_BACKEND=celery|rq or Offload(backend=...)"
-                )
+            assert self.remote is not None  # `check_admissible` refused it otherwise
             self.remote.prepare(record)
         elif self.store.durable and (record.requeue or record.due_at is not None):
             # Kept with its row: run again after a crash (requeue), or run when due by
@@ -311,4 +295,6 @@ class Runtime:
         )
 
     def idle(self) -> bool:
+        """No task accepted here is unsettled (the process lane keeps its workers warm
+        meanwhile)."""
         return self.ledger.active == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from types import TracebackType
+from types import CoroutineType, TracebackType
 from typing import Annotated, Any, Literal, ParamSpec, cast
 
 from fastapi import BackgroundTasks, Depends
@@ -91,8 +91,9 @@ class TaskCollector:
         kwargs: dict[str, Any],
         options: TaskSettings,
     ) -> TaskHandle:
-        refuse_coroutine(func, "add_task")
-        if self._route is not None and not self._runtime.request_waits:
+        if isinstance(func, CoroutineType):  # `add_task(job())`: a call, not a callable
+            refuse_coroutine(func, "add_task")
+        if (args or kwargs) and self._route is not None and not self._runtime.request_waits:
             refuse_request_objects(
                 self._route, getattr(func, "__qualname__", "the task"), args, kwargs
             )
