@@ -63,7 +63,7 @@ def test_options_seen_before_are_checked_once_and_still_refused_when_bad() -> No
     # object, but a value that only equals a good one is still checked (True == 1).
     first = TaskSettings.of_call("tasks.options", {"lane": "thread", "retries": 1})
     assert TaskSettings.of_call("tasks.options", {"lane": "thread", "retries": 1}) is first
-    with pytest.raises(ConfigError, match="^retries=True"):
+    with pytest.raises(ConfigError, match=r"^retries=True"):
         TaskSettings.of_call("tasks.options", {"lane": "thread", "retries": True})
     with pytest.raises(ConfigError, match="not a task setting"):
         TaskSettings.of_call("tasks.options", {"lanes": "thread"})
