@@ -11,13 +11,13 @@ write one. So a saved call is
 where `body` is a JSON header (the function's `module:qualname`, its lane, timeout,
 retry and result settings, its due time, and its arguments when they are plain JSON
 data), followed, only for arguments JSON cannot carry exactly, by a newline and their
-pickle. Loading checks the size, then the signature, then that the function was declared
-in this process (the registries below, filled by the decorators when their module is
-imported) before it unpickles anything; nothing is ever imported by name. A call that
-may have started already (it is run *again*) must name a function declared
-`requeue=True`; a delayed call that never started, any function declared with `@task`,
-`cpu_bound` or `io_bound`. The id is in the signature, so a valid call copied into
-another row does not verify.
+pickle (`_saved_body` writes and reads the body). Loading checks the size, then the
+signature, then that the function was declared in this process (the registries below,
+filled by the decorators when their module is imported) before it unpickles anything;
+nothing is ever imported by name. A call that may have started already (it is run
+*again*) must name a function declared `requeue=True`; a delayed call that never
+started, any function declared with `@task`, `cpu_bound` or `io_bound`. The id is in the
+signature, so a valid call copied into another row does not verify.
 """
 
 from __future__ import annotations
@@ -27,23 +27,21 @@ import hmac
 import json
 import logging
 import os
-import pickle
 import secrets
 import stat
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from ._errors import ConfigError, NotOffloadable
+from ._saved_body import Call, decode, encode, path_of
 
-__all__ = ["Call", "SavedCalls", "Untrusted", "load_key", "register", "registered"]
+__all__ = ["SavedCalls", "Untrusted", "load_key", "register", "registered"]
 
 logger = logging.getLogger("fastapi_offload")
 
 MAGIC = b"offload-call-1:"
 MAX_SAVED = 16 * 1024 * 1024  # bytes: a larger call is refused when saved, unread when loaded
 _SIG = 64  # hex characters of an HMAC-SHA256
-_DEPTH = 64  # nesting that still counts as plain JSON data
 
 # Functions declared `requeue=True`, by `module:qualname`: the only ones a reclaimed row
 # that may have started may name. Filled at import by the decorators; a later declaration
@@ -52,10 +50,6 @@ _REQUEUE: dict[str, Callable[..., Any]] = {}
 # Every function declared with a decorator (`requeue=True` or not): the only ones a
 # delayed call that never started may name.
 _DECLARED: dict[str, Callable[..., Any]] = {}
-
-
-def path_of(func: Callable[..., Any]) -> str:
-    return f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', '?')}"
 
 
 def register(func: Callable[..., Any], *, requeue: bool = True) -> None:
@@ -76,26 +70,6 @@ def registered(func: Callable[..., Any], *, requeue: bool = True) -> bool:
 
 class Untrusted(Exception):
     """A saved call that will not be run: why, in words for the task's status."""
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """A saved call, loaded and checked."""
-
-    func: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    lane: str
-    timeout: float | None
-    retries: int
-    retry_delay: float
-    keep_result: bool
-    retry_backoff: bool
-    retry_on: tuple[str, ...] | None
-    after: tuple[str, ...] = ()
-    owner: str | None = None
-    requeue: bool = True  # calls saved before delayed tasks were all requeue=True
-    due_at: float | None = None
 
 
 class SavedCalls:
@@ -143,20 +117,7 @@ class SavedCalls:
                 "the store, e.g. from python -c 'import secrets; print(secrets.token_hex(32))'"
             )
         args, kwargs = call.pop("args"), call.pop("kwargs")
-        header: dict[str, Any] = {"func": name, **call}
-        if _plain([list(args), kwargs], _DEPTH):
-            header.update(args=list(args), kwargs=kwargs)
-            body = _json(header)
-        else:
-            try:
-                pickled = pickle.dumps((tuple(args), dict(kwargs)), pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                raise NotOffloadable(
-                    f"{name} {why} (a durable store), but its arguments cannot be pickled "
-                    f"({exc}). Pass picklable arguments (plain JSON data is best)"
-                    + ("." if delayed else ", or drop requeue=True.")
-                ) from exc
-            body = _json({**header, "pickled": True}) + b"\n" + pickled
+        body = encode({"func": name, **call}, args, kwargs, why=why, delayed=delayed)
         if len(body) > MAX_SAVED:
             raise NotOffloadable(
                 f"{name} {why}, but its saved call would take {len(body)} bytes (more than "
@@ -198,28 +159,7 @@ class SavedCalls:
                     "process declares "
                     + ("requeue=True" if started else "with @task, cpu_bound or io_bound")
                 )
-            if header.get("pickled"):
-                # Signed with our key, so written by a process of this app.
-                args, kwargs = pickle.loads(pickled)
-            else:
-                args, kwargs = header["args"], header["kwargs"]
-            retry_on = header["retry_on"]
-            return Call(
-                func=func,
-                args=tuple(args),
-                kwargs=dict(kwargs),
-                lane=str(header["lane"]),
-                timeout=None if header["timeout"] is None else float(header["timeout"]),
-                retries=int(header["retries"]),
-                retry_delay=float(header["retry_delay"]),
-                keep_result=bool(header["keep_result"]),
-                retry_backoff=bool(header["retry_backoff"]),
-                retry_on=None if retry_on is None else tuple(str(name) for name in retry_on),
-                after=tuple(str(task_id) for task_id in header.get("after", ())),
-                owner=None if header.get("owner") is None else str(header["owner"]),
-                requeue=bool(header.get("requeue", True)),
-                due_at=None if header.get("due_at") is None else float(header["due_at"]),
-            )
+            return decode(header, pickled, func)
         except Untrusted:
             raise
         except Exception as exc:
@@ -288,23 +228,3 @@ def _create_key(path: str) -> None:
         pass
     finally:
         os.unlink(temporary)
-
-
-def _json(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _plain(value: Any, depth: int) -> bool:
-    """Whether JSON gives back exactly `value` (same types, not just equal values)."""
-    kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
-        return True
-    if kind is float:
-        return value == value and value not in (float("inf"), float("-inf"))
-    if depth <= 0:
-        return False
-    if kind is list:
-        return all(_plain(item, depth - 1) for item in value)
-    if kind is dict:
-        return all(type(key) is str and _plain(item, depth - 1) for key, item in value.items())
-    return False

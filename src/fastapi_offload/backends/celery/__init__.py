@@ -20,7 +20,7 @@ task", logged as an error) and the task is marked failed with `NotRegistered`.
 
 A broker that keeps no results (RabbitMQ) needs `OFFLOAD_CELERY_RESULT_BACKEND` (or
 `none`): both sides refuse to start without it, rather than leave every status at
-`pending` (the reasons are in `_celery_urls.result_store`).
+`pending` (the reasons are in `urls.result_store`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import asyncio
 import functools
 import logging
 import os
-import time
 from collections.abc import Mapping
 from types import EllipsisType
 from typing import Any
@@ -41,31 +40,25 @@ from ..._extras import install_hint
 
 try:
     import celery  # noqa: F401  # first, so that without the extra this fails with the hint
-    from kombu.exceptions import OperationalError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(f"the Celery backend needs Celery: {install_hint('celery')}") from exc
 
-from ..._errors import ConfigError, NotOffloadable
+from ..._errors import ConfigError
 from ..._models import TaskCall, TaskInfo
 from ..._remote_settings import (
     DEFAULT_RESULT_MAX_BYTES,
     RemoteSettings,
-    backend_unavailable,
     celery_result_choice,
-    check_max_bytes,
-    check_serializer,
-    check_timeout,
     named_variable,
     safe_url,
 )
-from .._ids import is_task_id
+from .._client import by_task_id, check_settings
 from .._liveness import count_within, report_workers
 from .._payload import Serializer, check_call
 from ..base import BaseBackend
 from .clients import CeleryClients
-from .conf import DEFAULT_VISIBILITY, client_conf
+from .conf import check_delay, client_conf
 from .results import SUBMITTED as SUBMITTED
-from .results import cancellable, write_revoked
 from .results import task_info as task_info
 from .urls import celery_variables, check_broker_url, result_store
 from .worker import celery_worker_app as celery_worker_app
@@ -74,8 +67,6 @@ __all__ = ["SUBMITTED", "CeleryBackend", "celery_worker_app"]
 
 logger = logging.getLogger("fastapi_offload.backends.celery")
 
-# Brokers that redeliver an unacknowledged message after `visibility_timeout`.
-_REDELIVERS = ("redis://", "rediss://", "sentinel://", "sqs://")
 # How long workers are given to answer "which queues do you consume": Celery's own
 # `inspect` default. Every live worker answers within it unless the broker is slow.
 _ANSWER_WINDOW = 1.0
@@ -126,11 +117,13 @@ class CeleryBackend(BaseBackend):
         max_threads: int = 8,
         config: Mapping[str, Any] | None = None,
     ) -> None:
-        self._serializer = check_serializer(serializer)
-        self._result_max_bytes = check_max_bytes(result_max_bytes, "result_max_bytes")
-        self._timeout = check_timeout(broker_timeout, "broker_timeout")
-        if not queue:
-            raise ConfigError("queue='' is not a queue name; leave it unset for 'celery'")
+        self._serializer, self._result_max_bytes, self._timeout = check_settings(
+            serializer=serializer,
+            result_max_bytes=result_max_bytes,
+            broker_timeout=broker_timeout,
+            queue=queue,
+            default_queue="celery",
+        )
         self._queue = queue
         self._broker_url = check_broker_url(broker_url)
         self._result_url = result_store(broker_url, result_backend)
@@ -175,18 +168,7 @@ class CeleryBackend(BaseBackend):
         """Raise `NotOffloadable` naming the argument that cannot travel to a worker, or
         a delay a Redis broker would not honour once (see `delays`)."""
         check_call(call, backend=self.name, serializer=self._serializer)
-        if call.due_at is not None and self._broker_url.startswith(_REDELIVERS):
-            options = self._publisher.conf.broker_transport_options or {}
-            visibility = float(options.get("visibility_timeout", DEFAULT_VISIBILITY))
-            if call.due_at - time.time() > visibility:
-                raise NotOffloadable(
-                    f"{call.name} is delayed past the Celery broker's visibility_timeout "
-                    f"({visibility:g} s): a Redis broker gives a task that no worker "
-                    "acknowledged within it to another worker, and an eta task is not "
-                    "acknowledged until it runs, so it would run more than once. Delay it "
-                    "less, or raise visibility_timeout in broker_transport_options on both "
-                    "sides (CeleryBackend(config=...) and celery_worker_app(config=...))"
-                )
+        check_delay(call, self._broker_url, self._publisher)
 
     async def submit(self, call: TaskCall) -> None:
         """Return once the broker holds the task; raise `BackendUnavailable` otherwise."""
@@ -200,9 +182,9 @@ class CeleryBackend(BaseBackend):
         Raises `BackendUnavailable` when the result store cannot be reached, and
         nothing else.
         """
-        if self._results is None or not is_task_id(task_id):
+        if self._results is None:
             return None
-        return await anyio.to_thread.run_sync(self._status, task_id, limiter=self._limiter)
+        return await by_task_id(task_id, self._status, None, self._limiter)
 
     async def cancel(self, task_id: str) -> bool:
         """Revoke the task: one not started yet never starts, and the pool process running
@@ -217,9 +199,7 @@ class CeleryBackend(BaseBackend):
         keep state (`celery worker --statedb`). Raises `BackendUnavailable` when the
         broker or the result store cannot be reached.
         """
-        if not is_task_id(task_id):
-            return False
-        return await anyio.to_thread.run_sync(self._cancel, task_id, limiter=self._limiter)
+        return await by_task_id(task_id, self._clients.cancel, False, self._limiter)
 
     async def workers(self) -> int | None:
         """How many live workers consume this backend's queue; `None` when it cannot tell
@@ -286,29 +266,6 @@ class CeleryBackend(BaseBackend):
         if meta is None:
             return None
         return task_info(task_id, meta, self.name, result_max_bytes=self._result_max_bytes)
-
-    def _cancel(self, task_id: str) -> bool:
-        meta = None
-        if self._results is not None:
-            meta = self._clients.meta(task_id, "the task was not cancelled")
-            if not cancellable(meta):
-                return False
-        try:
-            # `terminate`: the worker running it signals its pool process; a worker that
-            # has it queued (or receives it later) drops it. Sent to every worker.
-            self._publisher.control.revoke(task_id, terminate=True, signal="SIGTERM")
-        except (OperationalError, OSError) as exc:
-            raise backend_unavailable(
-                self.name, self._broker_url, exc, f"task {task_id}: the task was not cancelled"
-            ) from exc
-        if meta is not None:
-            try:
-                write_revoked(self._results, task_id, meta)
-            except self._clients.store_errors() as exc:
-                # The revoke went out: the task will not run, and a worker records
-                # REVOKED when the message reaches it.
-                logger.warning("could not record task %s as revoked yet (%s)", task_id, exc)
-        return True
 
 
 # Tracebacks and docs show the public path of what is defined in private modules.

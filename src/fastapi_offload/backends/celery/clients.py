@@ -16,7 +16,7 @@ from kombu.exceptions import OperationalError
 from ..._models import TaskCall
 from ..._remote_settings import backend_unavailable, safe_url
 from .conf import publish_retry_policy, send_options
-from .results import UNREADABLE, write_marker
+from .results import UNREADABLE, cancellable, write_marker, write_revoked
 from .urls import check_result_store
 
 __all__ = ["CeleryClients"]
@@ -102,6 +102,31 @@ class CeleryClients:
                 "celery", self.result_url or "", exc, f"task {task_id}: {what}"
             ) from exc
         return meta if isinstance(meta, Mapping) else None
+
+    def cancel(self, task_id: str) -> bool:
+        """Revoke the task unless the result store shows it unknown or ended (see
+        `CeleryBackend.cancel`); raises `BackendUnavailable` when either is unreachable."""
+        meta = None
+        if self.results is not None:
+            meta = self.meta(task_id, "the task was not cancelled")
+            if not cancellable(meta):
+                return False
+        try:
+            # `terminate`: the worker running it signals its pool process; a worker that
+            # has it queued (or receives it later) drops it. Sent to every worker.
+            self.publisher.control.revoke(task_id, terminate=True, signal="SIGTERM")
+        except (OperationalError, OSError) as exc:
+            raise backend_unavailable(
+                "celery", self.broker_url, exc, f"task {task_id}: the task was not cancelled"
+            ) from exc
+        if meta is not None:
+            try:
+                write_revoked(self.results, task_id, meta)
+            except self.store_errors() as exc:
+                # The revoke went out: the task will not run, and a worker records
+                # REVOKED when the message reaches it.
+                logger.warning("could not record task %s as revoked yet (%s)", task_id, exc)
+        return True
 
     def forget(self, task_id: str) -> None:
         if self.results is None:

@@ -1,11 +1,16 @@
-"""Web process side of the Celery backend: how its client apps are configured, and what
-a submitted call's message carries besides the task's own arguments."""
+"""Web process side of the Celery backend: how its client apps are configured, what a
+submitted call's message carries besides the task's own arguments, and how far ahead a
+delayed call's eta may be for the broker."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Any
 
+from celery import Celery
+
+from ..._errors import NotOffloadable
 from ..._models import TaskCall
 from .results import SUBMITTED_AT
 from .worker import (
@@ -16,11 +21,19 @@ from .worker import (
     TIMEOUT_HEADER,
 )
 
-__all__ = ["DEFAULT_VISIBILITY", "client_conf", "publish_retry_policy", "send_options"]
+__all__ = [
+    "DEFAULT_VISIBILITY",
+    "check_delay",
+    "client_conf",
+    "publish_retry_policy",
+    "send_options",
+]
 
 # kombu's Redis (and SQS) transports redeliver a message not acknowledged within this
 # many seconds (`broker_transport_options["visibility_timeout"]`), eta tasks included.
 DEFAULT_VISIBILITY = 3600.0
+# Brokers that redeliver an unacknowledged message after `visibility_timeout`.
+_REDELIVERS = ("redis://", "rediss://", "sentinel://", "sqs://")
 
 # The soft limit raises inside the task; the hard limit, this much later, kills the
 # pool process when the task ignores the soft one (e.g. stuck in C code).
@@ -48,6 +61,23 @@ def send_options(call: TaskCall, submitted_at: float) -> dict[str, Any]:
         # A worker receives the message at once and holds it until then (Celery's eta).
         options["eta"] = datetime.fromtimestamp(call.due_at, timezone.utc)
     return options
+
+
+def check_delay(call: TaskCall, broker_url: str, publisher: Celery) -> None:
+    """Raise `NotOffloadable` for a call delayed past the `visibility_timeout` of a broker
+    that redelivers what no worker acknowledged within it (`publisher`'s settings say)."""
+    if call.due_at is not None and broker_url.startswith(_REDELIVERS):
+        options = publisher.conf.broker_transport_options or {}
+        visibility = float(options.get("visibility_timeout", DEFAULT_VISIBILITY))
+        if call.due_at - time.time() > visibility:
+            raise NotOffloadable(
+                f"{call.name} is delayed past the Celery broker's visibility_timeout "
+                f"({visibility:g} s): a Redis broker gives a task that no worker "
+                "acknowledged within it to another worker, and an eta task is not "
+                "acknowledged until it runs, so it would run more than once. Delay it "
+                "less, or raise visibility_timeout in broker_transport_options on both "
+                "sides (CeleryBackend(config=...) and celery_worker_app(config=...))"
+            )
 
 
 def client_conf(serializer: str, timeout: float, queue: str, result_ttl: int) -> dict[str, Any]:

@@ -36,11 +36,8 @@ are its `Retry` intervals, drawn at submit (whole seconds, as RQ counts them).
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -51,8 +48,7 @@ try:
     from redis import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from rq import Queue, Retry, Worker
-    from rq.job import JobStatus
+    from rq import Queue, Worker
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(f"the RQ backend needs RQ: {install_hint('rq')}") from exc
 
@@ -62,17 +58,15 @@ from ..._remote_settings import (
     DEFAULT_RESULT_MAX_BYTES,
     RemoteSettings,
     backend_unavailable,
-    check_max_bytes,
-    check_serializer,
-    check_timeout,
     named_variable,
     safe_url,
 )
-from .._ids import is_task_id
+from .._client import by_task_id, check_settings
 from .._liveness import count_within, report_workers
 from .._payload import Serializer, check_call
 from ..base import BaseBackend
-from .jobs import DUE_META, RETRIES_META, RETRY_ON_META, cancel_job, read_job
+from .enqueue import enqueue
+from .jobs import cancel_job, read_job
 from .jobs import job_info as job_info
 from .worker import rq_worker_class as rq_worker_class
 
@@ -121,11 +115,13 @@ class RQBackend(BaseBackend):
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         max_threads: int = 8,
     ) -> None:
-        self._serializer = check_serializer(serializer)
-        self._result_max_bytes = check_max_bytes(result_max_bytes, "result_max_bytes")
-        timeout = check_timeout(broker_timeout, "broker_timeout")
-        if not queue:
-            raise ConfigError("queue='' is not a queue name; leave it unset for 'default'")
+        self._serializer, self._result_max_bytes, timeout = check_settings(
+            serializer=serializer,
+            result_max_bytes=result_max_bytes,
+            broker_timeout=broker_timeout,
+            queue=queue,
+            default_queue="default",
+        )
         self._url = redis_url
         self._timeout = timeout
         self._result_ttl = result_ttl
@@ -180,9 +176,7 @@ class RQBackend(BaseBackend):
         RQ cannot read is unknown too (logged at WARNING). Raises
         `BackendUnavailable` when Redis cannot be reached, and nothing else.
         """
-        if not is_task_id(task_id):
-            return None
-        return await anyio.to_thread.run_sync(self._status, task_id, limiter=self._limiter)
+        return await by_task_id(task_id, self._status, None, self._limiter)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel the job: one not started yet (queued, or waiting for a retry) leaves its
@@ -195,9 +189,7 @@ class RQBackend(BaseBackend):
         by anyone (RQ's command goes to that worker). Raises `BackendUnavailable` when
         Redis cannot be reached.
         """
-        if not is_task_id(task_id):
-            return False
-        return await anyio.to_thread.run_sync(self._cancel, task_id, limiter=self._limiter)
+        return await by_task_id(task_id, self._cancel, False, self._limiter)
 
     async def workers(self) -> int | None:
         """How many live workers listen on this backend's queue; `None` when it cannot tell
@@ -233,38 +225,9 @@ class RQBackend(BaseBackend):
     # -- blocking parts, always run in a worker thread -----------------------------
 
     def _submit(self, call: TaskCall) -> None:
-        retry = None
-        if call.retries:
-            # RQ counts retry intervals in whole seconds; 0 requeues at once, anything
-            # else is scheduled and needs a worker started with --with-scheduler.
-            intervals = [math.ceil(wait) for wait in call.retry_policy().waits()]
-            retry = Retry(max=call.retries, interval=intervals)
-        options: dict[str, Any] = {
-            "args": list(call.args),
-            "kwargs": dict(call.kwargs),
-            # -1 is RQ's "no timeout"; None would mean its 180 s default.
-            "timeout": math.ceil(call.timeout) if call.timeout is not None else -1,
-            "result_ttl": self._result_ttl,
-            "failure_ttl": self._result_ttl,
-            "job_id": call.id,
-            "retry": retry,
-            "meta": {
-                RETRIES_META: call.retries,
-                RETRY_ON_META: None if call.retry_on is None else list(call.retry_on),
-                DUE_META: call.due_at,
-            },
-        }
+        # A method of its own: benchmarks/enqueue_cost.py times it without the thread hop.
         try:
-            # A name, not the function: the client never imports tasks.
-            if call.due_at is None:
-                self._queue.enqueue_call(call.name, **options)
-            else:
-                # RQ's scheduler (a worker started --with-scheduler) moves it to the
-                # queue once due. RQ scores its schedule in whole seconds, rounded down:
-                # rounded up here, so the job is never enqueued before its time.
-                at = datetime.fromtimestamp(math.ceil(call.due_at), timezone.utc)
-                job = self._queue.create_job(call.name, status=JobStatus.SCHEDULED, **options)
-                self._queue.schedule_job(job, at)
+            enqueue(self._queue, call, self._result_ttl)
         except _CONNECTION_ERRORS as exc:
             raise backend_unavailable(
                 self.name, self._url, exc, f"{call.name} (id {call.id}) was not submitted"
