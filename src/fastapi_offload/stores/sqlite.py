@@ -10,7 +10,7 @@ is created readable and writable by its owner only (0600), whatever the umask: t
 statuses hold task errors and results.
 
 `put` never waits on the disk: it snapshots the record into a row and queues it for one
-writer thread (`stores.batched`), which commits everything waiting in one transaction;
+writer thread (`stores.writer`), which commits everything waiting in one transaction;
 `flush` awaits the commit of what was queued before it. Each process owns its live rows
 under a lease that `renew` extends; `reclaim` settles the rows of a process whose lease
 ran out.
@@ -140,7 +140,7 @@ class SqliteStore(BatchedStore):
 
     def _claim_key(self, key: str, holder: KeyHolder) -> KeyHolder | None:
         claimers, generation = self._claimers, self._generation
-        return claimers.claim(key, holder, self.key_ttl, generation, self._committing)
+        return claimers.claim(key, holder, self.key_ttl, generation, self._writer.committing)
 
     def _release_keys(self, released: list[tuple[str, str]]) -> None:
         conn = self._writable()
