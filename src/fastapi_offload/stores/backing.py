@@ -1,7 +1,7 @@
 """What a durable store implements for `stores.batched.BatchedStore`: the calls its
 writer thread and reader threads make, each against one kind of storage (SQLite, Redis).
-`BatchedStore` owns the queue, the threads, the breakers and the time bounds; a subclass
-only talks to its storage through these methods."""
+`BatchedStore` and its writer (`stores.writer`) own the queue, the threads, the breakers
+and the time bounds; a subclass only talks to its storage through these methods."""
 
 from __future__ import annotations
 

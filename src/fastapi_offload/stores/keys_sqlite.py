@@ -1,5 +1,6 @@
 """Idempotency keys in a SQLite store: the claim, one `BEGIN IMMEDIATE` transaction on a
-connection of the calling thread, and the statements that release and prune keys.
+connection of the calling thread; the release of keys (in the writer thread); and the
+statement that prunes them.
 
 The `task_keys` table (`sqlite_schema`) holds one row per key: the task holding it (id,
 callable's name, lane: the handle a later claim returns, even before the task's own row is
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from .keys import KeyHolder, held
 from .sqlite_schema import LIVE, immediate
 
-__all__ = ["PRUNE_KEYS", "RELEASE_KEY", "Claimers", "claim"]
+__all__ = ["PRUNE_KEYS", "Claimers", "claim", "release"]
 
 # The key's row, and what the row of its task says (no row: NULL `written`, `live`).
 _FIND = (
@@ -28,7 +29,7 @@ _FIND = (
     "FROM task_keys k LEFT JOIN tasks t ON t.id = k.task_id WHERE k.key = ?"
 )
 _TAKE = "INSERT OR REPLACE INTO task_keys VALUES (?, ?, ?, ?, ?, NULL)"
-RELEASE_KEY = "DELETE FROM task_keys WHERE key = ? AND task_id = ?"
+_RELEASE = "DELETE FROM task_keys WHERE key = ? AND task_id = ?"
 # Keys whose task's row was pruned and which expired since: at most `?` per call.
 PRUNE_KEYS = (
     "DELETE FROM task_keys WHERE key IN (SELECT key FROM task_keys WHERE settled_at < ? LIMIT ?)"
@@ -47,6 +48,13 @@ def claim(conn: sqlite3.Connection, key: str, holder: KeyHolder, ttl: float) -> 
             return current
         conn.execute(_TAKE, (key, holder.task_id, holder.name, holder.lane, now))
     return None
+
+
+def release(conn: sqlite3.Connection, released: list[tuple[str, str]]) -> None:
+    """Delete these (key, task id) claims, each only if that task still holds the key, in
+    one transaction."""
+    with immediate(conn):
+        conn.executemany(_RELEASE, released)
 
 
 def _holder(row: tuple[object, ...], now: float, ttl: float) -> KeyHolder | None:

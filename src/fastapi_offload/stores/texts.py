@@ -1,12 +1,16 @@
-"""Texts the durable stores write and log: why a reclaimed task is `interrupted`, the
-cause of an outage (URL passwords masked), a moment in UTC."""
+"""Texts the durable stores write, log and raise: why a reclaimed task is `interrupted`,
+the cause of an outage (URL passwords masked) and the error it raises, a moment in UTC."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
 
-__all__ = ["cause_of", "interrupted_reason", "mask_passwords", "utc_text"]
+from .._errors import StoreUnavailable
+
+__all__ = ["RECORD", "cause_of", "interrupted_reason", "mask_passwords", "unavailable", "utc_text"]
+
+RECORD = "record the task, so it was not accepted"  # what a failed flush could not do
 
 _PASSWORD = re.compile(r"(://[^:/@\s]*):[^@\s]*@")  # user:password@ in a URL
 
@@ -41,3 +45,17 @@ def mask_passwords(text: str) -> str:
 def utc_text(moment: float) -> str:
     """`moment` (Unix seconds) as `YYYY-MM-DD HH:MM:SS`, in UTC."""
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def unavailable(doing: str, cause: str, *, shown: bool = False) -> StoreUnavailable:
+    """The error of a store call that could not `doing` because of `cause`."""
+    # What a client sees names neither the file nor the host (the log does, with the
+    # breaker's line); the cause stays on the error for the dashboard and the caller.
+    # `shown`: a cause of our own words (a timeout, a closed store), safe to show.
+    why = f" ({cause})" if shown else ""
+    error = StoreUnavailable(
+        f"the task store is unavailable{why}, so the server could not {doing}. Retry "
+        "in a moment; the server's log names the cause."
+    )
+    error.cause = cause
+    return error
