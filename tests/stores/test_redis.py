@@ -18,7 +18,8 @@ import redis
 
 from fastapi_offload._errors import ConfigError, StoreUnavailable
 from fastapi_offload._models import TaskState
-from fastapi_offload.stores.redis import RedisStore, _masked
+from fastapi_offload.stores.redis import RedisStore
+from fastapi_offload.stores.redis_link import masked
 
 from .conftest import REDIS
 from .helpers import SETTINGS, Durable, OpenStore, P, record, sleep_until
@@ -117,9 +118,9 @@ class Proxy:
 
 
 def test_a_password_is_masked_in_what_the_store_says() -> None:
-    assert _masked("redis://:s3cret@h:6379/2") == "redis://:***@h:6379/2"
-    assert _masked("rediss://user:s3cret@h/0") == "rediss://user:***@h/0"
-    assert _masked("redis://h:6379/0") == "redis://h:6379/0"
+    assert masked("redis://:s3cret@h:6379/2") == "redis://:***@h:6379/2"
+    assert masked("rediss://user:s3cret@h/0") == "rediss://user:***@h/0"
+    assert masked("redis://h:6379/0") == "redis://h:6379/0"
     store = RedisStore("redis://:s3cret@h/1", owner="a", **SETTINGS)
     assert "s3cret" not in repr(store) and "***" in repr(store)
 
@@ -176,7 +177,7 @@ async def test_a_redis_that_cannot_be_used_is_a_config_error(
     with pytest.raises(ConfigError, match=r"^store \(OFFLOAD_STORE\) ") as caught:
         await store.open()
     assert says in str(caught.value) and "s3cret" not in str(caught.value)
-    assert _masked(where) in str(caught.value)
+    assert masked(where) in str(caught.value)
 
 
 async def test_a_flush_fails_while_redis_is_unreachable_and_works_once_it_is_back(

@@ -1,5 +1,5 @@
-"""Periodic tasks' ticks in the durable stores: the SQL of SQLite's `ticks` table, the
-Lua script of Redis's tick hashes, and the check of what they read back.
+"""Periodic tasks' ticks in the durable stores: the SQL of SQLite's `ticks` table, and
+the check of what they read back (Redis's tick hashes and script: `stores.redis_ticks`).
 
 A tick is claimed by a compare-and-set of the last tick per periodic task: every
 process computes the same tick times, so the first to move a name's last tick forward
@@ -17,12 +17,10 @@ from .._models import TaskState
 from .base import Tick
 
 __all__ = [
-    "CLAIM_TICK",
     "LAST_TICK",
     "LIVE_TASK",
     "RUN_TICK",
     "SKIP_TICK",
-    "TICK_FIELDS",
     "check_tick",
     "read_ticks",
 ]
@@ -46,29 +44,6 @@ def read_ticks(names: int) -> str:
         f"WHERE ticks.name IN ({', '.join('?' * names)})"
     )
 
-
-# ARGV: prefix, name, tick, task_id, overlap ('1' or '0'), now. Returns {1, ''} (claimed,
-# run it), {1, running id} (claimed, not run: the previous task is live), or {0, ''}.
-# The tick times are compared as numbers: `repr` of a float reads back exactly.
-CLAIM_TICK = """
-local p = ARGV[1]
-local key = p .. ':tick:' .. ARGV[2]
-local f = redis.call('HMGET', key, 'tick', 'task_id')
-if f[1] and tonumber(f[1]) >= tonumber(ARGV[3]) then
-  return {0, ''}
-end
-if f[2] and ARGV[5] ~= '1' then
-  local t = redis.call('HMGET', p .. ':task:' .. f[2], 'state', 'handed_off')
-  if (t[1] == 'pending' or t[1] == 'running' or t[1] == 'scheduled') and t[2] ~= '1' then
-    redis.call('HSET', key, 'tick', ARGV[3], 'claimed_at', ARGV[6])
-    return {1, f[2]}
-  end
-end
-redis.call('HSET', key, 'tick', ARGV[3], 'task_id', ARGV[4], 'task_tick', ARGV[3],
-  'claimed_at', ARGV[6])
-return {1, ''}
-"""
-TICK_FIELDS = ("tick", "claimed_at", "task_id", "task_tick")
 
 _STATES = frozenset(state.value for state in TaskState)
 _ID_MAX = 200  # as the status routes' bound on an id (`core.runtime.MAX_ID`)
