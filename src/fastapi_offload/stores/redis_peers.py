@@ -62,10 +62,6 @@ return out
 """
 # ARGV: prefix, limit, text cut, result cut. The dashboard's rows: up to `limit` live and
 # `limit` newest settled tasks, their texts cut here, so a large result never travels.
-RECENT_FIELDS = (
-    "name state lane created_at started_at finished_at attempts error result progress "
-    "progress_message ran_by handed_off"
-).split()
 RECENT = """
 local p, limit, cut, short = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local out = {}
