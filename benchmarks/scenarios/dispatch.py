@@ -41,8 +41,9 @@ BASELINE = {
 # A key is a synchronous store round trip in the request, on the event loop (add_task
 # is sync, and the endpoint may answer with the holder's id): measured at 0.51x (SQLite)
 # and 0.59x (Redis) of the same store without keys; the floor catches a regression.
+# A durable store's goals are issue 17's: SQLite 0.8x and Redis 0.7x of the memory store.
 GOALS = {
-    "offload-loop-sqlite": 0.7,
+    "offload-loop-sqlite": 0.8,
     "offload-loop-redis": 0.7,
     "offload-loop-sqlite-key": 0.4,
     "offload-loop-redis-key": 0.4,

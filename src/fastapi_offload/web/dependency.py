@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import CoroutineType, TracebackType
-from typing import Annotated, Any, Literal, ParamSpec, cast
+from typing import Annotated, Any, Literal, ParamSpec
 
 from fastapi import BackgroundTasks, Depends
 from starlette.requests import HTTPConnection
@@ -228,15 +228,15 @@ async def _provide(conn: HTTPConnection, background: BackgroundTasks) -> TaskCol
             "FastAPI; a newer one may have changed them (see the verified versions in "
             "fastapi-offload's docs, Getting started > Install)"
         )
-    # (Not context managers, having no `__enter__`: hence the casts.)
-    request_stack.push_async_exit(cast(Any, collector))  # `__aexit__`: after the response
+    # (Not a context manager, having no `__enter__`: hence the ignores, free at run time.)
+    request_stack.push_async_exit(collector)  # type: ignore[type-var]  # `__aexit__`, after the response
     function_stack = conn.scope.get("fastapi_function_astack")
     if not isinstance(function_stack, AsyncExitStack):
         collector._returned = True  # no earlier hook: the request stack's is the only one
     elif runtime.commits:
         function_stack.push_async_exit(collector._commit)
     else:
-        function_stack.push(cast(Any, collector))  # `__exit__`: a sync callback, no await
+        function_stack.push(collector)  # type: ignore[type-var]  # `__exit__`: sync, no await
     return collector
 
 
