@@ -164,7 +164,8 @@ def redis_rows(rows: list[Row]) -> list[Any]:
         if (payload := row.payload) is not None:
             payloads.append(payload)
             row = row._replace(payload=len(payloads))  # type: ignore[arg-type]  # its position
-        values: list[Any] = [None if v is None else _text(v) for v in row]
+        # Most fields are None or plain text: those need no call (this runs per field).
+        values: list[Any] = [v if v is None or type(v) is str else _text(v) for v in row]
         if payload is not None:
             values[_PAYLOAD] = len(payloads)  # a JSON number
         lease, settled = values[_LEASE], row.settled_at
