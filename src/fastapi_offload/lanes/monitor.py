@@ -56,11 +56,11 @@ class LoopMonitor:
         self._sampled: tuple[int, str] | None = None
         self._loop_thread = 0
         self._stop = threading.Event()
-        # The watchdog runs only while loop-lane steps run: a thread that woke 20 times a
+        # The watchdog runs only while loop-lane steps run: a thread that wakes 20 times a
         # second cost a busy server ~4 us of CPU per request, tasks or not (in process, a
         # BackgroundTasks endpoint with the lifespan running: 44-45 us against 40-41
         # without it), so the first step after `start` starts it, and it leaves once no
-        # step has run for `IDLE` seconds; while it runs it wakes about once a threshold.
+        # step has run for `IDLE` seconds.
         self._armed = False  # `start` was called (a lifespan runs this monitor)
         self._watchdog: threading.Thread | None = None
         self._lock = threading.Lock()  # starting and leaving of the watchdog
@@ -99,16 +99,12 @@ class LoopMonitor:
             self._watchdog.start()
 
     def _watch(self) -> None:
-        # Wakes when the step running now would become late, not on a fixed beat: about
-        # once per `threshold` while steps are short, and a step that stays is sampled
-        # the moment it is `threshold` old.
-        threshold = self.threshold
-        seen, quiet, wait = self._step, 0.0, threshold
-        while not self._stop.wait(wait):
-            wait = threshold
+        interval = max(self.threshold / 2, 0.005)
+        seen, quiet = self._step, 0.0
+        while not self._stop.wait(interval):
             current = self._current
             if current is None and self._step == seen:
-                quiet += threshold
+                quiet += interval
                 if quiet >= self.IDLE:
                     with self._lock:
                         # A step that started since is seen next time (`_step` moved);
@@ -118,11 +114,7 @@ class LoopMonitor:
                             return
                 continue
             seen, quiet = self._step, 0.0
-            if current is None:
-                continue
-            age = time.perf_counter() - current[0]
-            if age < threshold:
-                wait = max(threshold - age, 0.005)  # then it is late, if it still runs
+            if current is None or time.perf_counter() - current[0] < self.threshold:
                 continue
             if self._sampled is not None and self._sampled[0] == current[1]:
                 continue
