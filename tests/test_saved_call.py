@@ -19,9 +19,10 @@ import pytest
 import redis
 
 from fastapi_offload import ConfigError, NotOffloadable, Offload, TaskState, task
+from fastapi_offload._call_key import load_key
 from fastapi_offload._config import OffloadConfig
 from fastapi_offload._record import TaskRecord
-from fastapi_offload._saved_call import MAGIC, SavedCalls, Untrusted, load_key
+from fastapi_offload._saved_call import MAGIC, SavedCalls, Untrusted
 from fastapi_offload.core.lifecycle import build_store
 from tests.backends.conftest import redis_base_url as redis_base_url  # the fixture
 

@@ -7,9 +7,9 @@ from typing import Any, TypeVar, overload
 
 from typing_extensions import Unpack
 
+from ._call_registry import register
 from ._checks import LANES
 from ._public import public
-from ._saved_call import register
 from ._settings import KIND_NAMES, TASK_NAMES, KindOptions, LaneName, TaskOptions, TaskSettings
 
 __all__ = ["LANES", "LaneName", "TaskDefaults", "cpu_bound", "declared", "io_bound", "task"]

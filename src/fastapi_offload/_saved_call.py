@@ -12,7 +12,7 @@ where `body` is a JSON header (the function's `module:qualname`, its lane, timeo
 retry and result settings, its due time, and its arguments when they are plain JSON
 data), followed, only for arguments JSON cannot carry exactly, by a newline and their
 pickle (`_saved_body` writes and reads the body). Loading checks the size, then the
-signature, then that the function was declared in this process (the registries below,
+signature, then that the function was declared in this process (`_call_registry`,
 filled by the decorators when their module is imported) before it unpickles anything;
 nothing is ever imported by name. A call that may have started already (it is run
 *again*) must name a function declared `requeue=True`; a delayed call that never
@@ -26,46 +26,20 @@ import hashlib
 import hmac
 import json
 import logging
-import os
-import secrets
-import stat
 from collections.abc import Callable
 from typing import Any
 
+from ._call_registry import declared, registered
 from ._errors import ConfigError, NotOffloadable
 from ._saved_body import Call, decode, encode, path_of
 
-__all__ = ["SavedCalls", "Untrusted", "load_key", "register", "registered"]
+__all__ = ["SavedCalls", "Untrusted"]
 
 logger = logging.getLogger("fastapi_offload")
 
 MAGIC = b"offload-call-1:"
 MAX_SAVED = 16 * 1024 * 1024  # bytes: a larger call is refused when saved, unread when loaded
 _SIG = 64  # hex characters of an HMAC-SHA256
-
-# Functions declared `requeue=True`, by `module:qualname`: the only ones a reclaimed row
-# that may have started may name. Filled at import by the decorators; a later declaration
-# of the same name replaces the earlier one, so nothing needs resetting.
-_REQUEUE: dict[str, Callable[..., Any]] = {}
-# Every function declared with a decorator (`requeue=True` or not): the only ones a
-# delayed call that never started may name.
-_DECLARED: dict[str, Callable[..., Any]] = {}
-
-
-def register(func: Callable[..., Any], *, requeue: bool = True) -> None:
-    """Declare `func` runnable from a saved call: when it is delayed, and, with
-    `requeue=True` (`@task(requeue=True)`), again after its process died."""
-    path = path_of(func)
-    _DECLARED[path] = func
-    if requeue:
-        _REQUEUE[path] = func
-    else:
-        _REQUEUE.pop(path, None)  # declared again without it: not run again any more
-
-
-def registered(func: Callable[..., Any], *, requeue: bool = True) -> bool:
-    found = (_REQUEUE if requeue else _DECLARED).get(path_of(func))
-    return found is func
 
 
 class Untrusted(Exception):
@@ -152,7 +126,7 @@ class SavedCalls:
         head, _, pickled = body.partition(b"\n")
         try:
             header = json.loads(head)
-            func = (_REQUEUE if started else _DECLARED).get(header["func"])
+            func = declared(header["func"], requeue=started)
             if func is None:
                 raise Untrusted(
                     f"it names {str(header['func'])[:200]!r}, which no module imported by this "
@@ -172,59 +146,3 @@ class SavedCalls:
         )
         mac.update(body)
         return mac.hexdigest()
-
-
-def load_key(secret_key: str | None, sqlite_path: str | None) -> bytes | None:
-    """The key that signs saved calls: `secret_key`, else (SQLite) the key file next to
-    the database, created with mode 0600 on first use; else `None`. Runs in a thread."""
-    if secret_key is not None:
-        return secret_key.encode()
-    if sqlite_path is None:
-        return None
-    path = os.path.abspath(sqlite_path) + ".key"
-    try:
-        _create_key(path)
-        with open(path, "rb") as file:
-            key = file.read(4097).strip()
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ConfigError(
-            f"secret_key: the key file {path} (which signs the saved calls of requeue=True "
-            f"and delayed tasks when OFFLOAD_SECRET_KEY is unset) cannot be created or read "
-            f"({exc}); make its directory writable, or set OFFLOAD_SECRET_KEY"
-        ) from exc
-    if not 16 <= len(key) <= 4096:
-        raise ConfigError(
-            f"secret_key: the key file {path} holds {len(key)} bytes, not a key of 16 to "
-            "4096 bytes; delete it (a new one is made at start-up; saved calls signed with "
-            "the old one are then not run again) or set OFFLOAD_SECRET_KEY"
-        )
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        logger.warning(
-            "the key file %s can be read by other users (mode %o): chmod 600 it, or anyone "
-            "who can read it and write the task store can make this app run requeue=True "
-            "tasks with arguments of their choosing",
-            path,
-            stat.S_IMODE(mode),
-        )
-    return key
-
-
-def _create_key(path: str) -> None:
-    # Written whole under a temporary name, then linked into place: a process starting at
-    # the same moment sees no key file or a complete one, and the first link wins.
-    if os.path.exists(path):
-        return
-    temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(descriptor, secrets.token_hex(32).encode())
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    try:
-        os.link(temporary, path)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(temporary)

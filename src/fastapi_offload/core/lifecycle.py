@@ -14,10 +14,10 @@ from contextlib import AsyncExitStack
 import anyio
 from anyio.lowlevel import RunVar
 
+from .._call_key import load_key
 from .._config import OffloadConfig
 from .._errors import ConfigError
 from .._logging import show_logs
-from .._saved_call import load_key
 from ..backends.base import Backend
 from ..stores.base import Store
 from ..stores.lease_owner import new_owner_id

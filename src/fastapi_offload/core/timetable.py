@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from .._call_registry import register
 from .._checks import check_bool, check_seconds
 from .._errors import ConfigError, NotOffloadable
 from .._extras import install_hint
-from .._saved_call import register
 from .._settings import TASK_NAMES, TaskSettings
 from .callables import callable_name
 
