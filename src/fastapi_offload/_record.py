@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 
     from ._task_deps import TaskDependencies
 
-__all__ = ["Finished", "TaskRecord", "info_of", "with_error"]
+__all__ = ["Snapshot", "TaskRecord", "info_of", "with_error"]
 
 _PENDING, _RUNNING, _SCHEDULED = TaskState.PENDING, TaskState.RUNNING, TaskState.SCHEDULED
 
-#: `TaskRecord.finished()`: `TaskInfo`'s fields in its order, without `result`.
-Finished = tuple[
+#: `TaskRecord.snapshot()`: `TaskInfo`'s fields in its order, without `result`.
+Snapshot = tuple[
     str,  # id
     str,  # name
     TaskState,
@@ -41,20 +41,20 @@ Finished = tuple[
 ]
 
 
-def info_of(finished: Finished, result: Any = None) -> TaskInfo:
-    """The `TaskInfo` of a `TaskRecord.finished()` snapshot, with `result`."""
+def info_of(snapshot: Snapshot, result: Any = None) -> TaskInfo:
+    """The `TaskInfo` of a `TaskRecord.snapshot()`, with `result`."""
     (task_id, name, state, lane, created, started, ended, attempts, error,
-     progress, message, owner, due_at) = finished  # fmt: skip
+     progress, message, owner, due_at) = snapshot  # fmt: skip
     return TaskInfo(
         task_id, name, state, lane, created, started, ended, attempts, error, result,
         progress, message, owner, due_at,
     )  # fmt: skip
 
 
-def with_error(finished: Finished, error: str) -> Finished:
+def with_error(snapshot: Snapshot, error: str) -> Snapshot:
     """The snapshot with `error` in place of its own."""
     (task_id, name, state, lane, created, started, ended, attempts, _,
-     progress, message, owner, due_at) = finished  # fmt: skip
+     progress, message, owner, due_at) = snapshot  # fmt: skip
     return (
         task_id, name, state, lane, created, started, ended, attempts, error,
         progress, message, owner, due_at,
@@ -139,10 +139,10 @@ class TaskRecord:
             due_at=self.due_at,
         )
 
-    def finished(self) -> Finished:
-        """The status of a finished task as the memory store keeps it (`info_of` makes
-        it a `TaskInfo` when read): a tuple costs a tenth of a frozen dataclass to build,
-        and most statuses are never read."""
+    def snapshot(self) -> Snapshot:
+        """The status now, as the memory store keeps it (`info_of` makes it a `TaskInfo`
+        when read): taken under the ledger's lock at each transition, so its fields agree
+        with each other, and a tuple costs a tenth of a frozen dataclass to build."""
         return (
             self.id,
             self.name,

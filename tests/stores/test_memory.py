@@ -15,16 +15,23 @@ def record(task_id: str, state: TaskState = TaskState.PENDING) -> TaskRecord:
     return TaskRecord(task_id, "jobs.f", "thread", print, (), {}, None, 0, 1.0, state=state)
 
 
-async def test_live_records_are_read_live_and_finished_ones_are_snapshots() -> None:
+async def test_a_status_is_a_snapshot_of_the_last_put_never_the_record() -> None:
+    # The ledger is the one registry of live records: the store keeps what each `put`
+    # (a transition, under the ledger's lock) said, so its fields agree with each other.
     store = MemoryStore(10)
     live = record("a")
     store.put(live)
-    live.state = TaskState.RUNNING  # a live record is held by reference
-    assert (info := await store.get("a")) is not None and info.state is TaskState.RUNNING
+    live.state, live.attempts = TaskState.RUNNING, 1  # changed, not put yet
+    assert (info := await store.get("a")) is not None
+    assert (info.state, info.attempts) == (TaskState.PENDING, 0)
+    store.put(live)
+    assert (info := await store.get("a")) is not None
+    assert (info.state, info.attempts) == (TaskState.RUNNING, 1)
+    assert [i.id for i in await store.active()] == ["a"]
     live.state = TaskState.SUCCEEDED
     store.put(live)
     live.attempts = 99  # after the end, the record no longer shows through
-    assert (info := await store.get("a")) is not None and info.attempts == 0
+    assert (info := await store.get("a")) is not None and info.attempts == 1
     assert await store.active() == []
 
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .._config import OffloadConfig
 from .._models import TaskInfo
-from .._record import Finished, TaskRecord, info_of, with_error
+from .._record import Snapshot, TaskRecord, info_of, with_error
 from .base import Orphan, Tick, TickClaim
 from .keys import KeyHolder, MemoryKeys
 from .peers import ProcessFigures, StoredTask
@@ -21,9 +21,11 @@ __all__ = ["MemoryStore"]
 class MemoryStore:
     """Live tasks are always kept; finished ones up to `capacity`, oldest forgotten first.
 
-    A live task is held by reference (its status is read off the record, so a transition
-    costs a dict write); a finished one keeps only its status fields, not its function or
-    arguments, so memory stays bounded however many tasks run. Kept results are bounded
+    Each `put` keeps a snapshot of the task's status fields (`TaskRecord.snapshot`, taken
+    under the ledger's lock), never the record: the ledger is the one registry of live
+    records, and neither a function nor its arguments stay here, so memory stays bounded
+    however many tasks run. Progress shows as the ledger publishes it (at most five
+    times a second, the last one always), as with a durable store. Kept results are bounded
     too, at `result_budget` bytes of JSON in all: past it, the oldest results are
     dropped (their statuses stay, saying so in `error`). Idempotency keys are held up to
     `capacity` too (`stores.keys.MemoryKeys`), each `key_ttl` seconds past its task's end.
@@ -41,8 +43,8 @@ class MemoryStore:
         self.capacity = capacity
         self.result_budget = result_budget
         self.keys = MemoryKeys(capacity, key_ttl)
-        self._live: dict[str, TaskRecord] = {}
-        self._done: OrderedDict[str, Finished] = OrderedDict()
+        self._live: dict[str, Snapshot] = {}  # scheduled, pending or running
+        self._done: OrderedDict[str, Snapshot] = OrderedDict()
         # Kept results as JSON text, oldest first: decoded when read, not when stored
         # (most results are never read, and a decode on the loop costs microseconds).
         self._results: OrderedDict[str, str] = OrderedDict()
@@ -60,7 +62,7 @@ class MemoryStore:
 
     def put(self, record: TaskRecord) -> None:
         if record.live:
-            self._live[record.id] = record
+            self._live[record.id] = record.snapshot()
             return
         self._live.pop(record.id, None)
         if self._results:
@@ -69,7 +71,7 @@ class MemoryStore:
             self.keys.settled(record.key, record.id, time.time())
         # A record finishes once (the ledger's `live` check), so its id is new here and
         # goes last, the newest: no `move_to_end`.
-        self._done[record.id] = record.finished()
+        self._done[record.id] = record.snapshot()
         if record.result is not None:
             self._results[record.id] = record.result
             self.result_bytes += len(record.result)
@@ -98,10 +100,10 @@ class MemoryStore:
     def _drop_oldest_result(self) -> None:
         task_id, text = self._results.popitem(last=False)
         self.result_bytes -= len(text)
-        finished = self._done.get(task_id)
-        if finished is not None:
+        done = self._done.get(task_id)
+        if done is not None:
             self._done[task_id] = with_error(
-                finished,
+                done,
                 f"result dropped: the memory store keeps {self.result_budget} bytes of "
                 "results in all, and newer ones took its place; use a durable store "
                 "(OFFLOAD_STORE) to keep more",
@@ -112,17 +114,17 @@ class MemoryStore:
 
     def get_now(self, task_id: str) -> TaskInfo | None:
         """`get` without awaiting: a memory look-up never waits."""
-        record = self._live.get(task_id)
-        if record is not None:
-            return record.info()
-        finished = self._done.get(task_id)
-        if finished is None:
+        live = self._live.get(task_id)
+        if live is not None:
+            return info_of(live)
+        done = self._done.get(task_id)
+        if done is None:
             return None
         text = self._results.get(task_id)
-        return info_of(finished, None if text is None else json.loads(text))
+        return info_of(done, None if text is None else json.loads(text))
 
     async def active(self) -> list[TaskInfo]:
-        return [record.info() for record in list(self._live.values())]
+        return [info_of(live) for live in list(self._live.values())]
 
     async def flush(self) -> None:
         return None
