@@ -74,8 +74,11 @@ async def test_live_records_are_answered_from_memory(
     store = await durable.open()
     live = record("a")
     store.put(live)
-    live.state = TaskState.RUNNING  # held by reference: current without a put
+    live.state = TaskState.RUNNING
     monkeypatch.setattr(store, "_fetch", lambda task_id: pytest.fail("queried the store"))
+    # A snapshot of the last put, never the record (the ledger's): not current until put.
+    assert (info := await store.get("a")) is not None and info.state is TaskState.PENDING
+    store.put(live)
     assert (info := await store.get("a")) is not None and info.state is TaskState.RUNNING
     monkeypatch.undo()  # `active` reads the other owners' rows, and overlays this one's
     assert [info.state for info in await store.active()] == [TaskState.RUNNING]

@@ -32,7 +32,7 @@ from .breaker import Breaker
 from .keys import KeyHolder
 from .lease_owner import owner_id_of_this_process
 from .peers import FIGURES_MAX, ProcessFigures, StoredTask
-from .rows import Row, row_of
+from .rows import Row, row_info, row_of
 from .texts import RECORD, cause_of, unavailable
 from .writer import Release, Writer
 
@@ -60,9 +60,10 @@ class BatchedStore(Backing):
         # Reads and writes fail apart (a full disk still reads): one breaker each.
         self._reads = Breaker(f"task store {self!r} (reads)", cooldown=probe_every)
         self._writes = Breaker(f"task store {self!r} (writes)", cooldown=probe_every)
-        # This process's records by reference, so a look-up of a task running here needs
-        # no query; a finished one stays until its last state is committed.
-        self._here: dict[str, TaskRecord] = {}
+        # The last row `put` of each of this process's tasks (a snapshot; the ledger holds
+        # the records), so a look-up of a task running here needs no query; a finished one
+        # stays until that row is committed.
+        self._here: dict[str, Row] = {}
         self._writer = Writer(_Committer(self), self._writes)
         self._rows = 0
         self._limiter = anyio.CapacityLimiter(4)  # reads never wait on the app's threads
@@ -73,8 +74,8 @@ class BatchedStore(Backing):
 
     def put(self, record: TaskRecord) -> None:
         # Live rows are leased to this owner; settled ones (finished, handed off) are not.
-        self._here[record.id] = record
-        self._writer.put(row_of(record, self.owner, self.lease, time.time()))
+        row = self._here[record.id] = row_of(record, self.owner, self.lease, time.time())
+        self._writer.put(row)
 
     def evict(self, task_id: str) -> None:
         self._here.pop(task_id, None)
@@ -99,9 +100,9 @@ class BatchedStore(Backing):
         self._writer.put(Release(key, task_id))  # written with the next batch
 
     async def get(self, task_id: str) -> TaskInfo | None:
-        record = self._here.get(task_id)
-        if record is not None:  # a task of this process: current, and no query
-            return record.info()
+        row = self._here.get(task_id)
+        if row is not None:  # a task of this process: its last put, and no query
+            return row_info(row)
         found = await self._call(self._fetch, task_id, doing=f"read the status of task {task_id}")
         return found[0] if found else None
 
@@ -109,7 +110,7 @@ class BatchedStore(Backing):
         stored = await self._call(self._fetch_live, doing="read the live tasks")
         here = dict(self._here)  # a copy: `put` may run in a sync endpoint's thread
         found = {info.id: info for info in stored if info.id not in here}
-        found.update((i, record.info()) for i, record in here.items() if record.live)
+        found.update((i, row_info(row)) for i, row in here.items() if row.owner is not None)
         return list(found.values())
 
     async def request_cancel(self, task_id: str) -> bool:
@@ -123,10 +124,10 @@ class BatchedStore(Backing):
         requested = await self._call(self._cancels, doing="read the cancel requests")
         returned, fresh = self._cancels_returned, []
         for task_id in requested:
-            record = self._here.get(task_id)
+            row = self._here.get(task_id)
             # Not run here yet (claimed by a reclaim, not adopted yet): asked again at the
             # next poll. Finished here, its end not committed yet: nothing to cancel.
-            if task_id not in returned and record is not None and record.live:
+            if task_id not in returned and row is not None and row.owner is not None:
                 fresh.append(task_id)
         self._cancels_returned = returned.intersection(requested).union(fresh)
         return fresh
@@ -282,8 +283,8 @@ class _Committer:
     def committed(self, pending: dict[str, Row | None]) -> None:
         here = self._store._here
         for task_id, row in pending.items():
-            record = here.get(task_id)
-            if row is not None and row.owner is None and record and not record.live:
+            last = here.get(task_id)  # the last row put: settled rows are the last ones
+            if row is not None and row.owner is None and last and last.owner is None:
                 here.pop(task_id, None)  # settled and committed
 
     def disconnect(self) -> None:
