@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ._task_deps import TaskDependencies
 
-__all__ = ["Snapshot", "TaskRecord", "info_of", "with_error"]
+__all__ = ["Snapshot", "TaskRecord", "snapshot_info", "with_error"]
 
 _PENDING, _RUNNING, _SCHEDULED = TaskState.PENDING, TaskState.RUNNING, TaskState.SCHEDULED
 
@@ -41,7 +41,7 @@ Snapshot = tuple[
 ]
 
 
-def info_of(snapshot: Snapshot, result: Any = None) -> TaskInfo:
+def snapshot_info(snapshot: Snapshot, result: Any = None) -> TaskInfo:
     """The `TaskInfo` of a `TaskRecord.snapshot()`, with `result`."""
     (task_id, name, state, lane, created, started, ended, attempts, error,
      progress, message, owner, due_at) = snapshot  # fmt: skip
@@ -119,28 +119,14 @@ class TaskRecord:
             state is _PENDING or state is _RUNNING or state is _SCHEDULED
         ) and not self.handed_off
 
-    def info(self, *, with_result: bool = True) -> TaskInfo:
-        """The status as a `TaskInfo`; `with_result=False` leaves the kept result out
-        (the memory store keeps its JSON text, and decodes it only when it is read)."""
-        return TaskInfo(
-            id=self.id,
-            name=self.name,
-            state=self.state,
-            lane=self.lane,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            attempts=self.attempts,
-            error=self.error,
-            result=None if self.result is None or not with_result else json.loads(self.result),
-            progress=self.progress,
-            progress_message=self.progress_message,
-            owner=self.owner,
-            due_at=self.due_at,
+    def info(self) -> TaskInfo:
+        """The status now as a `TaskInfo`, its kept result decoded."""
+        return snapshot_info(
+            self.snapshot(), None if self.result is None else json.loads(self.result)
         )
 
     def snapshot(self) -> Snapshot:
-        """The status now, as the memory store keeps it (`info_of` makes it a `TaskInfo`
+        """The status now, as the memory store keeps it (`snapshot_info` makes it a `TaskInfo`
         when read): taken under the ledger's lock at each transition, so its fields agree
         with each other, and a tuple costs a tenth of a frozen dataclass to build."""
         return (

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .._config import OffloadConfig
 from .._models import TaskInfo
-from .._record import Snapshot, TaskRecord, info_of, with_error
+from .._record import Snapshot, TaskRecord, snapshot_info, with_error
 from .base import Orphan, Tick, TickClaim
 from .keys import KeyHolder, MemoryKeys
 from .peers import ProcessFigures, StoredTask
@@ -116,15 +116,15 @@ class MemoryStore:
         """`get` without awaiting: a memory look-up never waits."""
         live = self._live.get(task_id)
         if live is not None:
-            return info_of(live)
+            return snapshot_info(live)
         done = self._done.get(task_id)
         if done is None:
             return None
         text = self._results.get(task_id)
-        return info_of(done, None if text is None else json.loads(text))
+        return snapshot_info(done, None if text is None else json.loads(text))
 
     async def active(self) -> list[TaskInfo]:
-        return [info_of(live) for live in list(self._live.values())]
+        return [snapshot_info(live) for live in list(self._live.values())]
 
     async def flush(self) -> None:
         return None
