@@ -100,23 +100,8 @@ def row_of(record: TaskRecord, owner: str, lease: float, now: float) -> Row:
 
 def row_info(row: Row) -> TaskInfo:
     """The status one of this process's own rows says (`BatchedStore` answers with it for
-    its own tasks, without a query)."""
-    return TaskInfo(
-        id=row.id,
-        name=row.name,
-        state=TaskState(row.state),
-        lane=row.lane,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        attempts=row.attempts,
-        error=row.error,
-        result=None if row.result is None else json.loads(row.result),
-        progress=row.progress,
-        progress_message=row.progress_message,
-        owner=row.task_owner,
-        due_at=row.due_at,
-    )
+    its own tasks, without a query): read as any row is, by `info_of`."""
+    return info_of(row._asdict())
 
 
 def leased(row: Row, until: float) -> Row:
