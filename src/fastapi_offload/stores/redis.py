@@ -51,6 +51,7 @@ from .base import Orphan, Tick, TickClaim
 from .batched import PROBE_EVERY, BatchedStore
 from .keys import KeyHolder
 from .peers import ProcessFigures, StoredTask
+from .pruning import PruneSchedule
 from .rows import FIELDS_JSON, Row, from_redis, info_of, orphan_of, redis_rows
 
 try:
@@ -99,6 +100,7 @@ class RedisStore(BatchedStore):
         self.url, self.owner, self.lease, self.prefix = url, owner, lease, prefix
         self.key_ttl = key_ttl
         self.capacity, self.retention = capacity, retention
+        self._pruning = PruneSchedule(capacity)  # which batches prune (`stores.pruning`)
         self._live, self._settled = f"{prefix}:live", f"{prefix}:settled"
         # The store's parts, each with its scripts, talk to Redis through one link.
         scripts = {
@@ -205,7 +207,7 @@ class RedisStore(BatchedStore):
 
     def _prune(self, pipe: Pipeline, now: float) -> None:
         # As SQLite's: a slack of 5 % before pruning by count (fewer, larger deletes), and
-        # bounded work per call, made for every batch that settles rows, so it keeps up.
+        # bounded work per call, made often enough (`stores.pruning`) that it keeps up.
         slack = self.capacity // 20
         cutoff = repr(now - self.retention)
         keys = [self._live, self._settled]
@@ -217,9 +219,9 @@ class RedisStore(BatchedStore):
     ) -> StoreUnavailable | None:
         rows = [row for row in pending.values() if row is not None]
         deleted = [task_id for task_id, row in pending.items() if row is None]
-        # Requests wait for admissions (live rows): prune in the other batches.
-        prune = bool(deleted) or renew or any(row.settled_at is not None for row in rows)
         now, keys = time.time(), [self._live, self._settled]
+        settled = sum(row.settled_at is not None for row in rows)
+        prune = self._pruning.due(settled, now, deleted=bool(deleted), renew=renew)
 
         def build(pipe: Pipeline) -> None:
             for start in range(0, len(rows), CHUNK):

@@ -10,7 +10,8 @@ __all__ = ["SCRIPTS"]
 
 # Bound to the lease holder (SQLite's `WHERE owner = ?`): a row another process
 # reclaimed, or one already settled, is never changed by a process that stalled past its
-# lease; a new row is written. A cancel request (not a row field) is kept while the row
+# lease; a new row is written (without the DEL and ZREM an existing one needs: half of
+# every task's writes are new rows). A cancel request (not a row field) is kept while the row
 # stays live: the owner may not have read it yet.
 # ARGV: prefix, me, the JSON of the field names, the JSON of the rows, then the saved
 # calls (`stores.rows.redis_rows`). One JSON text for a batch of rows: a few arguments for
@@ -23,8 +24,10 @@ local null, leasing = cjson.null, false
 for _, row in ipairs(rows) do
   local id, lease, done = row[1], row[2], row[3]
   local key = p .. ':task:' .. id
-  local f = redis.call('HMGET', key, 'owner', 'cancel_requested')
-  if f[1] == me or redis.call('EXISTS', key) == 0 then
+  -- `name` is in every row: without it, there is no row (a new task's first write)
+  local f = redis.call('HMGET', key, 'owner', 'cancel_requested', 'name')
+  local new = not f[3]
+  if f[1] == me or new then
     local set = {}
     for j, name in ipairs(names) do
       local value = row[j + 3]
@@ -34,12 +37,16 @@ for _, row in ipairs(rows) do
         set[#set + 1] = type(value) == 'number' and ARGV[4 + value] or value
       end
     end
-    redis.call('DEL', key)
+    if not new then  -- the fields this write leaves out (now None) go
+      redis.call('DEL', key)
+    end
     redis.call('HSET', key, unpack(set))
     if lease ~= '' then
       leasing = true
       redis.call('ZADD', live, lease, id)
-      redis.call('ZREM', settled, id)
+      if not new then
+        redis.call('ZREM', settled, id)
+      end
       redis.call('SADD', owned, id)
       if f[2] then
         redis.call('HSET', key, 'cancel_requested', f[2])

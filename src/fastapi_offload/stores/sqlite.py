@@ -48,6 +48,7 @@ from .peers import (
     decode_figures,
     stored_task,
 )
+from .pruning import PruneSchedule
 from .reclaim_sqlite import owners_gone, reclaim
 from .rows import INFO, Row, info_of
 from .sqlite_file import SqliteFile
@@ -104,6 +105,7 @@ class SqliteStore(BatchedStore):
         self.busy_timeout = timeout if busy_timeout is None else busy_timeout
         self._file = SqliteFile(path, self.busy_timeout, store=self, counted=self._counted)
         self._claimers = Claimers(self._file.connect, self.busy_timeout)
+        self._pruning = PruneSchedule(capacity)
         super().__init__(timeout=timeout, probe_every=probe_every)
 
     def __repr__(self) -> str:
@@ -215,7 +217,7 @@ class SqliteStore(BatchedStore):
         return [task_id for (task_id,) in self._file.reader().execute(CANCELS, (self.owner,))]
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> None:
-        # Bounded work per call, and called for every batch that settles rows, so pruning
+        # Bounded work per call, and called often enough (`stores.pruning`) that pruning
         # keeps up with the writes and the file stays bounded.
         # A slack of 5 % before pruning by count: fewer, larger deletes cost the commits
         # that requests wait for less than a few rows in every batch.
@@ -234,13 +236,24 @@ class SqliteStore(BatchedStore):
         try:
             conn = self._file.writer()
             now = time.time()
+            rows = [row for row in pending.values() if row is not None]
+            deleted = [(task_id,) for task_id, row in pending.items() if row is None]
+            settled = sum(row.settled_at is not None for row in rows)
+            prune = self._pruning.due(settled, now, deleted=bool(deleted), renew=renew)
+            alone = not (deleted or renew or prune or figures is not None)
+            if alone and 0 < len(rows) <= UPSERT_ROWS:
+                # The common batch (a few requests' rows): one statement, atomic on its own,
+                # so no BEGIN and COMMIT: each statement is a moment the writer gives up the
+                # GIL and must win it back from the busy event loop.
+                values = [value for row in rows for value in row]
+                conn.execute(upsert(len(rows)), (*values, self.owner))
+                return None
             with immediate(conn):
-                rows = [row for row in pending.values() if row is not None]
                 for start in range(0, len(rows), UPSERT_ROWS):
                     chunk = rows[start : start + UPSERT_ROWS]
                     values = [value for row in chunk for value in row]
                     conn.execute(upsert(len(chunk)), (*values, self.owner))
-                if deleted := [(task_id,) for task_id, row in pending.items() if row is None]:
+                if deleted:
                     conn.executemany("DELETE FROM tasks WHERE id = ?", deleted)
                 if renew:
                     conn.execute(RENEW, (now + self.lease, self.owner))
@@ -250,8 +263,7 @@ class SqliteStore(BatchedStore):
                     conn.execute(FORGET_PROCESSES, (now,))
                 elif figures is not None:
                     conn.execute(UNPUBLISH, (self.owner,))
-                # Requests wait for admissions (live rows): prune in the other batches.
-                if deleted or renew or any(row.settled_at is not None for row in rows):
+                if prune:  # `stores.pruning`
                     self._prune(conn, now)
         except Exception as exc:
             # Locked, disk full, I/O, a replaced file: worth retrying. Anything else (a
