@@ -13,6 +13,9 @@ at a time, each `POST /jobs` adding one `async def` no-op task:
 - `offload-loop`: `OffloadTasks.add_task(noop)` (the loop lane, memory store, the app's
   lifespan running).
 - `offload-thread`: the same with a `def` no-op, on the thread lane.
+- `offload-sqlite`, `offload-redis`: `offload-loop` with a durable store (a new SQLite
+  file; the Redis at `BENCH_REDIS_URL`, database 11 by default): each request waits for
+  its task's commit, and the CPU time includes the store's writer thread.
 
 Lines alternate in `--rounds` rounds; the median requests/s and CPU time per request
 (the process's, all threads) of each are printed, with their ratios to `bg-async`. On a
@@ -30,8 +33,10 @@ import argparse
 import asyncio
 import cProfile
 import io
+import os
 import pstats
 import statistics
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -43,6 +48,8 @@ from starlette.requests import HTTPConnection
 from fastapi_offload import Offload, OffloadTasks
 
 Message = dict[str, Any]
+# The benchmark suite's Redis database (`benchmarks._workers`), for `offload-redis`.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 SCOPE: Message = {
     "type": "http",
@@ -79,11 +86,13 @@ def bg_async() -> FastAPI:
     return app
 
 
-def offload_app(func: Callable[[], Any]) -> Callable[[], FastAPI]:
+def offload_app(
+    func: Callable[[], Any], store: Callable[[], str] | None = None
+) -> Callable[[], FastAPI]:
     def build() -> FastAPI:
         # The defaults a user gets, but a queue bound that a burst of clients in one
         # process cannot reach (the tasks run after their responses).
-        offload = Offload(max_pending=1_000_000)
+        offload = Offload(max_pending=1_000_000, store=None if store is None else store())
         app = FastAPI(lifespan=offload.lifespan)
 
         @app.post("/jobs", status_code=202)
@@ -143,6 +152,8 @@ LINES: dict[str, Callable[[], FastAPI]] = {
     "floor": floor,
     "offload-loop": offload_app(noop_async),
     "offload-thread": offload_app(noop),
+    "offload-sqlite": offload_app(noop_async, lambda: f"sqlite:///{tempfile.mkdtemp()}/offload.db"),
+    "offload-redis": offload_app(noop_async, lambda: REDIS_URL),
 }
 
 

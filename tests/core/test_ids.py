@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from fastapi_offload.core.ids import IdSource
 
@@ -31,3 +32,15 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     os.close(read)
     assert re.fullmatch(r"[0-9a-f]{32}", child)
     assert child != new_id()
+
+
+def test_ids_are_made_in_order_of_time_with_80_random_bits() -> None:
+    # A durable store indexes rows by id: ids in order land in the same index page.
+    new_id = IdSource()
+    before = time.time_ns() // 1_000_000
+    first = new_id()
+    time.sleep(0.002)
+    second = new_id()
+    after = time.time_ns() // 1_000_000
+    assert before <= int(first[:12], 16) < int(second[:12], 16) <= after
+    assert len({new_id()[12:] for _ in range(1000)}) == 1000  # the random part
