@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = [t for r in results.values() for t in r.targets]
     if targets:
-        print("\n## Targets (issue 5)\n", flush=True)
+        print("\n## Targets\n", flush=True)
         for t in targets:
             mark = {True: "met", False: "NOT met", None: "not measured"}[t.met]
             print(f"- {mark}: {t.text} (this run: {t.value})", flush=True)

@@ -2,6 +2,9 @@
 
 - `bg-async`: `BackgroundTasks` with an `async def` task that calls the job directly;
 - `bg-def`: `BackgroundTasks` with a `def` task (anyio's default thread pool);
+- `floor`: not an alternative but a reference line: what any collector that detaches its
+  tasks from the request pays at least (a FastAPI dependency of its own, and an asyncio
+  task per task after the response), with nothing else (`benchmarks.dispatch_profile`);
 - `executor`: `loop.run_in_executor(None, job)` (asyncio's default thread pool);
 - `anyio`: `anyio.to_process.run_sync(job)` in a task group of the app's lifespan;
 - `celery`: `job.apply_async()` to a Celery worker (see `_celery_app`).
@@ -12,21 +15,22 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import anyio.abc
 import anyio.to_process
 import anyio.to_thread
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI
+from starlette.requests import HTTPConnection
 
 from . import _jobs
 from ._calls import add_probe_routes, job_call
 from ._tracking import Tracker
 
-STRATEGIES = ("bg-async", "bg-def", "executor", "anyio", "celery")
+STRATEGIES = ("bg-async", "bg-def", "floor", "executor", "anyio", "celery")
 
 
 def build(strategy: str) -> FastAPI:
@@ -82,33 +86,53 @@ def build(strategy: str) -> FastAPI:
         futures.discard(future)
         tracker.finish(ok=not future.cancelled() and future.exception() is None)
 
-    @app.post("/jobs", status_code=202)
-    async def jobs(
-        background: BackgroundTasks,
-        kind: str = "cpu",
-        count: int = 1,
-        iterations: int = 0,
-        seconds: float = 0.0,
-        size: int = 0,
-    ) -> dict[str, int]:
-        func, args = job_call(kind, iterations, seconds, size)
-        tracker.accept(count)
-        if celery is not None:
-            await celery.submit(kind, args, count)
+    if strategy == "floor":
+
+        @app.post("/jobs", status_code=202)
+        async def floor_jobs(
+            floor: Annotated[_Floor, Depends(_floor)],
+            kind: str = "cpu",
+            count: int = 1,
+            iterations: int = 0,
+            seconds: float = 0.0,
+            size: int = 0,
+        ) -> dict[str, int]:
+            func, args = job_call(kind, iterations, seconds, size)
+            tracker.accept(count)
+            for _ in range(count):
+                floor.add(on_loop(func, *args))
             return {"accepted": count}
-        for _ in range(count):
-            if strategy == "bg-async":
-                background.add_task(on_loop, func, *args)
-            elif strategy == "bg-def":
-                background.add_task(in_thread, func, *args)
-            elif strategy == "executor":
-                future = asyncio.get_running_loop().run_in_executor(None, func, *args)
-                futures.add(future)  # the loop keeps only a weak reference
-                future.add_done_callback(on_future_done)
-            else:
-                assert group is not None, "lifespan not started"
-                group.start_soon(in_process, func, *args)
-        return {"accepted": count}
+
+    else:
+
+        @app.post("/jobs", status_code=202)
+        async def jobs(
+            background: BackgroundTasks,
+            kind: str = "cpu",
+            count: int = 1,
+            iterations: int = 0,
+            seconds: float = 0.0,
+            size: int = 0,
+        ) -> dict[str, int]:
+            func, args = job_call(kind, iterations, seconds, size)
+            tracker.accept(count)
+            if celery is not None:
+                await celery.submit(kind, args, count)
+                return {"accepted": count}
+
+            for _ in range(count):
+                if strategy == "bg-async":
+                    background.add_task(on_loop, func, *args)
+                elif strategy == "bg-def":
+                    background.add_task(in_thread, func, *args)
+                elif strategy == "executor":
+                    future = asyncio.get_running_loop().run_in_executor(None, func, *args)
+                    futures.add(future)  # the loop keeps only a weak reference
+                    future.add_done_callback(on_future_done)
+                else:
+                    assert group is not None, "lifespan not started"
+                    group.start_soon(in_process, func, *args)
+            return {"accepted": count}
 
     @app.post("/batch", status_code=204)
     async def new_batch() -> None:
@@ -123,6 +147,36 @@ def build(strategy: str) -> FastAPI:
         return tracker.state()
 
     return app
+
+
+class _Floor:
+    """The `floor` strategy's collector: keeps coroutines, starts an asyncio task for
+    each once the response is sent (FastAPI's request exit stack), and nothing else."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls: list[Coroutine[Any, Any, None]] = []
+
+    def add(self, call: Coroutine[Any, Any, None]) -> None:
+        self.calls.append(call)
+
+    async def __aexit__(self, *exc_info: object) -> bool:
+        loop = asyncio.get_running_loop()
+        for call in self.calls:
+            task = loop.create_task(call)
+            _RUNNING.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(_RUNNING.discard)
+        return False
+
+
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def _floor(conn: HTTPConnection) -> _Floor:
+    collector = _Floor()
+    conn.scope["fastapi_inner_astack"].push_async_exit(collector)
+    return collector
 
 
 class _CeleryClient:

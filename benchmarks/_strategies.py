@@ -125,6 +125,8 @@ STRATEGIES: dict[str, Strategy] = {
     for s in (
         Strategy("bg-async", "BackgroundTasks, async def", {"BENCH_STRATEGY": "bg-async"}),
         Strategy("bg-def", "BackgroundTasks, def", {"BENCH_STRATEGY": "bg-def"}),
+        # A reference line, not an alternative: a dependency and an asyncio task per task.
+        Strategy("floor", "Floor: own dependency + asyncio task", {"BENCH_STRATEGY": "floor"}),
         Strategy("executor", "loop.run_in_executor(None)", {"BENCH_STRATEGY": "executor"}),
         Strategy("anyio", "anyio.to_process.run_sync", {"BENCH_STRATEGY": "anyio"}),
         Strategy(
