@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,22 @@ def test_the_taskflow_peer_accepts_no_op_tasks_only() -> None:
     with TestClient(_peer_app.build("taskflow")) as http:
         assert http.post("/jobs", params={"kind": "noop", "count": 2}).status_code == 202
         assert http.post("/jobs", params={"kind": "cpu"}).status_code == 422
+
+
+def test_the_floor_line_runs_each_task_after_the_response() -> None:
+    # The dispatch scenario's reference line: a dependency of its own and an asyncio
+    # task per task; the tasks must really run, or the line would flatter the ceiling.
+    from benchmarks import _baseline_app
+    from fastapi.testclient import TestClient
+
+    with TestClient(_baseline_app.build("floor")) as http:
+        http.post("/batch")
+        assert http.post("/jobs", params={"kind": "noop", "count": 3}).status_code == 202
+        for _ in range(100):
+            if (state := http.get("/done").json())["done"] == 3:
+                break
+            time.sleep(0.01)
+        assert state == {"done": 3, "failed": 0, "wall": state["wall"]} and state["wall"] >= 0
 
 
 def test_chart_renders_from_results(tmp_path: Path) -> None:
