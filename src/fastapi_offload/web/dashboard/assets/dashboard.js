@@ -175,7 +175,8 @@ function renderTask(task, snapshot) {
   // Another process's row has no arguments: they never reach the store as text.
   const shown = snapshot.show_arguments && task.arguments !== undefined;
   setText(row.call, shown ? `(${task.arguments ?? ""})` : "");
-  setText(row.sub, ` ${task.id.slice(0, 8)}`);
+  // The id's last 8 digits: its random part (the first 12 are the time it was made).
+  setText(row.sub, ` ${task.id.slice(-8)}`);
   row.sub.title = task.id;
   // With a shared store every row names its process (host:pid); this page's is marked.
   const where = snapshot.shared ? task.process || "an unknown process" : "";
@@ -259,7 +260,7 @@ function renderSchedules(snapshot) {
     const last = el("td");
     if (item.last_run) {
       last.append(el("div", "", ago(snapshot.now, item.last_run)));
-      const id = el("div", "sub mono", item.last_task_id ? item.last_task_id.slice(0, 8) : "");
+      const id = el("div", "sub mono", item.last_task_id ? item.last_task_id.slice(-8) : "");
       id.title = item.last_task_id || "";
       last.append(id);
     } else {
