@@ -6,9 +6,9 @@ import re
 
 __all__ = ["is_task_id"]
 
-# What `IdSource` (fastapi_offload.core.routing) makes: 128 random bits as 32 lowercase hex
-# digits. Spelled out rather than `\d` or `re.I`, which would let unicode digits and
-# other spellings of the same id through.
+# What `IdSource` (fastapi_offload.core.ids) makes: 32 lowercase hex digits (the time in
+# milliseconds, then 80 random bits). Spelled out rather than `\d` or `re.I`, which would
+# let unicode digits and other spellings of the same id through.
 _TASK_ID = re.compile(r"[0-9a-f]{32}")
 
 
