@@ -14,6 +14,10 @@ settles one. A small capacity (under 80) prunes with every batch that settles a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from .rows import Row
+
 __all__ = ["PRUNE_EVERY", "PruneSchedule"]
 
 PRUNE_EVERY = 1.0  # seconds: at most this long between two prunes while rows settle
@@ -28,6 +32,11 @@ class PruneSchedule:
         self._quota = max(1, capacity // 80)  # a quarter of the slack (capacity // 20)
         self._settled = 0  # rows settled by this process since the last prune
         self._last = 0.0  # when it last pruned (0: never, so the first batch prunes)
+
+    def due_for(self, rows: Sequence[Row], now: float, *, deleted: bool, renew: bool) -> bool:
+        """`due` for a batch that writes `rows` (a row with `settled_at` settles its task)."""
+        settled = sum(row.settled_at is not None for row in rows)
+        return self.due(settled, now, deleted=deleted, renew=renew)
 
     def due(self, settled: int, now: float, *, deleted: bool, renew: bool) -> bool:
         """Whether the batch being written, which settles `settled` rows, prunes; if so,

@@ -220,8 +220,7 @@ class RedisStore(BatchedStore):
         rows = [row for row in pending.values() if row is not None]
         deleted = [task_id for task_id, row in pending.items() if row is None]
         now, keys = time.time(), [self._live, self._settled]
-        settled = sum(row.settled_at is not None for row in rows)
-        prune = self._pruning.due(settled, now, deleted=bool(deleted), renew=renew)
+        prune = self._pruning.due_for(rows, now, deleted=bool(deleted), renew=renew)
 
         def build(pipe: Pipeline) -> None:
             for start in range(0, len(rows), CHUNK):

@@ -238,8 +238,7 @@ class SqliteStore(BatchedStore):
             now = time.time()
             rows = [row for row in pending.values() if row is not None]
             deleted = [(task_id,) for task_id, row in pending.items() if row is None]
-            settled = sum(row.settled_at is not None for row in rows)
-            prune = self._pruning.due(settled, now, deleted=bool(deleted), renew=renew)
+            prune = self._pruning.due_for(rows, now, deleted=bool(deleted), renew=renew)
             alone = not (deleted or renew or prune or figures is not None)
             if alone and 0 < len(rows) <= UPSERT_ROWS:
                 # The common batch (a few requests' rows): one statement, atomic on its own,
