@@ -110,12 +110,21 @@ def probe_idle(url: str, paths: Sequence[str], seconds: float) -> dict[str, Late
 
 
 def generate_load(
-    url: str, path: str, *, connections: int, warmup: float, duration: float
+    url: str,
+    path: str,
+    *,
+    connections: int,
+    warmup: float,
+    duration: float,
+    pid: int | None = None,
 ) -> dict[str, float]:
-    """Run the load generator (`benchmarks._load`) against `path`; its JSON summary."""
+    """Run the load generator (`benchmarks._load`) against `path`; its JSON summary (with
+    `cpu_us`, the CPU time of process `pid` per request, when `pid` is given)."""
     argv = [sys.executable, "-m", "benchmarks._load", url, path]
     argv += ["--connections", str(connections), "--warmup", str(warmup)]
     argv += ["--duration", str(duration)]
+    if pid is not None:
+        argv += ["--pid", str(pid)]
     done = subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, timeout=warmup + duration + 90.0
     )

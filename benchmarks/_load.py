@@ -4,6 +4,10 @@ Each connection sends one request, reads the whole response, and sends the next,
 `--warmup` seconds (not counted) then `--duration` seconds. Prints one JSON object:
 requests, errors, seconds, requests per second and latency percentiles (ms).
 
+With `--pid PID` (the server's), it also prints `cpu_us`: that process's CPU time (user
+and system, all its threads) from the end of the warm-up to the end of the load, per
+counted request. On a shared machine it is steadier than requests per second.
+
 Hand-written HTTP/1.1 over asyncio streams (on uvloop when installed): a general-purpose
 client would spend more CPU per request than the server under test, and on 2 cores the
 client's CPU is taken from the server.
@@ -14,9 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import urllib.parse
+from pathlib import Path
 
 
 async def _connection(
@@ -44,6 +50,17 @@ async def _connection(
     return errors
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _cpu_from(pid: int, at: float) -> float:
+    await asyncio.sleep(max(0.0, at - time.perf_counter()))
+    return _cpu_seconds(pid)
+
+
 async def _run(args: argparse.Namespace) -> dict[str, float]:
     url = urllib.parse.urlsplit(args.url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
@@ -59,9 +76,15 @@ async def _run(args: argparse.Namespace) -> dict[str, float]:
             for _ in range(args.connections)
         )
     )
+    # The server's CPU from the end of the warm-up (read then by a task of its own).
+    cpu_start = None if args.pid is None else asyncio.ensure_future(_cpu_from(args.pid, warm_until))
     # A server that stops answering must not hang the suite.
     errors = await asyncio.wait_for(connections, args.warmup + args.duration + 60.0)
     latencies.sort()
+    cpu: dict[str, float] = {}
+    if cpu_start is not None and latencies:
+        used = _cpu_seconds(args.pid) - await cpu_start
+        cpu["cpu_us"] = used / len(latencies) * 1e6
 
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(len(latencies) * q))] if latencies else 0.0
@@ -73,6 +96,7 @@ async def _run(args: argparse.Namespace) -> dict[str, float]:
         "rps": len(latencies) / args.duration,
         "p50": pct(0.50),
         "p99": pct(0.99),
+        **cpu,
     }
 
 
@@ -84,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--pid", type=int, help="the server's process id: report its CPU time")
     args = parser.parse_args(argv)
     try:
         import uvloop

@@ -77,12 +77,27 @@ def medians(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return {k: median([run[k] for run in runs if k in run]) for k in keys}
 
 
+def paired_ratios(
+    runs: Mapping[str, Sequence[Mapping[str, float]]], num: str, den: str, key: str
+) -> list[float]:
+    """`num[key] / den[key]` of each repeat, both from the same repeat."""
+    pairs = zip(runs.get(num, ()), runs.get(den, ()), strict=False)
+    return [a[key] / b[key] for a, b in pairs if b[key] > 0]
+
+
 def paired_ratio(
     runs: Mapping[str, Sequence[Mapping[str, float]]], num: str, den: str, key: str
 ) -> float:
     """Median over repeats of `num[key] / den[key]`, both from the same repeat."""
-    pairs = zip(runs.get(num, ()), runs.get(den, ()), strict=False)
-    return median([a[key] / b[key] for a, b in pairs if b[key] > 0])
+    return median(paired_ratios(runs, num, den, key))
+
+
+def spread_text(ratios: Sequence[float]) -> str:
+    """How far the repeats' ratios ranged, for a target line: a median of 0.79x from
+    rounds of 0.72x to 0.86x is not the verdict that rounds of 0.78x to 0.80x are."""
+    if len(ratios) < 2:
+        return ""
+    return f" (rounds {min(ratios):.2f}x to {max(ratios):.2f}x)"
 
 
 def ratio_text(value: float, digits: int = 2) -> str:

@@ -1,5 +1,10 @@
 """Scenario 3: requests per second of an endpoint that adds one trivial task.
 
+Beside requests per second, the server process's CPU time per request (all its threads,
+a durable store's writer included; not a broker's, a Redis server's or a peer's workers):
+on a shared machine, where requests per second move with the neighbours, the steadier of
+the two. Each target line shows how far the repeats' ratios ranged.
+
 The peers (fastapi-taskflow, Celery, RQ) run with their workers consuming throughout;
 for those with a broker, "queued at end" is its backlog when the load stopped.
 """
@@ -7,7 +12,17 @@ for those with a broker, "queued at end" is its backlog when the load stopped.
 from __future__ import annotations
 
 from .. import _harness as h
-from .._scenario import Result, Settings, Stopwatch, Target, alternate, medians, paired_ratio
+from .._scenario import (
+    Result,
+    Settings,
+    Stopwatch,
+    Target,
+    alternate,
+    medians,
+    paired_ratio,
+    paired_ratios,
+    spread_text,
+)
 from .._scenario import ratio_text as rt
 from .._scenario import target_ratio as tr
 from .._strategies import pick
@@ -73,6 +88,7 @@ def run(settings: Settings) -> Result:
                 connections=CONNECTIONS,
                 warmup=warmup,
                 duration=duration,
+                pid=srv.pid,
             )
             srv.check_alive()
             if strategy.worker is not None:
@@ -95,6 +111,7 @@ def run(settings: Settings) -> Result:
                 f"{m['rps']:.0f}",
                 h.fmt_ms(m["p50"]),
                 h.fmt_ms(m["p99"]),
+                f"{m['cpu_us']:.0f}" if "cpu_us" in m else "",
                 f"{m['errors']:.0f}",
                 f"{rt(ratio)} of {base}" if base in summary else "",
                 f"{m['queued']:.0f}" if "queued" in m else "",
@@ -102,10 +119,14 @@ def run(settings: Settings) -> Result:
         )
         if base in summary and s.name not in PEERS and s.name not in REFERENCES:
             goal = GOALS.get(s.name, 0.9)
+            spread = spread_text(paired_ratios(runs, s.name, base, "rps"))
+            if "cpu_us" in m and "cpu_us" in summary[base]:
+                cpu = paired_ratio(runs, s.name, base, "cpu_us")
+                spread += f"; server CPU per request {rt(cpu)} of {base}'s"
             targets.append(
                 Target(
                     f"{s.label}: >= {goal}x the requests/s of {base}",
-                    tr(ratio),
+                    tr(ratio) + spread,
                     ratio >= goal,
                 )
             )
@@ -114,6 +135,7 @@ def run(settings: Settings) -> Result:
         "requests/s",
         "p50 ms",
         "p99 ms",
+        "server CPU us/request",
         "errors",
         "vs BackgroundTasks",
         "queued at end",

@@ -38,6 +38,24 @@ def test_process_scenario_writes_table_and_json(tmp_path: Path) -> None:
     assert all(isinstance(t["met"], bool) for t in scenario["targets"])
 
 
+@pytest.mark.server
+def test_dispatch_scenario_reports_server_cpu_and_the_rounds_spread(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "benchmarks", "--quick", "--only", "dispatch", "--repeat", "2"]
+    argv += ["--strategies", "bg-async,offload-loop", "--out", str(tmp_path), "--chart", "no"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "server CPU us/request" in done.stdout  # the table's column
+
+    scenario = json.loads((tmp_path / "latest.json").read_text())["scenarios"]["dispatch"]
+    for name in ("bg-async", "offload-loop"):
+        runs = scenario["strategies"][name]["runs"]
+        assert len(runs) == 2
+        # Orders of magnitude: a request costs the server microseconds, not seconds.
+        assert all(1 < run["cpu_us"] < 100_000 for run in runs)
+    [target] = scenario["targets"]
+    assert "(rounds " in target["value"] and "server CPU per request" in target["value"]
+
+
 def test_a_missing_peer_is_skipped_with_a_note(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
