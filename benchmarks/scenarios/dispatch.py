@@ -12,18 +12,10 @@ for those with a broker, "queued at end" is its backlog when the load stopped.
 from __future__ import annotations
 
 from .. import _harness as h
-from .._scenario import (
-    Result,
-    Settings,
-    Stopwatch,
-    Target,
-    alternate,
-    medians,
-    paired_ratio,
-    paired_ratios,
-    spread_text,
-)
+from .._scenario import Result, Settings, Stopwatch, Target, alternate, medians, paired_ratio
+from .._scenario import paired_ratios as ratios
 from .._scenario import ratio_text as rt
+from .._scenario import spread_text as spread_of
 from .._scenario import target_ratio as tr
 from .._strategies import pick
 
@@ -119,7 +111,7 @@ def run(settings: Settings) -> Result:
         )
         if base in summary and s.name not in PEERS and s.name not in REFERENCES:
             goal = GOALS.get(s.name, 0.9)
-            spread = spread_text(paired_ratios(runs, s.name, base, "rps"))
+            spread = spread_of(ratios(runs, s.name, base, "rps"))
             if "cpu_us" in m and "cpu_us" in summary[base]:
                 cpu = paired_ratio(runs, s.name, base, "cpu_us")
                 spread += f"; server CPU per request {rt(cpu)} of {base}'s"
