@@ -10,6 +10,11 @@ at a time, each `POST /jobs` adding one `async def` no-op task:
 - `floor`: what any collector that detaches its tasks pays at least: a FastAPI
   dependency of its own (FastAPI injects only its own `BackgroundTasks` without one)
   and an asyncio task per task, with nothing else (no id, status, bound or monitor).
+- `statuses`: the floor plus the least a lane with ids and statuses does: an id (the
+  package's own `IdSource`), a status kept in a dict (pending at `add_task`, running,
+  then succeeded or failed by the task's wrapper) and a handle returned; no bound,
+  monitor, settings, store interface or lock. Where the loop lane's cost stands between
+  the two shows what its layers cost over the bookkeeping itself.
 - `offload-loop`: `OffloadTasks.add_task(noop)` (the loop lane, memory store, the app's
   lifespan running).
 - `offload-thread`: the same with a `def` no-op, on the thread lane.
@@ -40,12 +45,13 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from fastapi import BackgroundTasks, Depends, FastAPI
 from starlette.requests import HTTPConnection
 
 from fastapi_offload import Offload, OffloadTasks
+from fastapi_offload.core.ids import IdSource
 
 Message = dict[str, Any]
 # The benchmark suite's Redis database (`benchmarks._workers`), for `offload-redis`.
@@ -136,6 +142,60 @@ async def _floor(conn: HTTPConnection) -> _Floor:
     return collector
 
 
+class _Statuses(_Floor):
+    """`_Floor` plus an id and a status per task (the `statuses` line)."""
+
+    __slots__ = ("ids",)
+    new_id: ClassVar[IdSource] = IdSource()
+    kept: ClassVar[dict[str, str]] = {}  # every request's, as a store's are
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+
+    def add_task(self, func: Callable[[], Any]) -> str:  # type: ignore[override]
+        task_id = self.new_id()
+        self.kept[task_id] = "pending"
+        self.calls.append(func)
+        self.ids.append(task_id)
+        return task_id
+
+    async def __aexit__(self, *exc_info: object) -> bool:
+        loop = asyncio.get_running_loop()
+        for task_id, func in zip(self.ids, self.calls, strict=True):
+            task = loop.create_task(self._run(task_id, func))
+            _RUNNING.add(task)
+            task.add_done_callback(_RUNNING.discard)
+        return False
+
+    async def _run(self, task_id: str, func: Callable[[], Any]) -> None:
+        self.kept[task_id] = "running"
+        try:
+            await func()
+        except Exception:
+            self.kept[task_id] = "failed"
+        else:
+            self.kept[task_id] = "succeeded"
+        if len(self.kept) > 10_000:  # bounded, as the memory store is
+            self.kept.clear()
+
+
+async def _statuses(conn: HTTPConnection) -> _Statuses:
+    collector = _Statuses()
+    conn.scope["fastapi_inner_astack"].push_async_exit(collector)
+    return collector
+
+
+def statuses() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/jobs", status_code=202)
+    async def jobs(tasks: Annotated[_Statuses, Depends(_statuses)]) -> dict[str, str]:
+        return {"task": tasks.add_task(noop_async)}
+
+    return app
+
+
 def floor() -> FastAPI:
     app = FastAPI()
 
@@ -150,6 +210,7 @@ def floor() -> FastAPI:
 LINES: dict[str, Callable[[], FastAPI]] = {
     "bg-async": bg_async,
     "floor": floor,
+    "statuses": statuses,
     "offload-loop": offload_app(noop_async),
     "offload-thread": offload_app(noop),
     "offload-sqlite": offload_app(noop_async, lambda: f"sqlite:///{tempfile.mkdtemp()}/offload.db"),

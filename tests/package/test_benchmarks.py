@@ -97,6 +97,22 @@ def test_the_floor_line_runs_each_task_after_the_response() -> None:
         assert state == {"done": 3, "failed": 0, "wall": state["wall"]} and state["wall"] >= 0
 
 
+def test_the_statuses_line_keeps_each_task_status_to_its_end() -> None:
+    # dispatch_profile's `statuses` line: the floor plus an id and a status per task. Its
+    # tasks must run and settle, or it would understate what that bookkeeping costs.
+    from benchmarks import dispatch_profile
+    from fastapi.testclient import TestClient
+
+    with TestClient(dispatch_profile.statuses()) as http:
+        task_id = http.post("/jobs").json()["task"]
+        for _ in range(100):
+            if dispatch_profile._Statuses.kept.get(task_id) == "succeeded":
+                break
+            time.sleep(0.01)
+        assert dispatch_profile._Statuses.kept[task_id] == "succeeded"
+        assert len(task_id) == 32  # the package's own ids
+
+
 def test_chart_renders_from_results(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="the chart needs the bench group")
     results = tmp_path / "results.json"
