@@ -50,13 +50,17 @@ async def _connection(
     return errors
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid`, all its threads, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of process `pid`, all its threads, from /proc (None
+    where there is no /proc: the column stays empty there)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _cpu_from(pid: int, at: float) -> float:
+async def _cpu_from(pid: int, at: float) -> float | None:
     await asyncio.sleep(max(0.0, at - time.perf_counter()))
     return _cpu_seconds(pid)
 
@@ -83,8 +87,9 @@ async def _run(args: argparse.Namespace) -> dict[str, float]:
     latencies.sort()
     cpu: dict[str, float] = {}
     if cpu_start is not None and latencies:
-        used = _cpu_seconds(args.pid) - await cpu_start
-        cpu["cpu_us"] = used / len(latencies) * 1e6
+        start, end = await cpu_start, _cpu_seconds(args.pid)
+        if start is not None and end is not None:
+            cpu["cpu_us"] = (end - start) / len(latencies) * 1e6
 
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(len(latencies) * q))] if latencies else 0.0
