@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -55,6 +56,27 @@ V1_ROWS = [  # as version 1's UPSERT wrote them: a live row and a finished one
     ("done", "jobs.g", "process", "failed", NOW - 9, NOW - 8, NOW - 7, 2, "ValueError('x')",
      None, None, 0, 0, None, 5.0, 1, 1.0, NOW - 7),
 ]  # fmt: skip
+
+
+async def test_workers_opening_a_new_file_at_the_same_moment_all_open(
+    open_store: OpenStore, tmp_path: Path
+) -> None:
+    # `uvicorn --workers N` on a new file: each process turns it into WAL as it opens,
+    # and SQLite refuses all but one of those at once ("database is locked") without
+    # waiting its busy timeout. Refused, a worker did not start (about a third of
+    # pairs here). Three stores at once, twenty new files: all of them must open.
+    for attempt in range(20):
+        db = tmp_path / f"new-{attempt}.db"
+        stores: list[SqliteStore | RedisStore] = []
+
+        async def open_one(owner: str, db: Path = db, into: list[Any] = stores) -> None:
+            into.append(await open_store(owner, at=db))
+
+        async with anyio.create_task_group() as group:
+            for owner in "abc":
+                group.start_soon(open_one, owner)
+        assert len(stores) == 3
+        assert query(db, "PRAGMA journal_mode") == [("wal",)]
 
 
 async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_rows(

@@ -9,6 +9,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 
 from .._errors import ConfigError
@@ -17,6 +18,25 @@ from .sqlite_schema import SCHEMA, SCHEMA_VERSION, UPGRADES
 __all__ = ["SqliteFile"]
 
 logger = logging.getLogger("fastapi_offload")
+
+
+def _use_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Put the file in WAL mode (a no-op once it is). Turning a file into WAL takes its
+    exclusive lock, and SQLite refuses at once ("database is locked"), without waiting
+    its busy timeout, all but one of the connections doing so at the same moment: the
+    workers of `uvicorn --workers N` opening a new file (a third of pairs failed to
+    start). Asked again here, backing off, for up to the busy timeout."""
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class SqliteFile:
@@ -44,7 +64,11 @@ class SqliteFile:
         conn = sqlite3.connect(
             self._file, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            _use_wal(conn, self.busy_timeout)
+        except sqlite3.Error:
+            conn.close()
+            raise
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA journal_size_limit = 67108864")  # the WAL shrinks back after a burst
         return conn
