@@ -138,6 +138,28 @@ def test_a_cancel_asked_while_the_owner_was_dead_stops_the_requeued_task_before_
     assert len(lines(out)) == 1  # reclaimed, but never started again
 
 
+def wait_until_stored_running(url: str, task_id: str) -> None:
+    """Until the store (read by a process of its own, as a status route elsewhere would)
+    holds the task's `running` row of attempt 1. A task writes its line as it starts, and
+    its row is committed a moment later: killed before that commit, the store would still
+    say attempt 0 and its run after the kill would rightly be attempt 1, not 2 (the
+    fresh-clone CI once killed first)."""
+    store = build_store(OffloadConfig.resolve({"store": url}))
+
+    async def read() -> tuple[str, int] | None:
+        await store.open()
+        try:
+            info = await store.get(task_id)
+        finally:
+            await store.close()
+        return None if info is None else (info.state.value, info.attempts)
+
+    deadline = time.monotonic() + 10
+    while (found := anyio.run(read)) != ("running", 1):
+        assert time.monotonic() < deadline, f"the store holds {found} for task {task_id}"
+        time.sleep(0.05)
+
+
 def test_a_restart_on_the_same_host_reclaims_a_killed_process_s_tasks_without_waiting_for_the_lease(
     start_server: StartServer, tmp_path: Path, store_env: dict[str, str]
 ) -> None:
@@ -154,6 +176,7 @@ def test_a_restart_on_the_same_host_reclaims_a_killed_process_s_tasks_without_wa
     deadline = time.monotonic() + 10
     while not lines(out) and time.monotonic() < deadline:
         time.sleep(0.02)
+    wait_until_stored_running(env["OFFLOAD_STORE"], rerun)
     first.kill()
     killed = time.monotonic()
 
@@ -183,6 +206,7 @@ def test_a_killed_worker_s_tasks_are_reclaimed_at_once_under_workers_2(
     while not lines(out) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert lines(out) == [str(worker)]
+    wait_until_stored_running(env["OFFLOAD_STORE"], task_id)
     os.kill(worker, signal.SIGKILL)
     killed = time.monotonic()
     # Bounded well below the 15 s lease, with room for a loaded machine to start a worker.
@@ -196,5 +220,5 @@ def test_a_killed_worker_s_tasks_are_reclaimed_at_once_under_workers_2(
     # dead worker's (attempt 1): polled, not read once.
     deadline = time.monotonic() + 10
     while (body := server.wait_for_state(task_id, {"running"}))["attempts"] != 2:
-        assert time.monotonic() < deadline, body
+        assert time.monotonic() < deadline, f"{body} (runs by: {lines(out)}, killed: {worker})"
         time.sleep(0.05)
