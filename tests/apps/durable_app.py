@@ -43,6 +43,11 @@ async def requeue_first(tasks: OffloadTasks, seconds: float, path: str) -> str:
     return tasks.add_task(jobs.append_then_sleep, seconds, path).id
 
 
+@app.post("/requeue-crash", status_code=202)
+async def requeue_crash(tasks: OffloadTasks, path: str) -> str:
+    return tasks.add_task(jobs.append_then_crash, path).id
+
+
 @app.post("/keyed", status_code=202)
 async def keyed(tasks: OffloadTasks, response: Response, key: str, path: str) -> dict[str, Any]:
     """One run per key: a retried POST answers 200 with the id of the task it started."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -135,3 +136,12 @@ def append_then_sleep(seconds: float, path: str) -> None:
     with open(path, "a") as file:
         file.write(f"{os.getpid()}\n")
     time.sleep(seconds)
+
+
+@task(requeue=True)
+def append_then_crash(path: str) -> None:
+    """Declared safe to run again, and takes its process down as it starts (a crash in a
+    C extension, say): every start is one line, then the process is gone at once."""
+    with open(path, "a") as file:
+        file.write(f"{os.getpid()}\n")
+    os.kill(os.getpid(), signal.SIGKILL)

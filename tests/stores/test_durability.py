@@ -191,6 +191,38 @@ def test_a_restart_on_the_same_host_reclaims_a_killed_process_s_tasks_without_wa
     assert "no longer runs on this host" in str(interrupted["error"]), interrupted["error"]
 
 
+def test_a_task_that_takes_its_process_down_as_it_starts_is_not_run_forever(
+    start_server: StartServer, tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    # A requeue=True task is run again after a crash at most 1 + retries times, counted
+    # by its attempts in the store. One that kills its process at once must have each
+    # attempt counted too: its start is committed before it runs.
+    out = tmp_path / "starts.txt"
+    first = start_server(APP, env=store_env)
+    with first.client() as client:
+        task_id = client.post("/requeue-crash", params={"path": str(out)}).json()
+    first.process.wait(timeout=10)  # the task killed it
+    assert len(lines(out)) == 1
+    # Each restart reclaims the task at once (its process is gone from this host) and,
+    # while attempts remain, runs it again and is killed (maybe before it is ready). A
+    # bound of 4 restarts: uncounted attempts would go on forever.
+    for _ in range(4):
+        try:
+            server = start_server(APP, env=store_env)
+        except AssertionError:  # exited while starting: the task ran again
+            continue
+        deadline = time.monotonic() + 5
+        while server.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if server.process.poll() is None:
+            break  # up for 5 s: it did not run the task again
+    else:
+        raise AssertionError(f"run again after every restart: {len(lines(out))} runs")
+    body = server.wait_for_state(task_id, {"failed"})
+    assert "its process stopped during each of its 2 attempts" in str(body["error"]), body
+    assert len(lines(out)) == 2  # the first run, and the one run again (retries=0)
+
+
 def test_a_killed_worker_s_tasks_are_reclaimed_at_once_under_workers_2(
     start_server: StartServer, tmp_path: Path
 ) -> None:
