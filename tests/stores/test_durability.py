@@ -204,9 +204,10 @@ def test_a_task_that_takes_its_process_down_as_it_starts_is_not_run_forever(
     first.process.wait(timeout=10)  # the task killed it
     assert len(lines(out)) == 1
     # Each restart reclaims the task at once (its process is gone from this host) and,
-    # while attempts remain, runs it again and is killed (maybe before it is ready). A
-    # bound of 4 restarts: uncounted attempts would go on forever.
-    for _ in range(4):
+    # while attempts remain, runs it again and is killed (maybe before it is ready).
+    # Before its start was committed first, a loaded machine (the fresh-clone CI) saw 3
+    # and 4 runs here: the crash beat the commit of the attempt.
+    for _ in range(3):
         try:
             server = start_server(APP, env=store_env)
         except AssertionError:  # exited while starting: the task ran again
