@@ -50,14 +50,19 @@ async def _connection(
     return errors
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`, all its threads, from /proc (the
+    server's, here and in `_servers.Server.cpu_seconds`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of process `pid`, all its threads, from /proc (None
-    where there is no /proc: the column stays empty there)."""
+    # None where there is no /proc: the column stays empty there.
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return cpu_seconds(pid)
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _cpu_from(pid: int, at: float) -> float | None:

@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import httpx
 
+from ._load import cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 
@@ -179,8 +181,7 @@ class Server(Service):
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system, all threads) of the server process, not its workers."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def rss_kib(self) -> int:
         """Resident set size of the server process (not its workers), from /proc."""
