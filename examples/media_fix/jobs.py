@@ -48,5 +48,8 @@ def make_thumbnail(image_id: int, *, size: int = 128, side: int = 3000) -> str:
     """Decode image `image_id`, shrink it to `size` x `size`, write a PGM file; its path."""
     thumbnail = shrink(decode(image_id, side), side, size)
     path = media_dir() / f"thumbnail-{image_id}-{size}.pgm"
-    path.write_bytes(f"P5 {size} {size} 255\n".encode() + bytes(thumbnail))
+    # Written aside, then renamed: whoever serves or reads it never sees half a file.
+    part = path.with_name(f"{path.name}.part")
+    part.write_bytes(f"P5 {size} {size} 255\n".encode() + bytes(thumbnail))
+    part.replace(path)
     return str(path)
